@@ -1,0 +1,141 @@
+"""Every stable error and finding code nbapps emits, with its severity and fix.
+
+This table is the single source for messages' hints, the README's error table (a test checks that
+the README lists every code) and the JSON API's ``error`` field. Codes are never renumbered or
+reused; a retired code stays here marked as such.
+
+Ranges: NBA0xx notebook findings (validate), NBA1xx parameters and command-line usage,
+NBA2xx bundles, NBA3xx gallery server and API, NBA4xx app runners.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+
+class Severity(str, Enum):
+    ERROR = "error"
+    WARNING = "warning"
+
+
+@dataclass(frozen=True)
+class Code:
+    code: str
+    severity: Severity
+    title: str
+    fix: str
+
+
+E, W = Severity.ERROR, Severity.WARNING
+
+_TABLE: list[Code] = [
+    # -- reading the notebook ------------------------------------------------------------------
+    Code("NBA001", E, "File cannot be read", "Check that the path exists and is readable."),
+    Code("NBA002", E, "File is not valid JSON",
+         "The file is damaged or not a notebook; re-save it from JupyterLab."),
+    Code("NBA003", E, "JSON is not a Jupyter notebook",
+         "The file needs `cells`, `metadata`, `nbformat` and `nbformat_minor` keys."),
+    Code("NBA004", E, "Notebook violates the nbformat schema",
+         "Open and re-save the notebook in JupyterLab, or fix the field named in the message."),
+    Code("NBA005", W, "Old notebook format upgraded",
+         "Re-save the notebook with a current JupyterLab so it is stored as nbformat 4.5."),
+    Code("NBA006", E, "File is empty", "Save the notebook again; the file has no content."),
+    # -- kernel ----------------------------------------------------------------------------------
+    Code("NBA010", E, "No kernelspec in the notebook metadata",
+         "Open the notebook in JupyterLab, pick a kernel (e.g. Python 3) and save."),
+    Code("NBA011", E, "Kernel not installed here",
+         "Install the kernel (`python -m ipykernel install --user --name NAME`) or switch the "
+         "notebook to an installed one (`jupyter kernelspec list`)."),
+    # -- parameters ------------------------------------------------------------------------------
+    Code("NBA020", E, "No cell tagged `parameters`",
+         "Put the app's inputs in one code cell and give it the `parameters` tag."),
+    Code("NBA021", E, "More than one cell tagged `parameters`",
+         "Keep the `parameters` tag on exactly one cell; merge the others into it."),
+    Code("NBA022", E, "Parameters cell is not plain literal assignments",
+         "Use only `name = literal  # help` lines (numbers, strings, booleans, None, lists, "
+         "dicts); move computations to the next cell."),
+    Code("NBA023", W, "Cell uses the reserved `injected-parameters` tag",
+         "Remove the tag: papermill adds that cell itself when it runs the notebook."),
+    Code("NBA024", E, "Parameter constraint in metadata is invalid",
+         "Fix `metadata.nbapps.parameters.NAME`: only `choices`, `min`, `max` for a known "
+         "parameter, of the parameter's type, with the default allowed."),
+    # -- app metadata ----------------------------------------------------------------------------
+    Code("NBA030", E, "No cell tagged `widget`",
+         "Tag the cells that make up the app (widgets, charts, markdown) with `widget`."),
+    Code("NBA031", E, "App title missing", "Set `metadata.nbapps.title`."),
+    Code("NBA032", E, "App description missing", "Set `metadata.nbapps.description`."),
+    Code("NBA033", E, "`metadata.nbapps` has a field of the wrong type",
+         "Fix the field named in the message (see the README's metadata table)."),
+    # -- test parameters -------------------------------------------------------------------------
+    Code("NBA040", E, "Test parameters name an unknown parameter",
+         "Use only names defined in the `parameters` cell."),
+    Code("NBA041", E, "Test parameter value has the wrong type",
+         "Give a value of the parameter's type (from its default in the `parameters` cell)."),
+    Code("NBA042", E, "Test parameter value outside the allowed values",
+         "Pick a value within the parameter's `choices` or `min`/`max`."),
+    # -- content ---------------------------------------------------------------------------------
+    Code("NBA050", E, "Secret in a cell's source",
+         "Remove the secret; read it at run time from an environment variable or a secrets "
+         "store, and rotate it since it was saved."),
+    Code("NBA051", E, "Secret in a stored output",
+         "Clear the outputs (Edit > Clear Outputs of All Cells), remove what printed the secret "
+         "and rotate it."),
+    Code("NBA060", E, "Stored outputs too large",
+         "Clear large outputs before publishing; the app recomputes them when it runs."),
+    Code("NBA061", W, "Shell escape or system magic",
+         "Apps should not run shell commands (`!cmd`, `%system`, `%%bash`); use Python instead."),
+    Code("NBA062", E, "Declared data file missing",
+         "Fix the path in `metadata.nbapps.files` (relative to the notebook) or add the file."),
+    Code("NBA063", E, "Declared thumbnail missing",
+         "Fix `metadata.nbapps.thumbnail` (a PNG path relative to the notebook)."),
+    # -- execution -------------------------------------------------------------------------------
+    Code("NBA070", E, "A cell raised an exception",
+         "Run the notebook top to bottom (Kernel > Restart and Run All) and fix the cell named."),
+    Code("NBA071", E, "A cell ran longer than the cell timeout",
+         "Make the cell faster or raise `metadata.nbapps.timeout`."),
+    Code("NBA072", E, "The notebook ran longer than the total timeout",
+         "Make the notebook faster or raise the total timeout (`--timeout`)."),
+    Code("NBA073", E, "The kernel died while running",
+         "The cell named crashed the kernel (memory, a native library, `os._exit`); fix it."),
+    Code("NBA074", E, "A `widget` cell produced no display output",
+         "End the cell with a widget or `display(...)`, or remove its `widget` tag."),
+    Code("NBA075", E, "Unknown magic or error printed on stderr",
+         "Remove or fix the magic named in the message."),
+    Code("NBA076", E, "The kernel could not be started", "Check the kernel named in the message."),
+    Code("NBA077", E, "An exception was captured in a widget output",
+         "An `Output.capture()` swallowed an exception at start; fix the code it names."),
+    # -- parameters given on the command line or the URL ----------------------------------------
+    Code("NBA100", E, "Command-line usage error", "See `nbapps COMMAND --help`."),
+    Code("NBA101", E, "Unknown parameter", "Use one of the parameters listed in the message."),
+    Code("NBA102", E, "Parameter value has the wrong type",
+         "Give a value of the type listed for that parameter."),
+    Code("NBA103", E, "Parameter value outside the allowed values",
+         "Pick one of the choices or a value within min/max."),
+    Code("NBA104", E, "Parameter file unreadable", "Give a YAML or JSON mapping of name: value."),
+    Code("NBA105", E, "Path not found", "Check the path."),
+    # -- bundles ---------------------------------------------------------------------------------
+    Code("NBA200", E, "Notebook has errors; not bundled", "Fix the findings listed, then retry."),
+    Code("NBA201", E, "Bundle manifest missing or invalid",
+         "Rebuild the bundle with `nbapps bundle`; do not edit bundles by hand."),
+    Code("NBA202", E, "Bundle content does not match its hash",
+         "The bundle was modified after it was built; rebuild it with `nbapps bundle`."),
+    Code("NBA203", E, "Bundle too large",
+         "Ship smaller data files or ask an admin to raise the limit."),
+    Code("NBA204", E, "Bundle archive unsafe or unreadable",
+         "Rebuild the bundle; archives may not contain links or paths outside the bundle."),
+    Code("NBA205", E, "Output folder exists and holds something else",
+         "Pick another output folder or empty it."),
+]
+
+CODES: dict[str, Code] = {c.code: c for c in _TABLE}
+
+
+def register(code: Code) -> None:
+    """Add a code (used by modules that own a range); refuses to redefine an existing code."""
+    if code.code in CODES and CODES[code.code] != code:
+        raise ValueError(f"code {code.code} already defined differently")
+    CODES[code.code] = code
+
+
+def lookup(code: str) -> Code:
+    return CODES[code]

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Installs the Debian packages the test suite needs when they are missing: PostgreSQL (the catalog
+# suite runs against a real server) and Chromium (browser tests). Idempotent and quiet when
+# everything is already there. Needs root or passwordless sudo for apt-get.
+set -euo pipefail
+
+want=()
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || want+=(postgresql)
+command -v chromium >/dev/null 2>&1 || want+=(chromium)
+fc-list 2>/dev/null | grep -qi dejavu || want+=(fonts-dejavu-core)
+
+if [ ${#want[@]} -eq 0 ]; then
+  exit 0
+fi
+SUDO=""
+if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
+echo "installing system packages: ${want[*]}"
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${want[@]}" >/dev/null
