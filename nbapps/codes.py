@@ -66,6 +66,8 @@ _TABLE: list[Code] = [
     Code("NBA032", E, "App description missing", "Set `metadata.nbapps.description`."),
     Code("NBA033", E, "`metadata.nbapps` has a field of the wrong type",
          "Fix the field named in the message (see the README's metadata table)."),
+    Code("NBA034", W, "Unknown field in `metadata.nbapps`",
+         "Fix the field's name (a typo is ignored silently otherwise) or remove it."),
     # -- test parameters -------------------------------------------------------------------------
     Code("NBA040", E, "Test parameters name an unknown parameter",
          "Use only names defined in the `parameters` cell."),
@@ -113,6 +115,9 @@ _TABLE: list[Code] = [
          "Pick one of the choices or a value within min/max."),
     Code("NBA104", E, "Parameter file unreadable", "Give a YAML or JSON mapping of name: value."),
     Code("NBA105", E, "Path not found", "Check the path."),
+    Code("NBA106", E, "File already exists",
+         "Pick another name or `--dir`, or move the existing file away first; nbapps never "
+         "overwrites it."),
     # -- bundles ---------------------------------------------------------------------------------
     Code("NBA200", E, "Notebook has errors; not bundled", "Fix the findings listed, then retry."),
     Code("NBA201", E, "Bundle manifest missing or invalid",
@@ -125,6 +130,68 @@ _TABLE: list[Code] = [
          "Rebuild the bundle; archives may not contain links or paths outside the bundle."),
     Code("NBA205", E, "Output folder exists and holds something else",
          "Pick another output folder or empty it."),
+    # -- gallery server, catalog, accounts -------------------------------------------------------
+    Code("NBA300", E, "Authentication required",
+         "Log in, or send an API token as `Authorization: Bearer <token>`."),
+    Code("NBA301", E, "Permission denied",
+         "Your role does not allow this; ask an admin (`nbapps user set-role`)."),
+    Code("NBA302", E, "Not found",
+         "Check the name or id; it may have been removed or never existed."),
+    Code("NBA303", E, "Conflict with the current state",
+         "Someone changed this at the same moment; reload and try again."),
+    Code("NBA304", E, "Four-eyes rule: you cannot decide on your own submission",
+         "Ask another reviewer to review it."),
+    Code("NBA305", E, "Action not allowed in the submission's current state",
+         "Reload the submission to see its state; only submitted versions can be decided."),
+    Code("NBA306", E, "Catalog schema is newer than this nbapps",
+         "Upgrade nbapps to the version that last migrated this database, or use another "
+         "`--db-url`/`--data-dir`."),
+    Code("NBA307", E, "User already exists", "Pick another name, or change the existing user."),
+    Code("NBA308", E, "Wrong user name or password", "Check both and try again."),
+    Code("NBA309", E, "Too many failed logins", "Wait a few minutes before trying again."),
+    Code("NBA310", E, "API token invalid or revoked",
+         "Create a new token (`nbapps user token NAME`) and use it."),
+    Code("NBA311", E, "Invalid user name, role or password",
+         "User names are 1-64 visible characters without spaces, ':' or '/'; roles are viewer, "
+         "analyst, reviewer, admin."),
+    Code("NBA312", E, "Bundle store error",
+         "Check the store URL and its permissions; an object of the same hash with other "
+         "content means the store was tampered with."),
+    Code("NBA313", E, "Catalog database unavailable",
+         "Check `--db-url` (or the data dir) and that the database server is running."),
+    # -- gallery web layer and its clients (NBA330-349) ------------------------------------------
+    Code("NBA330", E, "Request refused: XSRF token missing or wrong, or cross-site origin",
+         "Reload the page and submit the form again; API clients send `Authorization: Bearer` "
+         "or the `_xsrf` cookie's value in an `X-XSRFToken` header."),
+    Code("NBA331", E, "Invalid request", "Fix the field named in the message and retry."),
+    Code("NBA332", E, "Method not allowed", "See /api/openapi.json for the methods of each URL."),
+    Code("NBA333", E, "Internal server error",
+         "Retry; if it persists, the operator finds the details in the server's debug log."),
+    Code("NBA334", E, "App runtime not available",
+         "This server cannot run apps yet; ask the operator to enable the app runners."),
+    Code("NBA335", E, "Gallery server unreachable or not an nbapps gallery",
+         "Check `--gallery` / `NBAPPS_GALLERY` (e.g. http://127.0.0.1:8866) and that the "
+         "server runs."),
+    Code("NBA336", E, "No gallery or token configured",
+         "Set `NBAPPS_GALLERY` and `NBAPPS_TOKEN`, or `gallery` and `token` in "
+         "~/.config/nbapps/config.toml (a token comes from your account page)."),
+    # -- JupyterLab extension (nbapps.labserver) -------------------------------------------------
+    Code("NBA380", E, "No usable gallery URL",
+         "Set the gallery's http(s) address in Settings > Settings Editor > nbapps."),
+    Code("NBA381", E, "No API token stored for this gallery",
+         "Use 'Set token…' in the nbapps panel (or the settings' API token field) with a token "
+         "from your gallery account page."),
+    Code("NBA385", E, "A lab job failed unexpectedly",
+         "See the Jupyter server log for the details, then retry; report it if it persists."),
+    # -- app runners (NBA400-) --------------------------------------------------------------------
+    Code("NBA400", E, "App runner could not be prepared",
+         "Check that the approved bundle is complete; see the runner log named in the message."),
+    Code("NBA401", E, "App runner failed to start",
+         "See the runner log named in the message; the app is restarted with backoff."),
+    Code("NBA402", E, "App busy: kernel or memory limit reached",
+         "Try again later, or ask an admin to raise the per-app kernel cap or memory budget."),
+    Code("NBA403", E, "Another gallery uses this data folder",
+         "Stop the other `nbapps serve` or give this one its own data folder."),
 ]
 
 CODES: dict[str, Code] = {c.code: c for c in _TABLE}
@@ -139,3 +206,17 @@ def register(code: Code) -> None:
 
 def lookup(code: str) -> Code:
     return CODES[code]
+
+
+def markdown_table() -> str:
+    """The README's table of codes (regenerate with ``python -m nbapps.codes``)."""
+    rows = ["| code | severity | what it means | how to fix it |", "|---|---|---|---|"]
+    for code in sorted(CODES):
+        c = CODES[code]
+        fix = c.fix.replace("|", "\\|")
+        rows.append(f"| {c.code} | {c.severity.value} | {c.title} | {fix} |")
+    return "\n".join(rows)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    print(markdown_table())

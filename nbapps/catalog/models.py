@@ -1,0 +1,226 @@
+"""SQLAlchemy 2 models of the catalog (typed ``Mapped[...]``).
+
+The schema itself is created and changed only by the Alembic migrations in ``migrations/``; these
+models must match them (``tests/test_catalog_schema.py`` compares both). Search helpers that exist
+only in the database (SQLite ``apps_fts`` FTS5 table and its triggers, PostgreSQL
+``apps.search_vector`` generated column + GIN index) are not mapped here.
+
+Times are stored as naive UTC and returned as aware UTC datetimes (:class:`UTCDateTime`).
+"""
+from __future__ import annotations
+
+from datetime import date, datetime, timezone
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Date,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    event,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship
+from sqlalchemy.types import TypeDecorator
+
+from ..errors import PermissionDenied
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes in, aware UTC datetimes out (stored naive UTC on every backend)."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the catalog; use UTC-aware datetimes")
+        return value.astimezone(timezone.utc).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=timezone.utc)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {datetime: UTCDateTime(), dict[str, Any]: JSON()}
+
+
+class User(Base):
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    role: Mapped[str] = mapped_column(String(16))
+    password_hash: Mapped[str | None] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class ApiToken(Base):
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    prefix: Mapped[str] = mapped_column(String(16), index=True)
+    label: Mapped[str] = mapped_column(String(200), default="")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_used_at: Mapped[datetime | None]
+    revoked_at: Mapped[datetime | None]
+
+    user: Mapped[User] = relationship(lazy="joined", innerjoin=True)
+
+
+class App(Base):
+    __tablename__ = "apps"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    slug: Mapped[str] = mapped_column(String(100), unique=True)
+    title: Mapped[str] = mapped_column(String(300))
+    description: Mapped[str] = mapped_column(Text, default="")
+    # tags joined by single spaces (tags never contain spaces): shown on cards without a join,
+    # and indexed by full-text search; ``app_tags`` has one row per tag for filtering.
+    tags_text: Mapped[str] = mapped_column(Text, default="")
+    author_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    live_version_id: Mapped[int | None] = mapped_column(
+        ForeignKey("versions.id", use_alter=True, name="fk_apps_live_version"), index=True
+    )
+    previous_live_version_id: Mapped[int | None] = mapped_column(
+        ForeignKey("versions.id", use_alter=True, name="fk_apps_previous_live_version")
+    )
+    view_count: Mapped[int] = mapped_column(BigInteger, default=0)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+
+    author: Mapped[User] = relationship(lazy="raise")
+    tags: Mapped[list[AppTag]] = relationship(
+        lazy="raise", cascade="all, delete-orphan", order_by="AppTag.tag"
+    )
+    live_version: Mapped[Version | None] = relationship(
+        foreign_keys=[live_version_id], lazy="raise", post_update=True
+    )
+
+    __table_args__ = (
+        Index("ix_apps_live_title", "live_version_id", "title"),
+        Index("ix_apps_view_count", "view_count"),
+    )
+
+
+class AppTag(Base):
+    __tablename__ = "app_tags"
+
+    app_id: Mapped[int] = mapped_column(
+        ForeignKey("apps.id", ondelete="CASCADE"), primary_key=True
+    )
+    tag: Mapped[str] = mapped_column(String(64), primary_key=True, index=True)
+
+
+class Version(Base):
+    __tablename__ = "versions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    app_id: Mapped[int] = mapped_column(ForeignKey("apps.id", ondelete="CASCADE"))
+    number: Mapped[int] = mapped_column(Integer)
+    sha256: Mapped[str] = mapped_column(String(64), index=True)
+    title: Mapped[str] = mapped_column(String(300))
+    description: Mapped[str] = mapped_column(Text, default="")
+    tags_text: Mapped[str] = mapped_column(Text, default="")
+    manifest: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    store_key: Mapped[str] = mapped_column(String(500))
+    thumbnail: Mapped[str | None] = mapped_column(String(500))
+    size: Mapped[int | None] = mapped_column(BigInteger)
+    submitter_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    state: Mapped[str] = mapped_column(String(32), index=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    decided_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    decided_at: Mapped[datetime | None]
+    comment: Mapped[str | None] = mapped_column(Text)
+
+    app: Mapped[App] = relationship(foreign_keys=[app_id], lazy="raise")
+    submitter: Mapped[User] = relationship(foreign_keys=[submitter_id], lazy="raise")
+    decided_by: Mapped[User | None] = relationship(foreign_keys=[decided_by_id], lazy="raise")
+
+    __table_args__ = (
+        UniqueConstraint("app_id", "sha256", name="uq_versions_app_sha256"),
+        UniqueConstraint("app_id", "number", name="uq_versions_app_number"),
+    )
+
+
+class Review(Base):
+    """Append-only record of every decision, withdrawal and rollback."""
+
+    __tablename__ = "reviews"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    version_id: Mapped[int] = mapped_column(ForeignKey("versions.id"), index=True)
+    actor_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    action: Mapped[str] = mapped_column(String(32))
+    from_state: Mapped[str | None] = mapped_column(String(32))
+    to_state: Mapped[str | None] = mapped_column(String(32))
+    comment: Mapped[str | None] = mapped_column(Text)
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    actor: Mapped[User] = relationship(lazy="raise")
+
+
+class AuditEventRow(Base):
+    """Append-only audit log: never updated or deleted (enforced here and by DB triggers)."""
+
+    __tablename__ = "audit_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    actor: Mapped[str] = mapped_column(String(100))
+    action: Mapped[str] = mapped_column(String(64))
+    target: Mapped[str] = mapped_column(String(300), default="")
+    version_sha256: Mapped[str | None] = mapped_column(String(64))
+    ip: Mapped[str | None] = mapped_column(String(64))
+    details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+    __table_args__ = (
+        Index("ix_audit_action_target_at", "action", "target", "at"),
+        Index("ix_audit_action_ip_at", "action", "ip", "at"),
+        Index("ix_audit_actor", "actor"),
+    )
+
+
+class UsageDaily(Base):
+    __tablename__ = "usage_daily"
+
+    app_id: Mapped[int] = mapped_column(
+        ForeignKey("apps.id", ondelete="CASCADE"), primary_key=True
+    )
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    views: Mapped[int] = mapped_column(BigInteger, default=0)
+    errors: Mapped[int] = mapped_column(BigInteger, default=0)
+    render_ms_sum: Mapped[float] = mapped_column(Float, default=0.0)
+    render_count: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+APPEND_ONLY = (AuditEventRow, Review)
+
+
+@event.listens_for(Session, "before_flush")
+def _refuse_append_only_changes(session: Session, flush_context: Any, instances: Any) -> None:
+    """ORM-level guard: audit events and reviews are only ever inserted."""
+    for obj in list(session.dirty) + list(session.deleted):
+        if isinstance(obj, APPEND_ONLY) and (obj in session.deleted or session.is_modified(obj)):
+            raise PermissionDenied(
+                f"{obj.__tablename__} is append-only: rows are never changed or deleted",
+                code="NBA301",
+            )

@@ -1,0 +1,95 @@
+"""The review state machine, tested from one table of (state, action, who, role) -> outcome."""
+from __future__ import annotations
+
+import itertools
+
+import pytest
+
+from nbapps.accounts import Role
+from nbapps.errors import Conflict, PermissionDenied
+from nbapps.review import (
+    Action,
+    State,
+    allowed_actions,
+    can_rollback,
+    transition,
+)
+
+SUBMITTER = "ana"
+OTHER = "rita"
+
+# outcome: a State, or an error code. "self" = the actor is the submitter, "other" = not.
+EXPECTED: dict[tuple[State | None, Action, str, Role], State | str] = {}
+
+
+def _expected(state: State | None, action: Action, who: str, role: Role) -> State | str:
+    """The rules, written independently of review.py's tables."""
+    needs_review = action in (Action.APPROVE, Action.REQUEST_CHANGES, Action.REJECT)
+    if needs_review and role not in (Role.REVIEWER, Role.ADMIN):
+        return "NBA301"
+    if action in (Action.SUBMIT, Action.WITHDRAW) and role is Role.VIEWER:
+        return "NBA301"
+    if needs_review and who == "self":
+        return "NBA304"
+    if action is Action.WITHDRAW and who != "self":
+        return "NBA301"
+    table = {
+        (None, Action.SUBMIT): State.SUBMITTED,
+        (State.SUBMITTED, Action.APPROVE): State.APPROVED,
+        (State.SUBMITTED, Action.REQUEST_CHANGES): State.CHANGES_REQUESTED,
+        (State.SUBMITTED, Action.REJECT): State.REJECTED,
+        (State.SUBMITTED, Action.WITHDRAW): State.WITHDRAWN,
+        (State.CHANGES_REQUESTED, Action.WITHDRAW): State.WITHDRAWN,
+    }
+    return table.get((state, action), "NBA305")
+
+
+CASES = [
+    (state, action, who, role)
+    for state, action, who, role in itertools.product(
+        [None, *State], list(Action), ["self", "other"], list(Role)
+    )
+]
+
+
+@pytest.mark.parametrize(
+    "state,action,who,role", CASES,
+    ids=[f"{s.value if s else 'new'}-{a.value}-{w}-{r.value}" for s, a, w, r in CASES],
+)
+def test_transition_table(state, action, who, role):
+    actor = SUBMITTER if who == "self" else OTHER
+    submitter = SUBMITTER if state is not None or action is not Action.SUBMIT else actor
+    expected = _expected(state, action, who if state is not None or action is not Action.SUBMIT
+                         else "self", role)
+    if isinstance(expected, State):
+        assert transition(state, action, actor, role, submitter) is expected
+    else:
+        with pytest.raises((PermissionDenied, Conflict)) as err:
+            transition(state, action, actor, role, submitter)
+        assert err.value.code == expected
+        assert err.value.http_status in (403, 409)
+
+
+def test_four_eyes_applies_to_admins_too():
+    with pytest.raises(PermissionDenied) as err:
+        transition("submitted", "approve", "boss", "admin", "boss")
+    assert err.value.code == "NBA304" and err.value.http_status == 403
+
+
+def test_strings_are_accepted_and_unknown_action_is_a_clear_error():
+    assert transition("submitted", "request-changes", "r", "reviewer", "a") is \
+        State.CHANGES_REQUESTED
+    with pytest.raises(Conflict) as err:
+        transition("submitted", "publish", "r", "reviewer", "a")
+    assert "unknown review action" in err.value.message
+
+
+def test_allowed_actions_for_buttons():
+    assert allowed_actions("submitted", "rita", "reviewer", "ana") == [
+        Action.APPROVE, Action.REQUEST_CHANGES, Action.REJECT]
+    assert allowed_actions("submitted", "ana", "reviewer", "ana") == [Action.WITHDRAW]
+    assert allowed_actions("approved", "rita", "admin", "ana") == []
+
+
+def test_rollback_roles():
+    assert [r.value for r in Role if can_rollback(r)] == ["reviewer", "admin"]
