@@ -9,7 +9,9 @@ STAMP := $(VENV)/.nbapps-installed
 
 venv: $(STAMP)
 
-$(STAMP): pyproject.toml
+EXT_SOURCES := extension/package.json extension/yarn.lock $(shell find extension/src extension/style extension/schema -type f 2>/dev/null)
+
+$(STAMP): pyproject.toml $(EXT_SOURCES)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e '.[test,postgres]'
@@ -21,6 +23,7 @@ system-deps:
 ## test: install everything (venv, Python deps, PostgreSQL, Chromium) and run the whole suite
 test: venv system-deps
 	$(BIN)/ruff check nbapps tests benchmarks
+	cd extension && ../$(BIN)/jlpm test
 	$(BIN)/python -m pytest
 
 ## demo: set up, then run the main job on the embedded default

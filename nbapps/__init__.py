@@ -1,6 +1,11 @@
 """nbapps: turn Jupyter notebooks into governed micro apps."""
 from __future__ import annotations
 
-__version__ = "0.1.0"
+from importlib.metadata import PackageNotFoundError, version
+
+try:  # one version for the package and the lab extension: extension/package.json
+    __version__ = version("nbapps")
+except PackageNotFoundError:  # running from a source tree that was never installed
+    __version__ = "0+unknown"
 
 __all__ = ["__version__"]

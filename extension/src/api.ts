@@ -1,0 +1,209 @@
+/**
+ * Calls to the nbapps endpoints of the user's Jupyter server (`nbapps.labserver`).
+ * `ServerConnection.makeRequest` adds the server's auth and XSRF headers.
+ */
+import { URLExt } from '@jupyterlab/coreutils';
+import { ServerConnection } from '@jupyterlab/services';
+
+import { ContractParameter } from './contract';
+import { Finding } from './findings';
+import { JobSnapshot, PublishResult, Submission } from './publish';
+
+/** An error answer of the nbapps endpoints: `{error: "NBA…", message, hint}`. */
+export class ApiError extends Error {
+  constructor(
+    message: string,
+    readonly status: number,
+    readonly code?: string,
+    readonly hint?: string
+  ) {
+    super(message);
+  }
+
+  /** One line for the UI: "NBA381: message (hint)". */
+  get text(): string {
+    const base = this.code ? `${this.code}: ${this.message}` : this.message;
+    return this.hint ? `${base} — ${this.hint}` : base;
+  }
+}
+
+export function errorText(err: unknown): string {
+  if (err instanceof ApiError) {
+    return err.text;
+  }
+  return err instanceof Error ? err.message : String(err);
+}
+
+export async function requestAPI<T>(
+  endPoint: string,
+  init: RequestInit = {},
+  query: Record<string, string | undefined> = {}
+): Promise<T> {
+  const settings = ServerConnection.makeSettings();
+  const params = new URLSearchParams();
+  for (const [k, v] of Object.entries(query)) {
+    if (v !== undefined && v !== '') {
+      params.set(k, v);
+    }
+  }
+  const qs = params.toString();
+  const url = URLExt.join(settings.baseUrl, 'nbapps', endPoint) + (qs ? `?${qs}` : '');
+  if (init.body && !init.headers) {
+    init = { ...init, headers: { 'Content-Type': 'application/json' } };
+  }
+  let response: Response;
+  try {
+    response = await ServerConnection.makeRequest(url, init, settings);
+  } catch (error) {
+    throw new ServerConnection.NetworkError(error as TypeError);
+  }
+  const text = await response.text();
+  let data: any = {};
+  if (text) {
+    try {
+      data = JSON.parse(text);
+    } catch {
+      data = { message: text.slice(0, 200) };
+    }
+  }
+  if (!response.ok) {
+    throw new ApiError(
+      data.message || data.reason || response.statusText || `HTTP ${response.status}`,
+      response.status,
+      data.error,
+      data.hint
+    );
+  }
+  return data as T;
+}
+
+export interface TokenStatus {
+  set: boolean;
+  masked: string | null;
+}
+
+export interface ServerSettings {
+  gallery_url: string;
+  token: TokenStatus;
+  execute: boolean;
+  version: string;
+}
+
+export interface ContractAnswer {
+  parameters: ContractParameter[];
+  problems: { line: number; message: string }[];
+  constraint_problems: string[];
+}
+
+export interface ReportData {
+  ok: boolean;
+  errors: number;
+  warnings: number;
+  duration: number;
+  findings: Finding[];
+  parameters: ContractParameter[] | null;
+  notes?: string[];
+}
+
+export interface ValidateJob extends Omit<JobSnapshot, 'result'> {
+  result?: { report: ReportData } | null;
+}
+
+export interface SubmissionItem extends Submission {
+  number?: number;
+  title?: string;
+  created_at?: string;
+  decided_by?: string | null;
+  comment?: string | null;
+  comments?: { author?: string | null; action?: string | null; text?: string | null; at?: string | null }[];
+}
+
+export interface SubmissionsAnswer {
+  gallery_url: string;
+  app: string | null;
+  items: SubmissionItem[];
+}
+
+export type JobKind = 'validate' | 'publish';
+
+export const api = {
+  settings(galleryUrl: string): Promise<ServerSettings> {
+    return requestAPI('settings', {}, { gallery: galleryUrl });
+  },
+  saveToken(galleryUrl: string, token: string): Promise<ServerSettings> {
+    return requestAPI('settings', {
+      method: 'POST',
+      body: JSON.stringify({ gallery_url: galleryUrl, token })
+    });
+  },
+  forgetToken(galleryUrl: string): Promise<ServerSettings> {
+    return requestAPI('settings', { method: 'DELETE' }, { gallery: galleryUrl });
+  },
+  contract(source: string, constraints: unknown): Promise<ContractAnswer> {
+    return requestAPI('contract', {
+      method: 'POST',
+      body: JSON.stringify({ source, constraints: constraints ?? {} })
+    });
+  },
+  startJob(
+    kind: JobKind,
+    body: { path: string; gallery_url?: string; execute?: boolean }
+  ): Promise<{ job: JobSnapshot; joined: boolean }> {
+    return requestAPI(kind, { method: 'POST', body: JSON.stringify(body) });
+  },
+  job<T = JobSnapshot>(kind: JobKind, id: string): Promise<T> {
+    return requestAPI(`${kind}/${encodeURIComponent(id)}`);
+  },
+  cancelJob(kind: JobKind, id: string): Promise<JobSnapshot> {
+    return requestAPI(`${kind}/${encodeURIComponent(id)}`, { method: 'DELETE' });
+  },
+  submissions(path: string, galleryUrl: string): Promise<SubmissionsAnswer> {
+    return requestAPI('submissions', {}, { path, gallery: galleryUrl });
+  }
+};
+
+export type { PublishResult };
+
+const FINISHED = new Set(['succeeded', 'failed', 'cancelled']);
+
+/**
+ * Poll a job until it finishes, calling `onSnapshot` with every snapshot (the first one
+ * immediately). `stop()` ends polling early.
+ */
+export function pollJob<T extends { id: string; state: string }>(
+  kind: JobKind,
+  first: T,
+  onSnapshot: (job: T) => void,
+  onError: (err: unknown) => void,
+  intervalMs = 700
+): { stop: () => void } {
+  let stopped = false;
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const tick = async (job: T) => {
+    if (stopped) {
+      return;
+    }
+    onSnapshot(job);
+    if (FINISHED.has(job.state)) {
+      return;
+    }
+    timer = setTimeout(async () => {
+      try {
+        await tick(await api.job<T>(kind, job.id));
+      } catch (err) {
+        if (!stopped) {
+          onError(err);
+        }
+      }
+    }, intervalMs);
+  };
+  void tick(first);
+  return {
+    stop: () => {
+      stopped = true;
+      if (timer) {
+        clearTimeout(timer);
+      }
+    }
+  };
+}

@@ -1,0 +1,145 @@
+"""``NbappsLabApp``: the jupyter_server extension (configure it as ``c.NbappsLabApp.<trait>``)."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from jupyter_core.paths import jupyter_data_dir
+from jupyter_server.extension.application import ExtensionApp
+from jupyter_server.utils import url_path_join
+from traitlets import Bool, Float, Int, Unicode, default
+
+from .credentials import CredentialStore
+from .jobs import Job, JobManager
+from .records import PublishRecords
+
+#: how many of a notebook's submissions the panel shows (each costs one gallery request)
+SHOWN_SUBMISSIONS = 10
+
+
+def _version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return version("nbapps")
+    except Exception:  # noqa: BLE001 - not installed (running from a source tree)
+        return "0+unknown"
+
+
+class NbappsLabApp(ExtensionApp):
+    """Endpoints for the nbapps JupyterLab extension: validate, publish, submissions, token."""
+
+    name = "nbapps_lab"
+    load_other_extensions = True
+
+    gallery_url = Unicode(
+        "", config=True,
+        help="Gallery used when the front-end sends none (the lab setting `galleryUrl` wins).",
+    )
+    execute = Bool(
+        True, config=True, help="Run notebooks when validating (publishing always runs them).",
+    )
+    cell_timeout = Float(
+        0, config=True, help="Seconds a cell may run (0: nbapps' default or the notebook's).",
+    )
+    total_timeout = Float(0, config=True, help="Seconds a whole run may take (0: default).")
+    max_parallel_jobs = Int(
+        1, config=True, help="Validations/publications running at once; more wait their turn.",
+    )
+    job_retention = Float(1800, config=True, help="Seconds a finished job stays pollable.")
+    data_dir = Unicode(config=True, help="Where the token file and publish records live.")
+
+    @default("data_dir")
+    def _default_data_dir(self) -> str:
+        return os.path.join(jupyter_data_dir(), "nbapps")
+
+    @property
+    def version(self) -> str:
+        return _version()
+
+    def timeouts(self) -> dict[str, float]:
+        out = {}
+        if self.cell_timeout:
+            out["cell_timeout"] = self.cell_timeout
+        if self.total_timeout:
+            out["total_timeout"] = self.total_timeout
+        return out
+
+    def initialize_settings(self) -> None:
+        folder = Path(self.data_dir)
+        self.credentials = CredentialStore(folder / "lab-credentials.json")
+        self.records = PublishRecords(folder / "lab-submissions.json")
+        self.jobs = JobManager(max_parallel=self.max_parallel_jobs,
+                               retention=self.job_retention, on_result=self._record)
+        self.settings["nbapps_lab"] = self
+
+    def initialize_handlers(self) -> None:
+        from .handlers import ROUTES
+
+        self.handlers.extend(ROUTES)  # ExtensionApp prefixes the server's base_url
+
+    def current_activity(self) -> list[dict[str, Any]] | None:
+        """Running jobs keep an idle-culled server alive."""
+        jobs = self.jobs.active_jobs()
+        return [{"kind": j.kind, "path": j.path} for j in jobs] or None
+
+    async def stop_extension(self) -> None:
+        await self.jobs.shutdown()
+
+    # -- publish records and submissions --------------------------------------------------------
+
+    def _record(self, job: Job) -> None:
+        result = job.result or {}
+        submission = result.get("submission")
+        if job.kind == "publish" and isinstance(submission, dict) and "id" in submission:
+            self.records.add(job.options["gallery_url"], job.os_path, submission)
+
+    def list_submissions(self, gallery: str, token: str, os_path: Path,
+                         record: dict[str, Any] | None) -> dict[str, Any]:
+        """This notebook's submissions, newest first, with comments (runs in a thread).
+
+        The app is the slug publishing returned; for a notebook never published from this
+        server, the slug its title gives (as ``nbapps publish`` derives it).
+        """
+        from ..bundle import slug_of
+        from ..client import GalleryClient
+
+        slug = (record or {}).get("app")
+        if not slug:
+            title = _notebook_title(os_path)
+            slug = slug_of(title) if title else None
+        if not slug:
+            return {"app": None, "items": []}
+        with GalleryClient(gallery, token, timeout=30) as client:
+            items = client.submissions(app=slug, mine=True)
+            items = sorted(items, key=lambda i: i.get("id", 0), reverse=True)[:SHOWN_SUBMISSIONS]
+            for item in items:
+                item.setdefault("url", url_path_join(gallery, "submissions", str(item["id"])))
+                try:
+                    detail = client.submission(int(item["id"]))
+                except Exception:  # noqa: BLE001 - comments are a nice-to-have
+                    self.log.debug("nbapps: no detail for submission %s", item.get("id"),
+                                   exc_info=True)
+                    continue
+                item["url"] = detail.get("url") or item["url"]
+                item["comments"] = _comments(detail)
+        return {"app": slug, "items": items}
+
+
+def _comments(detail: dict[str, Any]) -> list[dict[str, Any]]:
+    """Review decisions with a comment and plain comments, oldest first."""
+    out = [{"author": r.get("actor"), "action": r.get("action"), "text": r.get("comment"),
+            "at": r.get("at")} for r in detail.get("reviews") or [] if r.get("comment")]
+    out += [{"author": c.get("author"), "action": "comment", "text": c.get("comment"),
+             "at": c.get("at")} for c in detail.get("comments") or [] if c.get("comment")]
+    return sorted(out, key=lambda c: str(c.get("at") or ""))
+
+
+def _notebook_title(os_path: Path) -> str | None:
+    try:
+        from ..notebook import load_notebook
+
+        return load_notebook(os_path).meta.title or None
+    except Exception:  # noqa: BLE001 - an unreadable notebook has no title
+        return None

@@ -1,0 +1,57 @@
+"""Which gallery app each notebook was published as (so the panel can list its submissions).
+
+The gallery names apps by slug; the lab server remembers, per gallery and notebook file, the slug
+and submission ids that publishing returned. One small JSON file in the Jupyter data dir, written
+atomically; only the server process writes it.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger("nbapps.labserver")
+
+MAX_IDS = 50
+
+
+class PublishRecords:
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+
+    def _read(self) -> dict[str, Any]:
+        try:
+            data = json.loads(self.path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return {}
+        except (OSError, ValueError):
+            log.warning("nbapps: cannot read %s; starting afresh", self.path)
+            return {}
+        return data if isinstance(data, dict) else {}
+
+    def _write(self, data: dict[str, Any]) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd, tmp = tempfile.mkstemp(prefix=".records-", dir=self.path.parent)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                json.dump(data, f, indent=1, sort_keys=True)
+            os.replace(tmp, self.path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    def get(self, gallery: str, os_path: str) -> dict[str, Any] | None:
+        entry = self._read().get(gallery, {}).get(os_path)
+        return entry if isinstance(entry, dict) else None
+
+    def add(self, gallery: str, os_path: str, submission: dict[str, Any]) -> None:
+        data = self._read()
+        entry = data.setdefault(gallery, {}).setdefault(os_path, {"app": None, "ids": []})
+        if submission.get("app"):
+            entry["app"] = submission["app"]
+        ids = [i for i in entry.get("ids", []) if i != submission.get("id")]
+        entry["ids"] = ([submission["id"]] + ids)[:MAX_IDS]
+        self._write(data)
