@@ -1,0 +1,446 @@
+"""``NbappsServer``: the gallery's traitlets application (configuration, start, clean stop).
+
+Configuration, lowest to highest priority: defaults, ``jupyter_nbapps_config.py`` (or ``.json``)
+found on the Jupyter config path (``jupyter --paths``), then in the current folder, then
+``--config FILE``, then command-line flags (``--port``, ``--ip``, ``--data-dir``, ``--db-url``,
+``--allow-anonymous-apps`` or any ``--NbappsServer.<trait>=value``). Example::
+
+    c.NbappsServer.port = 8866
+    c.NbappsServer.db_url = "postgresql+psycopg://nbapps@db/nbapps"
+    c.NbappsServer.template_paths = ["/etc/nbapps/templates"]   # your base.html wins
+
+The server is a plain tornado application exposing only the routes of
+:mod:`nbapps.server.routes`. SIGTERM and SIGINT stop it cleanly: it stops accepting, lets running
+requests finish (up to ``shutdown_timeout``), stops the app runtime, then closes the catalog.
+"""
+from __future__ import annotations
+
+import asyncio
+import inspect
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from tornado import httpserver, netutil, web
+from traitlets import Bool, Dict, Float, Integer, List, Unicode, default
+from traitlets.config import Application
+
+from .. import __version__
+from ..catalog import open_catalog
+from ..datadir import resolve_data_dir, resolve_db_url
+from ..errors import NbappsError, NotFound
+from ..store import open_store
+from .api_meta import Metrics, openapi_json
+from .authz import PUBLIC, Authorizer
+from .base import BaseHandler, PageHandler
+from .context import STATIC_DIR, ResultCache, ServerContext, ServerOptions, make_template_env
+from .identity import CatalogUsers, IdentityProvider, load_or_create_secret
+from .routes import route_table, tornado_rules
+from .submissions import clean_upload_dir
+
+log = logging.getLogger("nbapps.server")
+access_log = logging.getLogger("nbapps.access")
+
+CONFIG_FILE_NAME = "jupyter_nbapps_config"
+
+
+class JSONFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, message and any ``extra`` fields."""
+
+    _skip = set(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {
+        "message", "asctime"}
+
+    def format(self, record: logging.LogRecord) -> str:
+        out: dict[str, Any] = {
+            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S") + f".{int(record.msecs):03d}Z",
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        for key, value in record.__dict__.items():
+            if key not in self._skip and not key.startswith("_"):
+                out[key] = value
+        if record.exc_info and record.levelno >= logging.DEBUG:
+            out["exception"] = self.formatException(record.exc_info)
+        return json.dumps(out, default=str)
+
+
+class KeyValueFormatter(logging.Formatter):
+    """``time level logger: message key=value ...`` (the ``extra`` fields, logfmt style)."""
+
+    _skip = JSONFormatter._skip
+
+    def format(self, record: logging.LogRecord) -> str:
+        base = super().format(record)
+        extras = " ".join(f"{k}={_logfmt(v)}" for k, v in record.__dict__.items()
+                          if k not in self._skip and not k.startswith("_"))
+        return f"{base} {extras}" if extras else base
+
+
+def _logfmt(value: Any) -> str:
+    text = str(value)
+    return json.dumps(text) if (" " in text or '"' in text or not text) else text
+
+
+class NbappsServer(Application):
+    name = "nbapps-serve"
+    description = "Serve the nbapps gallery: catalog, review workflow, pages and JSON API."
+    version = __version__
+
+    aliases = {
+        "port": "NbappsServer.port",
+        "ip": "NbappsServer.ip",
+        "data-dir": "NbappsServer.data_dir",
+        "db-url": "NbappsServer.db_url",
+        "store-url": "NbappsServer.store_url",
+        "config": "NbappsServer.config_file",
+        "log-level": "Application.log_level",
+        "log-format": "NbappsServer.log_style",
+        "public-url": "NbappsServer.public_url",
+    }
+    flags = {
+        "allow-anonymous-apps": ({"NbappsServer": {"allow_anonymous_apps": True}},
+                                 "Let visitors without an account open live apps."),
+        "debug": ({"Application": {"log_level": logging.DEBUG},
+                   "NbappsServer": {"debug": True}}, "Debug logs and template reloading."),
+    }
+
+    # -- network ---------------------------------------------------------------------------------
+    port = Integer(8866, config=True, help="Port to listen on (0: any free port).")
+    ip = Unicode("127.0.0.1", config=True, help="Address to listen on.")
+    public_url = Unicode("", config=True,
+                         help="URL users reach the gallery at (for links the API returns); "
+                              "default: from the request's Host.")
+    xheaders = Bool(False, config=True,
+                    help="Trust X-Forwarded-For/-Proto from a reverse proxy in front.")
+    trusted_origins = List(Unicode(), config=True,
+                           help="Other origins allowed to send state-changing requests.")
+    shutdown_timeout = Float(10.0, config=True,
+                             help="Seconds running requests get to finish at shutdown.")
+
+    # -- data ------------------------------------------------------------------------------------
+    data_dir = Unicode("", config=True,
+                       help="Data folder (catalog, bundle store, cookie secret); default: "
+                            "$NBAPPS_DATA_DIR or the user data dir.")
+    db_url = Unicode("", config=True,
+                     help="Catalog database URL (SQLite default in the data dir; or "
+                          "postgresql+psycopg://...); also $NBAPPS_DB_URL.")
+    store_url = Unicode("", config=True,
+                        help="fsspec URL of the bundle store (default: <data-dir>/bundles).")
+    config_file = Unicode("", config=True, help="Extra config file loaded last.")
+
+    # -- policy ----------------------------------------------------------------------------------
+    allow_anonymous_apps = Bool(False, config=True,
+                                help="Visitors without an account may open live apps (they "
+                                     "still need an account for everything else).")
+    max_upload_bytes = Integer(50 * 1024 * 1024, config=True,
+                               help="Largest bundle archive accepted (bytes).")
+    max_request_bytes = Integer(1024 * 1024, config=True,
+                                help="Largest body of any other request (forms, JSON).")
+    max_unpacked_bytes = Integer(200 * 1024 * 1024, config=True,
+                                 help="Largest total size of an unpacked bundle (bytes).")
+    session_days = Float(7.0, config=True, help="Login sessions last this many days.")
+    login_max_failures = Integer(5, config=True,
+                                 help="Failed logins per user name and address before NBA309.")
+    login_window_seconds = Integer(900, config=True,
+                                   help="Window of the failed-login limit (seconds).")
+
+    # -- pages -----------------------------------------------------------------------------------
+    site_name = Unicode("nbapps gallery", config=True, help="Name shown in the page header.")
+    template_paths = List(Unicode(), config=True,
+                          help="Folders searched for templates before the built-in ones (put "
+                               "a base.html there to restyle every page).")
+    static_paths = List(Unicode(), config=True,
+                        help="Folders searched for /static/ files before the built-in ones.")
+    extra_css = List(Unicode(), config=True,
+                     help="Extra stylesheets (paths under /static/) added to every page.")
+    per_page = Integer(24, config=True, help="Apps per gallery page.")
+    cache_seconds = Float(5.0, config=True,
+                          help="How long gallery listings are cached (changes made through "
+                               "this server show at once; other replicas' within this time).")
+
+    # -- operations ------------------------------------------------------------------------------
+    log_style = Unicode("text", config=True, help="Log format: text (key=value) or json.")
+    access_log = Bool(True, config=True, help="Log one line per request.")
+    worker_threads = Integer(4, config=True,
+                             help="Threads for slow work (uploads, rendering, catalog writes).")
+    debug = Bool(False, config=True, help="Debug mode (template reloading, verbose errors).")
+    tornado_settings = Dict(config=True, help="Extra tornado Application settings.")
+
+    #: the app runtime (runners + proxy): set by the runner module before start; see
+    #: :meth:`make_runtime`. None: /apps/<slug>/ answers "runtime not available".
+    runtime: Any = None
+
+    @default("log_level")
+    def _log_level_default(self) -> int:
+        return logging.INFO
+
+    # -- lifecycle -------------------------------------------------------------------------------
+
+    def initialize(self, argv: list[str] | None = None) -> None:
+        self.parse_command_line(argv)
+        cl_config = self.config
+        self.load_config_file(CONFIG_FILE_NAME, path=self.config_file_paths())
+        if self.config_file:
+            folder, name = os.path.split(os.path.abspath(self.config_file))
+            self.load_config_file(name, path=[folder])
+        self.update_config(cl_config)  # the command line wins over files
+        self.init_logging()
+
+    def config_file_paths(self) -> list[str]:
+        """Current folder first (highest priority), then the Jupyter config path."""
+        try:
+            from jupyter_core.paths import jupyter_config_path
+
+            paths = jupyter_config_path()
+        except ImportError:  # pragma: no cover - jupyter_core comes with nbformat
+            paths = []
+        return [os.getcwd(), *paths]
+
+    def init_logging(self) -> None:
+        """Configure the ``nbapps`` loggers (the CLI owns logging; the library never does)."""
+        handler = logging.StreamHandler(sys.stderr)
+        if self.log_style == "json":
+            handler.setFormatter(JSONFormatter())
+        else:
+            handler.setFormatter(KeyValueFormatter("%(asctime)s %(levelname)s %(name)s: "
+                                                   "%(message)s"))
+        root = logging.getLogger("nbapps")
+        root.handlers[:] = [handler]
+        root.setLevel(self.log_level)
+        root.propagate = False
+        for name in ("tornado.access", "tornado.application", "tornado.general"):
+            tl = logging.getLogger(name)
+            tl.handlers[:] = [handler]
+            tl.setLevel(logging.WARNING)
+            tl.propagate = False
+
+    def resolved_data_dir(self) -> Path:
+        return resolve_data_dir(self.data_dir or None)
+
+    def make_runtime(self, ctx: ServerContext) -> Any:
+        """Hook for the app runtime; returns ``self.runtime`` (None by default).
+
+        With a runtime, ``/apps/<slug>/...`` is served by the runner's reverse proxy
+        (:func:`nbapps.server.proxy.proxy_routes`, asking :func:`~.pages_apps.authorize_app`),
+        or by ``runtime.handler_class`` if it has one (a :class:`~nbapps.server.base.BaseHandler`
+        subclass declaring its ``permissions``). ``start([ctx])`` and ``stop()``/``close()``
+        (sync or async) are called with the server's lifecycle.
+        """
+        return self.runtime
+
+    def build_context(self) -> ServerContext:
+        data_dir = self.resolved_data_dir()
+        data_dir.mkdir(parents=True, exist_ok=True)
+        db_url = resolve_db_url(self.db_url or None, data_dir)
+        catalog = open_catalog(db_url)
+        catalog.login_max_failures = self.login_max_failures
+        catalog.login_window_s = self.login_window_seconds
+        store = open_store(self.store_url or None, data_dir)
+        options = ServerOptions(
+            site_name=self.site_name, max_upload_bytes=self.max_upload_bytes,
+            max_unpacked_bytes=self.max_unpacked_bytes, per_page=self.per_page,
+            allow_anonymous_apps=self.allow_anonymous_apps,
+            gallery_cache_ttl=self.cache_seconds, public_url=self.public_url,
+            extra_css=tuple(self.extra_css),
+        )
+        ctx = ServerContext(
+            options=options, catalog=catalog, store=store,
+            identity=IdentityProvider(CatalogUsers(catalog), session_days=self.session_days),
+            authorizer=Authorizer(allow_anonymous_apps=self.allow_anonymous_apps),
+            templates=make_template_env(list(self.template_paths), auto_reload=self.debug),
+            data_dir=data_dir,
+            executor=ThreadPoolExecutor(self.worker_threads, thread_name_prefix="nbapps-work"),
+            metrics=Metrics(),
+            cache=ResultCache(self.cache_seconds),
+        )
+        removed = clean_upload_dir(ctx)
+        if removed:
+            log.info("removed %d leftover upload file(s) of an interrupted run", removed,
+                     extra={"removed": removed})
+        ctx.runtime = self.make_runtime(ctx)
+        return ctx
+
+    def make_app(self, ctx: ServerContext) -> web.Application:
+        routes = route_table(ctx.runtime)
+        rules: list[Any] = []
+        if ctx.runtime is not None and getattr(ctx.runtime, "handler_class", None) is None:
+            # the runner's reverse proxy takes /apps/<slug>/...; it asks authorize_app first
+            from .pages_apps import authorize_app
+            from .proxy import proxy_routes
+
+            rules = list(proxy_routes(ctx.runtime, authorize_app))
+            routes = [r for r in routes if r.name != "app-runtime"]
+        static_paths = [*self.static_paths, str(STATIC_DIR)]
+        settings: dict[str, Any] = {
+            "nbapps": ctx,
+            "runtime": ctx.runtime,
+            "nbapps_routes": routes,
+            "nbapps_openapi": openapi_json(routes),
+            "cookie_secret": load_or_create_secret(ctx.data_dir),
+            "xsrf_cookies": True,
+            "xsrf_cookie_kwargs": {"httponly": False, "samesite": "Strict"},
+            "cross_origin_protection": True,
+            "trusted_origins": list(self.trusted_origins),
+            "static_path": static_paths[-1],
+            "static_handler_class": _StaticHandler,
+            "static_handler_args": {"path": static_paths[-1], "extra_paths": static_paths[:-1]},
+            "default_handler_class": _NotFoundHandler,
+            "log_function": self._log_request,
+            "debug": False,
+            "compress_response": True,
+            "autoreload": False,
+            "serve_traceback": False,
+            "websocket_ping_interval": 30,
+            **self.tornado_settings,
+        }
+        return web.Application(rules + tornado_rules(routes), **settings)
+
+    def _log_request(self, handler: web.RequestHandler) -> None:
+        if not self.access_log:
+            return
+        status = handler.get_status()
+        ms = 1000.0 * handler.request.request_time()
+        user = getattr(handler, "_current_user", None)
+        level = logging.INFO if status < 400 else logging.WARNING if status < 500 \
+            else logging.ERROR
+        if status < 400 and handler.request.path.startswith(("/static/", "/healthz")):
+            level = logging.DEBUG
+        access_log.log(level, "%s %s %d %.1fms", handler.request.method, handler.request.path,
+                       status, ms, extra={
+                           "status": status, "duration_ms": round(ms, 2),
+                           "user": getattr(user, "name", None),
+                           "ip": handler.request.remote_ip,
+                           "route": getattr(handler, "route_name", ""),
+                       })
+
+    # -- serving ---------------------------------------------------------------------------------
+
+    async def serve(self, ready: threading.Event | None = None,
+                    stop: asyncio.Event | None = None, *, install_signals: bool = True) -> None:
+        """Run until ``stop`` is set (or SIGTERM/SIGINT); then shut down cleanly."""
+        ctx = self.build_context()
+        app = self.make_app(ctx)
+        self.stop_event = stop or asyncio.Event()
+        self.loop = asyncio.get_running_loop()
+        sockets = netutil.bind_sockets(self.port, self.ip)
+        self.bound_port = sockets[0].getsockname()[1]
+        # forms and JSON bodies are small; the upload handler raises its own limit in prepare()
+        server = httpserver.HTTPServer(app, xheaders=self.xheaders,
+                                       max_body_size=self.max_request_bytes,
+                                       idle_connection_timeout=120)
+        server.add_sockets(sockets)
+        if install_signals and threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                self.loop.add_signal_handler(sig, self._on_signal, sig)
+        runtime = ctx.runtime
+        await _lifecycle(runtime, ("start",), ctx)
+        url = f"http://{self.ip if ':' not in self.ip else f'[{self.ip}]'}:{self.bound_port}/"
+        self.url = url
+        log.info("nbapps gallery serving at %s", url,
+                 extra={"url": url, "data_dir": str(ctx.data_dir), "catalog": repr(ctx.catalog),
+                        "store": ctx.store.url})
+        if ready is not None:
+            ready.set()
+        try:
+            await self.stop_event.wait()
+        finally:
+            log.info("shutting down")
+            server.stop()
+            try:
+                await asyncio.wait_for(server.close_all_connections(), self.shutdown_timeout)
+            except asyncio.TimeoutError:
+                log.warning("requests still running after %.0f s; closing",
+                            self.shutdown_timeout)
+            await _lifecycle(runtime, ("stop", "close"))
+            ctx.executor.shutdown(wait=True, cancel_futures=True)
+            ctx.catalog.close()
+            if install_signals and threading.current_thread() is threading.main_thread():
+                for sig in (signal.SIGTERM, signal.SIGINT):
+                    self.loop.remove_signal_handler(sig)
+            log.info("stopped")
+
+    def _on_signal(self, sig: int) -> None:
+        log.info("received %s", signal.Signals(sig).name)
+        self.stop_event.set()
+
+    def request_stop(self) -> None:
+        """Stop from another thread (tests, embedding)."""
+        self.loop.call_soon_threadsafe(self.stop_event.set)
+
+    def start(self) -> None:
+        asyncio.run(self.serve())
+
+
+async def _lifecycle(runtime: Any, names: tuple[str, ...], *args: Any) -> None:
+    """Call the runtime's first method of ``names`` (with ``args`` if it takes them)."""
+    if runtime is None:
+        return
+    for name in names:
+        fn = getattr(runtime, name, None)
+        if fn is None:
+            continue
+        try:
+            takes = len(inspect.signature(fn).parameters)
+        except (TypeError, ValueError):
+            takes = 0
+        result = fn(*args[:takes])
+        if inspect.isawaitable(result):
+            await result
+        return
+
+
+class _StaticHandler(web.StaticFileHandler):
+    """Static files: public, long-cached (URLs carry a version hash), operator folders first."""
+
+    def initialize(self, path: str, default_filename: str | None = None,
+                   extra_paths: list[str] | None = None) -> None:
+        super().initialize(path, default_filename)
+        self.extra_paths = extra_paths or []
+
+    def set_default_headers(self) -> None:
+        self.set_header("X-Content-Type-Options", "nosniff")
+        self.set_header("Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'")
+        self.set_header("Referrer-Policy", "same-origin")
+
+    def parse_url_path(self, url_path: str) -> str:
+        for folder in self.extra_paths:
+            candidate = os.path.join(folder, url_path)
+            if os.path.isfile(candidate):
+                self.root = folder
+                break
+        return super().parse_url_path(url_path)
+
+
+class _NotFoundHandler(PageHandler):
+    """Unknown URLs: 404 in our error shape (JSON under /api/, a page elsewhere)."""
+
+    permissions = {m: PUBLIC
+                   for m in ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")}
+
+    async def prepare(self) -> None:
+        await super().prepare()
+        raise NotFound("no such page")
+
+    def render_error(self, err: NbappsError) -> None:
+        if self.request.path.startswith("/api/"):
+            BaseHandler.render_error(self, err)
+        else:
+            super().render_error(err)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m nbapps.server.app`` / ``nbapps serve``."""
+    app = NbappsServer()
+    app.initialize(argv)
+    app.start()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

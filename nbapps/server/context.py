@@ -1,0 +1,132 @@
+"""Everything a handler needs, built once per server: catalog, store, identity, templates.
+
+Handlers reach it as ``self.ctx`` (``settings["nbapps"]``). It holds no request state. Catalog
+reads are short and run on the IOLoop thread; anything slow (unpacking and checking an upload,
+rendering a notebook, diffing) or that may wait for a lock (catalog writes) runs on the thread
+pool through :meth:`ServerContext.run`.
+"""
+from __future__ import annotations
+
+import asyncio
+import functools
+import threading
+import time
+from collections.abc import Callable, Hashable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import jinja2
+
+from ..catalog import Catalog
+from ..store import BundleStore
+from .authz import Authorizer
+from .identity import IdentityProvider
+
+T = TypeVar("T")
+
+TEMPLATES_DIR = Path(__file__).parent / "templates"
+STATIC_DIR = Path(__file__).parent / "static"
+
+
+@dataclass(frozen=True)
+class ServerOptions:
+    """The configuration values handlers read (copied from :class:`~.app.NbappsServer`)."""
+
+    site_name: str = "nbapps gallery"
+    max_upload_bytes: int = 50 * 1024 * 1024
+    max_unpacked_bytes: int = 200 * 1024 * 1024
+    per_page: int = 24
+    allow_anonymous_apps: bool = False
+    gallery_cache_ttl: float = 2.0
+    public_url: str = ""
+    extra_css: tuple[str, ...] = ()
+
+
+class ResultCache:
+    """Small TTL cache for catalog reads that many requests share (gallery pages, search).
+
+    Entries live ``ttl`` seconds and the whole cache is dropped by :meth:`bump` whenever this
+    server changes the catalog, so a user sees their own change at once; another replica's
+    change shows within ``ttl``.
+    """
+
+    def __init__(self, ttl: float, maxsize: int = 512) -> None:
+        self.ttl = ttl
+        self.maxsize = maxsize
+        self._data: dict[Hashable, tuple[float, int, Any]] = {}
+        self._generation = 0
+        self._lock = threading.Lock()
+
+    def get(self, key: Hashable, load: Callable[[], T]) -> T:
+        if self.ttl <= 0:
+            return load()
+        now = time.monotonic()
+        with self._lock:
+            hit = self._data.get(key)
+            generation = self._generation
+        if hit is not None and hit[0] > now and hit[1] == generation:
+            return hit[2]  # type: ignore[no-any-return]
+        value = load()
+        with self._lock:
+            if generation == self._generation:
+                if len(self._data) >= self.maxsize:
+                    self._data.clear()
+                self._data[key] = (now + self.ttl, generation, value)
+        return value
+
+    def bump(self) -> None:
+        with self._lock:
+            self._generation += 1
+            self._data.clear()
+
+
+@dataclass
+class ServerContext:
+    options: ServerOptions
+    catalog: Catalog
+    store: BundleStore
+    identity: IdentityProvider
+    authorizer: Authorizer
+    templates: jinja2.Environment
+    data_dir: Path
+    executor: ThreadPoolExecutor
+    #: the app runtime (runners + proxy) wired in by the runner module; None = not available
+    runtime: Any = None
+    metrics: Any = None
+    cache: ResultCache = field(default_factory=lambda: ResultCache(2.0))
+
+    @property
+    def upload_dir(self) -> Path:
+        """Where uploads are spooled and unpacked (emptied at every start)."""
+        return self.data_dir / "tmp" / "uploads"
+
+    async def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run ``fn`` on the thread pool and await its result."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self.executor, functools.partial(fn, *args, **kwargs))
+
+    def changed(self) -> None:
+        """Call after any catalog write: drops cached listings."""
+        self.cache.bump()
+
+
+def make_template_env(
+    template_paths: list[str], *, auto_reload: bool = False
+) -> jinja2.Environment:
+    """Jinja2 environment: operator folders first (override any template), then ours.
+
+    Autoescape is on for every template (HTML is the only thing rendered here).
+    """
+    loaders: list[jinja2.BaseLoader] = [jinja2.FileSystemLoader(p) for p in template_paths]
+    loaders.append(jinja2.FileSystemLoader(str(TEMPLATES_DIR)))
+    env = jinja2.Environment(
+        loader=jinja2.ChoiceLoader(loaders),
+        autoescape=True,
+        auto_reload=auto_reload,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        cache_size=400,
+    )
+    return env

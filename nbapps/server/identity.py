@@ -1,0 +1,248 @@
+"""Who is making this request (the IdentityProvider half of the identity/permission split).
+
+Two credentials are accepted:
+
+* a **session cookie** set by the login page: tornado's signed cookie (HMAC, timestamped, expires
+  after ``session_days``) holding the user name. The user is looked up again (cached a few
+  seconds), so a disabled account or a role change takes effect at once. The signing secret is
+  persisted in the data dir (``cookie_secret``, mode 0600) so sessions survive restarts.
+* an **API token** as ``Authorization: Bearer <token>`` (the CLI, the JupyterLab extension). A
+  request that carries this header is authenticated by the token only, never by a cookie too: a
+  wrong token is a 401 even with a valid cookie. That is what makes it safe to exempt such
+  requests from XSRF checks (see :mod:`nbapps.server.base`).
+
+Lookups are cached for a few seconds (tornado serves every request on one thread; the gallery
+must answer in about a millisecond); :meth:`IdentityProvider.invalidate` drops the cache when a
+role, password or token changes through this server.
+
+Logins go through :meth:`IdentityProvider.login`, i.e. the catalog's ``verify_login``, which
+rate-limits failures per user name + address and per address (NBA309, HTTP 429) from the audit
+log, so the limit holds across restarts and replicas.
+"""
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import logging
+import os
+import secrets
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from ..errors import AuthRequired
+
+log = logging.getLogger("nbapps.server.identity")
+
+SESSION_COOKIE = "nbapps-session"
+SECRET_FILENAME = "cookie_secret"
+
+
+@dataclass(frozen=True)
+class WebUser:
+    """The authenticated user of a request (a value: safe to cache and share)."""
+
+    id: int
+    name: str
+    role: str
+    #: "cookie" or "token": how this request was authenticated
+    via: str = "cookie"
+
+
+class UserSource(Protocol):
+    """What identity needs from the catalog (see :class:`CatalogUsers`)."""
+
+    def user_by_name(self, name: str) -> WebUser | None: ...
+
+    def user_by_token(self, token: str) -> WebUser | None: ...
+
+    def login(self, name: str, password: str, ip: str | None) -> WebUser: ...
+
+
+class CatalogUsers:
+    """:class:`UserSource` over :class:`nbapps.catalog.Catalog` (disabled users are nobody)."""
+
+    def __init__(self, catalog: Any) -> None:
+        self.catalog = catalog
+
+    @staticmethod
+    def _web(info: Any, via: str) -> WebUser | None:
+        if info is None or info.disabled:
+            return None
+        role = info.role.value if hasattr(info.role, "value") else str(info.role)
+        return WebUser(id=info.id, name=info.name, role=role, via=via)
+
+    def user_by_name(self, name: str) -> WebUser | None:
+        return self._web(self.catalog.find_user(name), "cookie")
+
+    def user_by_token(self, token: str) -> WebUser | None:
+        try:
+            info = self.catalog.verify_token(token)
+        except AuthRequired:
+            return None
+        return self._web(info, "token")
+
+    def login(self, name: str, password: str, ip: str | None) -> WebUser:
+        user = self._web(self.catalog.verify_login(name, password, ip=ip), "cookie")
+        if user is None:
+            raise AuthRequired("wrong user name or password", code="NBA308")
+        return user
+
+
+def load_or_create_secret(data_dir: Path) -> bytes:
+    """The cookie-signing secret from ``data_dir/cookie_secret``, created (0600) if missing.
+
+    Created with ``O_EXCL`` in a temp file then renamed, so two servers starting at once on one
+    data dir end up with the same secret.
+    """
+    path = Path(data_dir) / SECRET_FILENAME
+    try:
+        data = path.read_bytes().strip()
+        if len(data) >= 32:
+            _warn_if_open(path)
+            return data
+    except FileNotFoundError:
+        pass
+    path.parent.mkdir(parents=True, exist_ok=True)
+    secret = base64.b64encode(secrets.token_bytes(48))
+    tmp = path.with_name(f".{SECRET_FILENAME}.{os.getpid()}.{secrets.token_hex(4)}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        os.write(fd, secret + b"\n")
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    try:
+        os.link(tmp, path)  # fails if another process won the race: use theirs
+    except FileExistsError:
+        secret = path.read_bytes().strip()
+    finally:
+        tmp.unlink(missing_ok=True)
+    return secret
+
+
+def _warn_if_open(path: Path) -> None:
+    mode = path.stat().st_mode & 0o777
+    if mode & 0o077:
+        log.warning("cookie secret %s is readable by others (mode %o); fixing to 0600", path, mode)
+        os.chmod(path, 0o600)
+
+
+class _TTLCache:
+    """A tiny thread-safe TTL cache (entries expire after ``ttl`` seconds; ``None`` is cached)."""
+
+    def __init__(self, ttl: float, maxsize: int = 4096) -> None:
+        self.ttl = ttl
+        self.maxsize = maxsize
+        self._data: dict[object, tuple[float, object]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, key: object, load: Callable[[], object]) -> object:
+        now = time.monotonic()
+        with self._lock:
+            hit = self._data.get(key)
+        if hit is not None and hit[0] > now:
+            return hit[1]
+        value = load()
+        with self._lock:
+            if len(self._data) >= self.maxsize:
+                self._data.clear()
+            self._data[key] = (now + self.ttl, value)
+        return value
+
+    def peek(self, key: object) -> tuple[bool, object]:
+        """(True, value) if ``key`` is cached and fresh, else (False, None); never loads."""
+        with self._lock:
+            hit = self._data.get(key)
+        if hit is not None and hit[0] > time.monotonic():
+            return True, hit[1]
+        return False, None
+
+    def clear(self) -> None:
+        with self._lock:
+            self._data.clear()
+
+
+class RequestLike(Protocol):
+    """The parts of a tornado handler identity uses (keeps this module testable on its own)."""
+
+    def get_signed_cookie(self, name: str, value: str | None = None,
+                          max_age_days: float = 31, min_version: int | None = None
+                          ) -> bytes | None: ...
+
+
+class IdentityProvider:
+    """Finds the user of a request from its Bearer token or its session cookie."""
+
+    def __init__(self, users: UserSource, *, session_days: float = 7.0,
+                 cache_ttl: float = 5.0) -> None:
+        self.users = users
+        self.session_days = session_days
+        self._by_name = _TTLCache(cache_ttl)
+        self._by_token = _TTLCache(cache_ttl)
+
+    def invalidate(self) -> None:
+        """Forget cached users (after a role, password or token change)."""
+        self._by_name.clear()
+        self._by_token.clear()
+
+    # -- credentials ---------------------------------------------------------------------------
+    @staticmethod
+    def bearer_token(authorization: str | None) -> str | None:
+        """The token of an ``Authorization: Bearer <token>`` header ("" if malformed)."""
+        if not authorization:
+            return None
+        scheme, _, value = authorization.partition(" ")
+        if scheme.lower() not in ("bearer", "token"):
+            return ""
+        return value.strip()
+
+    def user_from_token(self, token: str) -> WebUser | None:
+        if not token:
+            return None
+        key = hashlib.sha256(token.encode()).digest()
+        user = self._by_token.get(key, lambda: self.users.user_by_token(token))
+        assert user is None or isinstance(user, WebUser)
+        return user
+
+    def cookie_name(self, handler: RequestLike) -> str | None:
+        """The user name in a valid session cookie (signature and age checked), if any."""
+        raw = handler.get_signed_cookie(SESSION_COOKIE, max_age_days=self.session_days)
+        if not raw:
+            return None
+        try:
+            return str(json.loads(raw)["n"])
+        except (ValueError, KeyError, TypeError):
+            return None
+
+    def user_from_cookie(self, handler: RequestLike) -> WebUser | None:
+        name = self.cookie_name(handler)
+        if name is None:
+            return None
+        user = self._by_name.get(name, lambda: self.users.user_by_name(name))
+        assert user is None or isinstance(user, WebUser)
+        return user
+
+    def cached(self, *, token: str | None = None, name: str | None = None
+               ) -> tuple[bool, WebUser | None]:
+        """The cached answer for a token or a session's user name, without any database call:
+        (True, user or None) when known, (False, None) when it must be loaded."""
+        if token is not None:
+            found, user = self._by_token.peek(hashlib.sha256(token.encode()).digest())
+        elif name is not None:
+            found, user = self._by_name.peek(name)
+        else:
+            return True, None
+        return found, user  # type: ignore[return-value]
+
+    def login(self, name: str, password: str, ip: str | None) -> WebUser:
+        """Check a password (the catalog audits it and rate-limits failures: NBA308/NBA309)."""
+        return self.users.login(name, password, ip)
+
+    @staticmethod
+    def cookie_value(user: WebUser) -> str:
+        return json.dumps({"n": user.name}, separators=(",", ":"))

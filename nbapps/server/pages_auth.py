@@ -1,0 +1,66 @@
+"""Login and logout pages."""
+from __future__ import annotations
+
+from typing import ClassVar
+from urllib.parse import urlsplit
+
+from ..errors import NbappsError
+from .authz import AUTHENTICATED, PUBLIC, Requirement
+from .base import PageHandler, retry_after
+from .identity import SESSION_COOKIE
+
+
+def safe_next(url: str | None) -> str:
+    """Only same-site paths are allowed as the post-login destination (no open redirect)."""
+    if not url:
+        return "/"
+    parts = urlsplit(url)
+    if parts.scheme or parts.netloc or not url.startswith("/") or url.startswith("//") \
+            or "\\" in url:
+        return "/"
+    return url
+
+
+class LoginHandler(PageHandler):
+    permissions: ClassVar[dict[str, Requirement]] = {"GET": PUBLIC, "POST": PUBLIC}
+    nav = "login"
+
+    def get(self) -> None:
+        nxt = safe_next(self.get_argument("next", "/"))
+        if self.current_user is not None:
+            self.redirect(nxt)
+            return
+        self.render_page("login.html", next=nxt, username="", error=None)
+
+    async def post(self) -> None:
+        name = self.get_body_argument("username", "").strip()
+        password = self.get_body_argument("password", "")
+        nxt = safe_next(self.get_body_argument("next", "/"))
+        try:
+            user = await self.ctx.run(self.ctx.identity.login, name, password, self.client_ip())
+        except NbappsError as err:
+            if err.http_status >= 500:
+                raise
+            self.set_status(err.http_status)
+            if err.code == "NBA309":
+                self.set_header("Retry-After", retry_after(self, err))
+            self.render_page("login.html", next=nxt, username=name, error=err.message,
+                             _user=None)
+            return
+        self.set_signed_cookie(
+            SESSION_COOKIE, self.ctx.identity.cookie_value(user),
+            expires_days=self.ctx.identity.session_days, httponly=True, samesite="Lax",
+            secure=self.request.protocol == "https",
+        )
+        self.redirect(nxt)
+
+
+class LogoutHandler(PageHandler):
+    permissions: ClassVar[dict[str, Requirement]] = {"POST": AUTHENTICATED}
+
+    async def post(self) -> None:
+        user = self.require_user()
+        self.clear_cookie(SESSION_COOKIE)
+        await self.ctx.run(self.ctx.catalog.audit, "logout", actor=user.name,
+                           target=f"user:{user.name}", ip=self.client_ip())
+        self.redirect("/login")

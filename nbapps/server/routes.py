@@ -1,0 +1,157 @@
+"""The one route table: every URL of the server, its handler and (for the API) its docs.
+
+Paths are written as templates (``/api/apps/{slug}``); :func:`tornado_rules` turns them into
+tornado patterns and :mod:`nbapps.server.api_meta` turns the API ones into the OpenAPI document.
+Permissions are not repeated here: each handler declares them (``permissions``), and the
+authorization tests enumerate this table to check that every route and method is covered.
+"""
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from tornado.web import RequestHandler
+
+#: regular expressions of the path parameters used in templates
+PATH_PARAMS: Mapping[str, str] = {
+    "slug": r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}",
+    "id": r"[0-9]{1,18}",
+    "name": r"[^/]{1,64}",
+    "prefix": r"[A-Za-z0-9_-]{1,32}",
+    "path": r".*",
+}
+
+_PARAM = re.compile(r"\{([a-z_]+)\}")
+
+
+@dataclass(frozen=True)
+class Param:
+    name: str
+    type: str = "string"  # JSON schema type
+    description: str = ""
+    required: bool = False
+
+
+@dataclass(frozen=True)
+class Op:
+    """OpenAPI facts of one API method."""
+
+    summary: str
+    query: tuple[Param, ...] = ()
+    #: request body media type ("application/json", "application/gzip") and its schema
+    body: str | None = None
+    body_schema: Mapping[str, Any] | None = None
+    ok: int = 200
+    #: response media type of success
+    returns: str = "application/json"
+
+
+@dataclass(frozen=True)
+class Route:
+    path: str
+    handler: type[RequestHandler]
+    name: str
+    kwargs: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def is_api(self) -> bool:
+        return self.path.startswith("/api/")
+
+    @property
+    def params(self) -> list[str]:
+        return _PARAM.findall(self.path)
+
+    def pattern(self) -> str:
+        def repl(m: re.Match[str]) -> str:
+            return f"(?P<{m.group(1)}>{PATH_PARAMS[m.group(1)]})"
+
+        return _PARAM.sub(repl, re.escape(self.path).replace(r"\{", "{").replace(r"\}", "}")) + "$"
+
+    def url(self, **values: Any) -> str:
+        return _PARAM.sub(lambda m: str(values[m.group(1)]), self.path)
+
+    @property
+    def methods(self) -> list[str]:
+        perms = getattr(self.handler, "permissions", {})
+        return [m for m in ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE") if m in perms]
+
+
+def route_table(runtime: Any = None) -> list[Route]:
+    """All routes, in matching order. ``runtime`` may supply the ``/apps/{slug}/{path}`` handler."""
+    from . import (
+        api_apps,
+        api_meta,
+        api_submissions,
+        api_users,
+        pages_account,
+        pages_admin,
+        pages_apps,
+        pages_auth,
+        pages_review,
+    )
+
+    app_handler = getattr(runtime, "handler_class", None) or pages_apps.AppRuntimeHandler
+    return [
+        # pages
+        Route("/", pages_apps.GalleryHandler, "gallery"),
+        Route("/login", pages_auth.LoginHandler, "login"),
+        Route("/logout", pages_auth.LogoutHandler, "logout"),
+        Route("/app/{slug}", pages_apps.AppPageHandler, "app"),
+        Route("/app/{slug}/thumbnail", pages_apps.AppThumbnailHandler, "app-thumbnail"),
+        Route("/app/{slug}/rollback", pages_apps.RollbackFormHandler, "app-rollback"),
+        Route("/apps/{slug}/{path}", app_handler, "app-runtime"),
+        Route("/review", pages_review.ReviewQueueHandler, "review-queue"),
+        Route("/my", pages_review.MySubmissionsHandler, "my-submissions"),
+        Route("/submissions/{id}", pages_review.SubmissionPageHandler, "submission"),
+        Route("/submissions/{id}/notebook", pages_review.SubmissionNotebookHandler,
+              "submission-notebook"),
+        Route("/submissions/{id}/thumbnail", pages_review.SubmissionThumbnailHandler,
+              "submission-thumbnail"),
+        Route("/submissions/{id}/decision", pages_review.DecisionFormHandler,
+              "submission-decision"),
+        Route("/submissions/{id}/comment", pages_review.CommentFormHandler, "submission-comment"),
+        Route("/submissions/{id}/withdraw", pages_review.WithdrawFormHandler,
+              "submission-withdraw"),
+        Route("/account", pages_account.AccountHandler, "account"),
+        Route("/account/tokens", pages_account.TokenCreateHandler, "account-token-create"),
+        Route("/account/tokens/{prefix}/revoke", pages_account.TokenRevokeHandler,
+              "account-token-revoke"),
+        Route("/admin/users", pages_admin.UsersHandler, "admin-users"),
+        Route("/admin/users/{name}", pages_admin.UserUpdateHandler, "admin-user-update"),
+        Route("/admin/users/{name}/tokens", pages_admin.UserTokenHandler, "admin-user-token"),
+        Route("/admin/users/{name}/tokens/{prefix}/revoke", pages_admin.UserTokenRevokeHandler,
+              "admin-user-token-revoke"),
+        Route("/admin/audit", pages_admin.AuditHandler, "admin-audit"),
+        Route("/admin/audit.jsonl", pages_admin.AuditExportHandler, "admin-audit-export"),
+        # JSON API
+        Route("/api/openapi.json", api_meta.OpenAPIHandler, "api-openapi"),
+        Route("/api/me", api_users.MeHandler, "api-me"),
+        Route("/api/me/tokens", api_users.MyTokensHandler, "api-my-tokens"),
+        Route("/api/me/tokens/{prefix}", api_users.MyTokenHandler, "api-my-token"),
+        Route("/api/apps", api_apps.AppsHandler, "api-apps"),
+        Route("/api/tags", api_apps.TagsHandler, "api-tags"),
+        Route("/api/apps/{slug}", api_apps.AppHandler, "api-app"),
+        Route("/api/apps/{slug}/rollback", api_apps.RollbackHandler, "api-app-rollback"),
+        Route("/api/submissions", api_submissions.SubmissionsHandler, "api-submissions"),
+        Route("/api/submissions/{id}", api_submissions.SubmissionHandler, "api-submission"),
+        Route("/api/submissions/{id}/decision", api_submissions.DecisionHandler,
+              "api-submission-decision"),
+        Route("/api/submissions/{id}/withdraw", api_submissions.WithdrawHandler,
+              "api-submission-withdraw"),
+        Route("/api/submissions/{id}/comments", api_submissions.CommentsHandler,
+              "api-submission-comments"),
+        Route("/api/users", api_users.UsersHandler, "api-users"),
+        Route("/api/users/{name}", api_users.UserHandler, "api-user"),
+        Route("/api/users/{name}/tokens", api_users.UserTokensHandler, "api-user-tokens"),
+        Route("/api/audit", api_users.AuditHandler, "api-audit"),
+        # operations
+        Route("/healthz", api_meta.HealthHandler, "health"),
+        Route("/metrics", api_meta.MetricsHandler, "metrics"),
+    ]
+
+
+def tornado_rules(routes: list[Route]) -> list[tuple[str, type[RequestHandler], dict[str, Any],
+                                                     str]]:
+    return [(r.pattern(), r.handler, {"route_name": r.name, **r.kwargs}, r.name) for r in routes]
