@@ -28,3 +28,13 @@ def test_finding_defaults_from_table():
     f = Finding("NBA005", "upgraded from v3")
     assert f.severity is Severity.WARNING and not f.is_error
     assert Finding.from_dict(f.to_dict()) == f
+
+
+def test_readme_lists_every_code():
+    """The README's error table is generated from the code table; regenerate it when this fails
+    (``python -m nbapps.codes``)."""
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    missing = [code for code in CODES if f"| {code} |" not in readme]
+    assert not missing, f"README.md lacks these codes: {missing}"

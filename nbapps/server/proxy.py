@@ -49,7 +49,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 from tornado import httputil, web, websocket
 from tornado.httpclient import HTTPClientError, HTTPRequest
 
-from ..errors import ParameterError
+from ..errors import NbappsError, ParameterError
 from ..runner import pages
 from ..runner.notebook_variants import QUERY_KEY, encode_values
 from ..runner.process import Runner
@@ -176,7 +176,13 @@ class AppProxyHandler(web.RequestHandler):
 
     async def prepare(self) -> None:
         slug = self.path_kwargs["slug"]
-        if not await _authorized(self.authorize, self, slug) and not self._finished:
+        try:
+            allowed = await _authorized(self.authorize, self, slug)
+        except NbappsError as err:  # e.g. AuthRequired / PermissionDenied from the gallery
+            if not self._finished:
+                self._page(err.http_status, pages.forbidden_page())
+            return
+        if not allowed and not self._finished:
             self._page(403, pages.forbidden_page())
 
     # -- answers of our own ------------------------------------------------------------------
@@ -277,7 +283,24 @@ class AppProxyHandler(web.RequestHandler):
         if custom and info.has_custom:
             self._kind = "custom"
             query = f"{QUERY_KEY}={encode_values(values)}"
-        await self._forward(runner, runner.url(runner.variant_path(bool(query)), query))
+        url = runner.url(runner.variant_path(bool(query)), query)
+        if runner.queued_renders >= runner.settings.max_queued_renders:
+            self._page(503, pages.busy_page(route.title, route.retry_after * 3,
+                                            "Too many people are opening it right now."),
+                       route.retry_after * 3)
+            return
+        runner.queued_renders += 1
+        entered = False
+        try:
+            # pool pages take milliseconds; when a burst has emptied the pool, at most
+            # renders() pages start kernels at once and the others wait here for a slot
+            async with runner.render_slots:
+                entered = True
+                runner.queued_renders -= 1
+                await self._forward(runner, url)
+        finally:
+            if not entered:
+                runner.queued_renders -= 1
 
     async def _forward_to(self, slug: str, rel: str, *, kernel_id: str | None = None,
                           keep_query: bool, method: str = "GET", body: bytes | None = None
@@ -461,9 +484,15 @@ class AppWebSocketProxy(websocket.WebSocketHandler):
     async def prepare(self) -> None:
         slug = self.path_kwargs["slug"]
         kernel_id = self.path_kwargs["kernel_id"]
-        if not await _authorized(self.authorize, self, slug):
+        try:
+            allowed = await _authorized(self.authorize, self, slug)
+        except NbappsError as err:
+            allowed = False
+            self.set_status(err.http_status)
+        if not allowed:
             if not self._finished:
-                self.set_status(403)
+                if self.get_status() < 400:
+                    self.set_status(403)
                 self.finish("forbidden")
             return
         runner = self.runtime.runner_for(slug, kernel_id)

@@ -1,0 +1,200 @@
+"""Code that runs inside a runner's Voilà process (named in the generated ``voila.py`` config).
+
+- :class:`RunnerKernelManager` is the base class Voilà wraps into its pooling
+  ``VoilaKernelManager`` (``VoilaConfiguration.multi_kernel_manager_class``). It makes every kernel
+  use :mod:`nbapps.kernel`'s manager, whose client polls in short slices (the missed wake-up fix),
+  and it writes a small status file (kernels, which are pooled, the client class in use) that the
+  supervisor reads instead of asking Voilà over HTTP (Voilà has no kernel listing route).
+- :func:`make_timeout_func` gives Voilà's executor a per-cell timeout so a page never hangs,
+  except for the injected wait-for-request cell, which waits in a pooled kernel for as long as
+  no viewer comes.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+from collections.abc import Callable
+from typing import Any
+
+from jupyter_server.services.kernels.kernelmanager import AsyncMappingKernelManager
+from tornado.ioloop import PeriodicCallback
+from traitlets import Float, Integer, Unicode, default
+
+from .notebook_variants import is_wait_cell
+
+FIX_MANAGER = "nbapps.kernel.NbappsServerKernelManager"
+
+
+def make_timeout_func(seconds: float | None) -> Callable[[Any], float | None]:
+    """nbclient ``timeout_func``: ``seconds`` per cell, no limit for the wait-for-request cell."""
+
+    def timeout_for(cell: Any) -> float | None:
+        if is_wait_cell(cell):
+            return None
+        return seconds
+
+    return timeout_for
+
+
+def _waiting_kernel_ids() -> set[str]:
+    """Kernels of the custom variant connected to Voilà and waiting for their request."""
+    try:
+        from voila.request_info_handler import RequestInfoSocketHandler
+    except ImportError:  # pragma: no cover (Voilà always has it)
+        return set()
+    return set(RequestInfoSocketHandler._waiters)
+
+
+def _class_name(cls: Any) -> str:
+    return f"{getattr(cls, '__module__', '?')}.{getattr(cls, '__qualname__', repr(cls))}"
+
+
+class RunnerKernelManager(AsyncMappingKernelManager):
+    """The mapping kernel manager of a runner: fixed kernel class and a status file."""
+
+    status_path = Unicode("", config=True, help="Where to write the runner's status JSON.")
+    status_interval = Float(0.5, config=True, help="Seconds between status checks.")
+    refill_yield = Float(
+        3.0, config=True,
+        help="A pool refill waits up to this long while a page's kernel is busy (rendering).",
+    )
+    max_concurrent_preheats = Integer(
+        2, config=True,
+        help="Pool kernels started or pre-running their notebook at the same time (at most).",
+    )
+
+    @default("kernel_manager_class")
+    def _default_kernel_manager_class(self) -> str:
+        return FIX_MANAGER
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._starting_preheats = 0
+        self._last_status = ""
+        self._status_cb: PeriodicCallback | None = None
+
+    def _ensure_status_loop(self) -> None:
+        if self._status_cb is None and self.status_path:
+            self._status_cb = PeriodicCallback(self.write_status, self.status_interval * 1000)
+            self._status_cb.start()
+
+    def _pooled_ids(self) -> set[str]:
+        ids: set[str] = set()
+        for pool in (getattr(self, "_pools", None) or {}).values():
+            for task in pool:
+                if task.done() and not task.cancelled() and task.exception() is None:
+                    ids.add(task.result().get("kernel_id"))
+        return ids
+
+    def _pages_busy(self) -> bool:
+        pooled = self._pooled_ids()
+        return any(getattr(k, "execution_state", "") == "busy"
+                   for kid, k in self._kernels.items() if kid not in pooled)
+
+    def _preheating(self) -> int:
+        """Pool kernels starting or still pre-running their notebook."""
+        waiting = _waiting_kernel_ids()
+        busy = self._starting_preheats
+        for pool in (getattr(self, "_pools", None) or {}).values():
+            for task in pool:
+                if not task.done() or task.cancelled() or task.exception() is not None:
+                    continue
+                content = task.result()
+                render = content.get("task")
+                if render is not None and not render.done() and \
+                        content.get("kernel_id") not in waiting:
+                    busy += 1
+        return busy
+
+    async def _wait_for_preheat_slot(self) -> None:
+        """At most ``max_concurrent_preheats`` pool kernels start or pre-run at a time.
+
+        After a burst empties a pool, Voilà starts all the replacements at once; on 2 cores
+        that many kernels importing pandas at the same time all finish late (some past
+        jupyter_server's 60 s kernel_info timeout). Starting them in small waves fills the pool
+        sooner and keeps CPU for the pages being served.
+        """
+        deadline = time.monotonic() + 300
+        while (self.max_concurrent_preheats > 0 and time.monotonic() < deadline
+               and self._preheating() >= self.max_concurrent_preheats):
+            await asyncio.sleep(0.05)
+
+    async def _yield_to_pages(self) -> None:
+        """Let pages being rendered (their kernels busy) finish before a pool kernel starts.
+
+        On 2 cores a kernel starting for the pool would take half the CPU from the page that a
+        viewer waits for; the pool is refilled a moment later instead.
+        """
+        deadline = time.monotonic() + self.refill_yield
+        while time.monotonic() < deadline and self._pages_busy():
+            await asyncio.sleep(0.02)
+
+    def status(self) -> dict[str, Any]:
+        """Kernels, pooled kernels per notebook and the kernel client classes in use."""
+        pools: dict[str, dict[str, int]] = {}
+        pooled: set[str] = set()
+        waiting_ids = _waiting_kernel_ids()
+        for name, pool in (getattr(self, "_pools", None) or {}).items():
+            started = rendered = waiting = 0
+            for task in pool:
+                if not task.done() or task.cancelled() or task.exception() is not None:
+                    continue
+                content = task.result()
+                started += 1
+                pooled.add(content.get("kernel_id"))
+                render = content.get("task")
+                if render is not None and render.done():
+                    rendered += 1
+                if content.get("kernel_id") in waiting_ids:
+                    waiting += 1
+            pools[name] = {"size": len(pool), "started": started, "rendered": rendered,
+                           "waiting": waiting}
+        kernels = list(self._kernels)
+        clients = sorted({_class_name(getattr(k, "client_factory", None))
+                          for k in self._kernels.values()})
+        managers = sorted({_class_name(type(k)) for k in self._kernels.values()})
+        return {
+            "pid": os.getpid(),
+            "kernels": len(kernels),
+            "in_use": len([k for k in kernels if k not in pooled]),
+            "connections": sum(self._kernel_connections.values()),
+            "pools": pools,
+            "client_classes": clients,
+            "kernel_manager_classes": managers,
+            "kernel_manager_class": self.kernel_manager_class,
+        }
+
+    def write_status(self) -> None:
+        if not self.status_path:
+            return
+        data = self.status()
+        text = json.dumps(data, sort_keys=True)
+        if text == self._last_status:
+            return
+        self._last_status = text
+        data["time"] = time.time()
+        tmp = f"{self.status_path}.tmp"
+        with open(tmp, "w", encoding="utf-8") as fh:
+            json.dump(data, fh)
+        os.replace(tmp, self.status_path)
+
+    async def start_kernel(self, *args: Any, **kwargs: Any) -> str:  # type: ignore[override]
+        self._ensure_status_loop()
+        preheat = (kwargs.get("env") or {}).get("VOILA_PREHEAT") == "True"
+        if preheat:
+            await self._yield_to_pages()
+            await self._wait_for_preheat_slot()
+            self._starting_preheats += 1
+        try:
+            kernel_id = await super().start_kernel(*args, **kwargs)
+        finally:
+            if preheat:
+                self._starting_preheats -= 1
+        self.write_status()
+        return str(kernel_id)
+
+    async def shutdown_kernel(self, *args: Any, **kwargs: Any) -> None:  # type: ignore[override]
+        await super().shutdown_kernel(*args, **kwargs)
+        self.write_status()

@@ -1,0 +1,88 @@
+"""End to end: the real gallery server with the runner runtime wired in (make_runtime)."""
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+
+import httpx
+import psutil
+import pytest
+
+from nbapps.catalog import open_catalog
+from nbapps.runner import RunnerSettings, SupervisorSettings
+from nbapps.runner.wiring import make_runtime
+from tests.server_harness import build_archive, make_users
+from tests.test_runner_fixtures import widget_app_notebook
+
+pytestmark = pytest.mark.kernel
+
+
+def test_gallery_serves_an_approved_app_through_the_runtime(tmp_path):
+    from nbapps.server.app import NbappsServer
+
+    data_dir = tmp_path / "data"
+    db_url = f"sqlite:///{data_dir / 'nbapps.db'}"
+    data_dir.mkdir()
+    cat = open_catalog(db_url)
+    try:
+        users = make_users(cat)
+    finally:
+        cat.close()
+    nb = widget_app_notebook()
+    nb.metadata["nbapps"].update(title="Demo", description="d")
+    archive = build_archive(tmp_path / "bundle", nb)
+
+    runtimes = []
+
+    class Server(NbappsServer):
+        def make_runtime(self, ctx):  # what `nbapps serve` should do
+            runtimes.append(make_runtime(ctx, SupervisorSettings(
+                runtime_dir=ctx.data_dir / "runtime",
+                runner=RunnerSettings(pool_size=1, custom_pool_size=1))))
+            return runtimes[-1]
+
+    server = Server()
+    server.initialize(["--port=0", f"--data-dir={data_dir}", f"--db-url={db_url}",
+                       "--log-level=WARN"])
+    ready = threading.Event()
+    thread = threading.Thread(
+        target=lambda: asyncio.run(server.serve(ready=ready, install_signals=False)),
+        daemon=True)
+    thread.start()
+    pids: list[int] = []
+    try:
+        assert ready.wait(60)
+        base = str(server.url).rstrip("/")
+        up = httpx.post(f"{base}/api/submissions", content=archive, timeout=60,
+                        headers={"Content-Type": "application/gzip",
+                                 "Authorization": f"Bearer {users['ana'].token}"})
+        assert up.status_code == 201, up.text
+        decided = httpx.post(f"{base}/api/submissions/{up.json()['id']}/decision",
+                             json={"decision": "approve", "comment": "ok"}, timeout=60,
+                             headers={"Authorization": f"Bearer {users['rita'].token}"})
+        assert decided.status_code == 200, decided.text
+        app = up.json().get("app")
+        slug = app if isinstance(app, str) else (app or {}).get("slug", "demo")
+        anon = httpx.get(f"{base}/apps/{slug}/", timeout=30)
+        assert anon.status_code == 302 and anon.headers["location"].startswith("/login")
+        auth = {"Authorization": f"Bearer {users['vic'].token}"}
+        deadline = time.monotonic() + 180
+        while True:
+            r = httpx.get(f"{base}/apps/{slug}/?n=4", headers=auth, timeout=120)
+            if r.status_code == 200:
+                break
+            assert r.status_code == 503 and r.headers.get("retry-after"), r.status_code
+            assert time.monotonic() < deadline
+            time.sleep(1)
+        assert "RESULT 4 x 0.5 16" in r.text
+        snap = runtimes[-1].snapshot()
+        pids = [s["pid"] for s in snap]
+        assert pids and all(psutil.pid_exists(p) for p in pids)
+        assert httpx.get(f"{base}/apps/nope/", headers=auth, timeout=30).status_code in (403, 404)
+    finally:
+        server.request_stop()
+        thread.join(60)
+    assert not thread.is_alive()
+    assert not [p for p in pids if psutil.pid_exists(p)
+                and psutil.Process(p).status() != psutil.STATUS_ZOMBIE]
