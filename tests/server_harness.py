@@ -184,7 +184,8 @@ class ThreadServer:
         from nbapps.server.app import NbappsServer
 
         self.server = NbappsServer()
-        argv = ["--port=0", f"--data-dir={data_dir}", "--log-level=WARN"]
+        argv = ["--port=0", f"--data-dir={data_dir}", "--log-level=WARN",
+                "--NbappsServer.serve_apps=False"]
         if db_url:
             argv.append(f"--db-url={db_url}")
         self.server.initialize(argv + list(args or []))
@@ -250,6 +251,7 @@ def start_process(data_dir: Path, db_url: str, args: list[str] | None = None,
                   ) -> tuple[subprocess.Popen[bytes], str]:
     """``python -m nbapps.server.app`` in a subprocess; returns (process, URL)."""
     cmd = [sys.executable, "-m", "nbapps.server.app", "--port=0", f"--data-dir={data_dir}",
+           "--NbappsServer.serve_apps=False",
            f"--db-url={db_url}", "--log-level=INFO", *(args or [])]
     proc = subprocess.Popen(cmd, cwd=cwd or ROOT, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})

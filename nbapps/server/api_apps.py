@@ -83,4 +83,5 @@ class RollbackHandler(APIHandler):
         detail = await self.ctx.run(self.ctx.catalog.rollback, slug, user.name, comment,
                                     ip=self.client_ip())
         self.ctx.changed()
+        self.ctx.live_changed(slug)
         self.write_json(detail.to_dict())

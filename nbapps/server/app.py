@@ -172,6 +172,15 @@ class NbappsServer(Application):
                              help="Threads for slow work (uploads, rendering, catalog writes).")
     debug = Bool(False, config=True, help="Debug mode (template reloading, verbose errors).")
     tornado_settings = Dict(config=True, help="Extra tornado Application settings.")
+    serve_apps = Bool(True, config=True,
+                      help="Serve live apps under /apps/<slug>/ with standalone Voila runners "
+                           "(False: /apps/ answers 'runtime not available').")
+    app_pool_size = Integer(2, config=True,
+                            help="Preheated kernels per app for default-parameter pages.")
+    app_custom_pool_size = Integer(1, config=True,
+                                   help="Preheated kernels per app for custom-parameter pages.")
+    app_cell_timeout = Float(60.0, config=True,
+                             help="Seconds an app cell may run before the page ends with an error.")
 
     #: the app runtime (runners + proxy): set by the runner module before start; see
     #: :meth:`make_runtime`. None: /apps/<slug>/ answers "runtime not available".
@@ -233,7 +242,16 @@ class NbappsServer(Application):
         subclass declaring its ``permissions``). ``start([ctx])`` and ``stop()``/``close()``
         (sync or async) are called with the server's lifecycle.
         """
-        return self.runtime
+        if self.runtime is not None or not self.serve_apps:
+            return self.runtime
+        from ..runner import RunnerSettings, SupervisorSettings
+        from ..runner.wiring import make_runtime
+
+        runner = RunnerSettings(pool_size=self.app_pool_size,
+                                custom_pool_size=self.app_custom_pool_size,
+                                cell_timeout=self.app_cell_timeout)
+        return make_runtime(ctx, SupervisorSettings(runtime_dir=Path(ctx.data_dir) / "runtime",
+                                                    runner=runner))
 
     def build_context(self) -> ServerContext:
         data_dir = self.resolved_data_dir()

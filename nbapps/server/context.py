@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import logging
 import threading
 import time
 from collections.abc import Callable, Hashable
@@ -110,6 +111,21 @@ class ServerContext:
     def changed(self) -> None:
         """Call after any catalog write: drops cached listings."""
         self.cache.bump()
+
+    def live_changed(self, slug: str) -> None:
+        """Call after an approval or rollback: the runtime switches ``slug`` to its new live
+        version in the background (start new, route new requests to it, drain the old)."""
+        refresh = getattr(self.runtime, "refresh", None)
+        if refresh is None:
+            return
+        task = asyncio.ensure_future(refresh(slug))
+        task.add_done_callback(_log_refresh_failure)
+
+
+def _log_refresh_failure(task: asyncio.Future[Any]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        logging.getLogger("nbapps.server").warning(
+            "switching app version failed: %s", task.exception())
 
 
 def make_template_env(

@@ -98,6 +98,7 @@ class RollbackFormHandler(PageHandler):
         await self.ctx.run(self.ctx.catalog.rollback, slug, user.name, comment,
                            ip=self.client_ip())
         self.ctx.changed()
+        self.ctx.live_changed(slug)
         self.redirect(f"/app/{slug}?done=rollback")
 
 

@@ -70,6 +70,8 @@ async def decide(handler: BaseHandler, user: WebUser, version_id: int, action: A
     version = await ctx.run(ctx.catalog.decide, version_id, user.name, action, text,
                             ip=handler.client_ip())
     ctx.changed()
+    if action == "approve" or getattr(action, "value", None) == "approve":
+        ctx.live_changed(version.app_slug)
     return version
 
 
