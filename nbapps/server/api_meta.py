@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from typing import Any, ClassVar
 
 from prometheus_client import (
@@ -11,6 +12,8 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from .. import __version__
 from ..accounts import Permission
@@ -128,9 +131,85 @@ class Metrics:
         self.requests = Counter("nbapps_http_requests_total", "Requests by route and status",
                                 ["route", "method", "status"], registry=self.registry)
 
+        self.app_render = Histogram(
+            "nbapps_app_render_seconds",
+            "Time to a fully sent app response through the proxy, by app and kind "
+            "(page: default parameters, custom: query parameters, asset, kernel)",
+            ["slug", "kind"], registry=self.registry,
+            buckets=(.0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60))
+        self.proxy_errors = Counter(
+            "nbapps_proxy_errors_total", "Proxied app requests answered with a status >= 500",
+            ["slug", "kind", "status"], registry=self.registry)
+        self._runtime_collector: RuntimeCollector | None = None
+
     def observe(self, route: str, method: str, status: int, seconds: float) -> None:
         self.latency.labels(route, method).observe(seconds)
         self.requests.labels(route, method, str(status)).inc()
+
+    def observe_app(self, slug: str, kind: str, status: int, seconds: float) -> None:
+        """One proxied app request (called by :class:`nbapps.server.usage.UsageRecorder`)."""
+        # a websocket's duration is its lifetime, and 3xx/4xx/503 pages are not renders
+        if kind != "ws" and status < 400:
+            self.app_render.labels(slug, kind).observe(seconds)
+        if status >= 500:
+            self.proxy_errors.labels(slug, kind, str(status)).inc()
+
+    def watch_runtime(self, runtime: Any) -> None:
+        """Export the runner supervisor's state, read at each scrape (no polling task)."""
+        if self._runtime_collector is None and runtime is not None \
+                and hasattr(runtime, "snapshot"):
+            self._runtime_collector = RuntimeCollector(runtime)
+            self.registry.register(self._runtime_collector)
+
+
+#: every runner state, so a state with no runner reads 0 instead of disappearing
+RUNNER_STATES = ("starting", "ready", "draining", "stopped", "failed")
+
+
+class RuntimeCollector(Collector):
+    """Gauges from ``Supervisor.snapshot()``, ``.counters`` and ``.total_rss()`` at scrape time."""
+
+    def __init__(self, runtime: Any) -> None:
+        self.runtime = runtime
+
+    def collect(self) -> Iterator[Metric]:
+        snapshot = self.runtime.snapshot()
+        states = GaugeMetricFamily("nbapps_runners", "App runner processes by state",
+                                   labels=["state"])
+        by_state = dict.fromkeys(RUNNER_STATES, 0)
+        for r in snapshot:
+            by_state[str(r.get("state"))] = by_state.get(str(r.get("state")), 0) + 1
+        for state, n in by_state.items():
+            states.add_metric([state], n)
+        yield states
+        kernels = GaugeMetricFamily("nbapps_live_kernels",
+                                    "Kernels alive in app runners (pooled and in use), by app",
+                                    labels=["slug"])
+        in_use = GaugeMetricFamily("nbapps_kernels_in_use", "Kernels serving a page, by app",
+                                   labels=["slug"])
+        per_app: dict[str, list[int]] = {}
+        for r in snapshot:
+            acc = per_app.setdefault(str(r.get("slug")), [0, 0])
+            acc[0] += int(r.get("kernels") or 0)
+            acc[1] += int(r.get("kernels_in_use") or 0)
+        for slug, (alive, used) in sorted(per_app.items()):
+            kernels.add_metric([slug], alive)
+            in_use.add_metric([slug], used)
+        yield kernels
+        yield in_use
+        total_rss = getattr(self.runtime, "total_rss", None)
+        if callable(total_rss):
+            yield GaugeMetricFamily("nbapps_runners_rss_bytes",
+                                    "Resident memory of all runners and their kernels",
+                                    value=float(total_rss()))
+        counters = getattr(self.runtime, "counters", None)
+        if isinstance(counters, dict):
+            events = CounterMetricFamily("nbapps_runner_events",
+                                         "Supervisor events (starts, crashes, restarts, ...)",
+                                         labels=["event"])
+            for name, n in sorted(counters.items()):
+                events.add_metric([str(name)], float(n))
+            yield events
 
 
 class MetricsHandler(BaseHandler):

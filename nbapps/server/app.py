@@ -292,8 +292,11 @@ class NbappsServer(Application):
             # the runner's reverse proxy takes /apps/<slug>/...; it asks authorize_app first
             from .pages_apps import authorize_app
             from .proxy import proxy_routes
+            from .usage import UsageRecorder
 
-            rules = list(proxy_routes(ctx.runtime, authorize_app))
+            if ctx.metrics is not None:
+                ctx.metrics.watch_runtime(ctx.runtime)
+            rules = list(proxy_routes(ctx.runtime, authorize_app, observe=UsageRecorder(ctx)))
             routes = [r for r in routes if r.name != "app-runtime"]
         static_paths = [*self.static_paths, str(STATIC_DIR)]
         settings: dict[str, Any] = {

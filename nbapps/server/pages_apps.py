@@ -1,13 +1,17 @@
 """Gallery, app page, thumbnails, rollback form and the /apps/ runtime placeholder."""
 from __future__ import annotations
 
-from typing import ClassVar
+import json
+import statistics
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
 from urllib.parse import quote, urlencode
 
 from markupsafe import Markup
 from tornado.web import RequestHandler
 
 from ..accounts import Permission
+from ..contract import Parameter
 from ..errors import NbappsError, NotFound
 from .authz import OPEN_APPS, Requirement
 from .base import PageHandler, coded_error
@@ -68,9 +72,15 @@ class AppPageHandler(PageHandler):
             raise NotFound(f"no app {slug!r}")
         can_rollback = (self.ctx.authorizer.has_permission(user, Permission.ROLLBACK)
                         and detail.previous is not None)
+        contract = contract_of(detail.live.manifest) if detail.live else []
+        try:
+            series = self.ctx.catalog.usage_series(slug, days=30)
+        except NbappsError:
+            series = []
         self.render_page(
             "app.html", detail=detail, app=detail.app, live=detail.live,
-            contract=contract_of(detail.live.manifest) if detail.live else [],
+            contract=contract, form_fields=[form_field(p) for p in contract],
+            usage=usage_chart(series),
             versions=visible_versions(self.ctx, user, detail), can_rollback=can_rollback,
             **NOTICES.get(self.get_argument("done", ""), {}),
         )
@@ -137,3 +147,95 @@ def authorize_app(handler: RequestHandler, slug: str) -> bool:
     except NotFound:
         return False
     return True
+
+
+# -- parameter form --------------------------------------------------------------------------------
+
+@dataclass
+class FormField:
+    """One input of the app page's parameter form (rendered by ``app_form.html``).
+
+    ``widget`` is "number", "select" or "text". Booleans are a true/false select rather than a
+    checkbox: an unchecked checkbox sends nothing and a hidden+checkbox pair sends two values
+    (a list, which the contract refuses for a bool), while a select always sends exactly one
+    value that :meth:`nbapps.contract.ParameterContract.coerce` reads back.
+    """
+
+    name: str
+    type: str
+    widget: str
+    value: str
+    help: str = ""
+    min: str | None = None
+    max: str | None = None
+    step: str | None = None
+    #: (value, label, selected) for selects
+    options: list[tuple[str, str, bool]] = field(default_factory=list)
+
+
+def _text_of(value: Any, kind: str) -> str:
+    """A value as the text the contract's ``parse_text`` reads back to the same value."""
+    if value is None:
+        return "None"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return value
+    if isinstance(value, (int, float)):
+        return repr(value)
+    return json.dumps(value)
+
+
+def _number(value: float | None) -> str | None:
+    return None if value is None else repr(value)
+
+
+def form_field(p: Parameter) -> FormField:
+    value = _text_of(p.default, p.type)
+    if p.choices is not None:
+        options = [(_text_of(c, p.type), _text_of(c, p.type), _text_of(c, p.type) == value)
+                   for c in p.choices]
+        if not any(sel for _, _, sel in options):
+            options.insert(0, (value, value, True))
+        return FormField(p.name, p.type, "select", value, p.help, options=options)
+    if p.type == "bool":
+        return FormField(p.name, p.type, "select", value, p.help, options=[
+            ("true", "yes", p.default is True), ("false", "no", p.default is not True)])
+    if p.type in ("int", "float") and p.default is not None:
+        return FormField(p.name, p.type, "number", value, p.help, min=_number(p.min),
+                         max=_number(p.max), step="1" if p.type == "int" else "any")
+    return FormField(p.name, p.type, "text", value, p.help)
+
+
+# -- usage chart -----------------------------------------------------------------------------------
+
+@dataclass
+class UsageChart:
+    """Views per day (last 30 days) as inline SVG bars, plus totals; no JS, no CDN."""
+
+    bars: list[dict[str, Any]]
+    width: int
+    height: int
+    total_views: int
+    total_errors: int
+    median_render_ms: float | None
+    max_views: int
+
+
+def usage_chart(series: list[Any], *, height: int = 48, bar: int = 8, gap: int = 2
+                ) -> UsageChart:
+    peak = max((p.views for p in series), default=0)
+    bars = []
+    for i, p in enumerate(series):
+        h = round(p.views / peak * (height - 2)) if peak else 0
+        if p.views and h < 1:
+            h = 1
+        bars.append({"x": i * (bar + gap), "y": height - h, "w": bar, "h": h,
+                     "day": p.day.isoformat(), "views": p.views, "errors": p.errors})
+    # median of the per-day mean render times (the catalog keeps a sum and a count per day)
+    daily = [p.render_ms_sum / p.render_count for p in series if p.render_count]
+    median = statistics.median(daily) if daily else None
+    return UsageChart(bars=bars, width=max(1, len(series) * (bar + gap) - gap), height=height,
+                      total_views=sum(p.views for p in series),
+                      total_errors=sum(p.errors for p in series),
+                      median_render_ms=median, max_views=peak)
