@@ -387,7 +387,7 @@ def test_gallery_lists_the_demo_apps(viewer: Session) -> None:
 
 
 @binder_sim
-@pytest.mark.xfail(reason="known gap: the gallery has no base-URL setting yet, so the Voila runners "
+@pytest.mark.xfail(reason="known gap: the gallery has no base-URL setting yet, so Voila runners "
                    "behind jupyter-server-proxy get a baseUrl without the proxy prefix and "
                    "widgets cannot connect (docs/binder.md, docs/dev/NOTES.md)", strict=False)
 def test_demo_app_renders(viewer: Session) -> None:
