@@ -128,14 +128,20 @@ def test_build_hook_skips_up_to_date_output_and_installs_only_when_needed(tmp_pa
     for f in (out / "package.json", out / "static" / "style.js",
               ext / "node_modules" / ".yarn-state.yml"):
         f.write_text("{}")
+    # explicit mtimes: file systems stamp writes with a coarse clock (a few ms), so files written
+    # one after the other can carry the same time
     past = time.time() - 100
     for f in (ext / "src" / "index.ts", ext / "package.json"):
         os.utime(f, (past, past))
+    for f in (out / "package.json", out / "static" / "style.js",
+              ext / "node_modules" / ".yarn-state.yml"):
+        os.utime(f, (past + 50, past + 50))
     assert not needs_build(ext, out) and not needs_install(ext)
     (ext / "style").mkdir()
     (ext / "style" / "base.css").write_text("a {}")  # any input newer than the output
     assert needs_build(ext, out) and not needs_install(ext)
     (ext / "package.json").write_text('{"dependencies": {}}')
+    os.utime(ext / "package.json", (past + 60, past + 60))
     assert needs_install(ext)
 
 
