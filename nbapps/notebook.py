@@ -44,6 +44,7 @@ _META_FIELDS: dict[str, tuple[tuple[type, ...], str]] = {
     "timeout": ((int, float), "a number of seconds above 0"),
     "thumbnail": ((str,), "a path (string)"),
     "parameters": ((dict,), "a mapping of parameter name to {choices, min, max}"),
+    "author": ((str,), "a string (shown in the gallery; default: the publishing account)"),
 }
 
 
@@ -59,6 +60,7 @@ class AppMetadata:
     timeout: float | None = None
     thumbnail: str | None = None
     parameters: dict[str, dict[str, Any]] = field(default_factory=dict)
+    author: str = ""
 
     @classmethod
     def from_notebook(cls, nb: nbformat.NotebookNode) -> tuple[AppMetadata, list[Finding]]:

@@ -221,3 +221,20 @@ def test_load_from_written_file_with_bom(tmp_path: Path):
     assert load_notebook(path).contract.names() == ["n", "label"]
     write_notebook(make_notebook(), tmp_path / "plain.ipynb")
     assert load_notebook(str(tmp_path / "plain.ipynb")).findings == []
+
+
+def test_author_is_a_known_metadata_field():
+    """`metadata.nbapps.author` is documented (README) and read by the bundle manifest."""
+    from nbapps.notebook import load_notebook
+    from tests.nbfactory import make_notebook
+
+    nb = make_notebook(meta={"author": "Ana Lyst"})
+    app = load_notebook(nbformat_bytes(nb))
+    assert app.meta.author == "Ana Lyst"
+    assert not [f for f in app.findings if f.code in ("NBA033", "NBA034")]
+
+
+def nbformat_bytes(nb) -> bytes:
+    import nbformat
+
+    return nbformat.writes(nb).encode()

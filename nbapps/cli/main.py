@@ -54,6 +54,11 @@ def configure_logging(debug: bool) -> None:
     root = logging.getLogger("nbapps")
     root.handlers[:] = [handler]
     root.setLevel(logging.DEBUG if debug else logging.WARNING)
+    # papermill logs a cell timeout itself, beside our coded finding: keep it for --debug only
+    papermill = logging.getLogger("papermill")
+    papermill.handlers[:] = [handler]
+    papermill.propagate = False
+    papermill.setLevel(logging.DEBUG if debug else logging.CRITICAL)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
