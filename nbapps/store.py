@@ -16,15 +16,13 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import io
 import logging
 import os
 import re
 import secrets
 import shutil
-import tarfile
 import tempfile
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
 import fsspec
@@ -164,10 +162,9 @@ class BundleStore:
                 verify: bool = True) -> Path:
         """Unpack bundle ``sha256`` into ``dest_dir`` (must not exist, or be an empty folder).
 
-        With :mod:`nbapps.bundle` present: its ``unpack_bundle`` (safe paths, size limit, atomic
-        rename) then, if ``verify``, ``verify_bundle`` and a check that the manifest's content
+        Uses :func:`nbapps.bundle.unpack_bundle` (safe paths, size limit, atomic rename) then, if
+        ``verify``, :func:`~nbapps.bundle.verify_bundle` and a check that the manifest's content
         hash is ``sha256`` (BundleError NBA202 otherwise, and nothing is left at ``dest_dir``).
-        Without it: a plain safe tar extraction (regular files and folders only) → NBA204.
         """
         data = self.get(sha256)
         dest = Path(dest_dir)
@@ -177,11 +174,8 @@ class BundleStore:
             dest.rmdir()
         elif dest.exists() or dest.is_symlink():
             raise BundleError(f"{dest} exists and is not an empty folder", code="NBA205")
-        bundle = _bundle_module()
-        if bundle is None:
-            dest.mkdir(parents=True)
-            safe_extract_tar(data, dest)
-            return dest
+        from . import bundle  # imported here: the store is used by processes that never bundle
+
         bundle.unpack_bundle(data, dest)
         if verify:
             try:
@@ -194,56 +188,6 @@ class BundleStore:
                 shutil.rmtree(dest, ignore_errors=True)
                 raise
         return dest
-
-
-def _bundle_module() -> Any:
-    """:mod:`nbapps.bundle` if it provides ``unpack_bundle`` and ``verify_bundle``."""
-    try:
-        from . import bundle
-    except ImportError:
-        return None
-    if callable(getattr(bundle, "unpack_bundle", None)) and callable(
-            getattr(bundle, "verify_bundle", None)):
-        return bundle
-    return None
-
-
-def safe_extract_tar(data: bytes, dest: Path) -> None:
-    """Extract a (possibly compressed) tar archive, refusing anything but plain files/folders."""
-    try:
-        with tarfile.open(fileobj=io.BytesIO(data), mode="r:*") as tar:
-            members = tar.getmembers()
-            for m in members:
-                _check_member(m)
-            root = dest.resolve()
-            for m in members:
-                target = (root / m.name).resolve()
-                if target != root and root not in target.parents:
-                    raise BundleError(f"archive member escapes the bundle: {m.name!r}",
-                                      code="NBA204")
-                if m.isdir():
-                    target.mkdir(parents=True, exist_ok=True)
-                    continue
-                target.parent.mkdir(parents=True, exist_ok=True)
-                src = tar.extractfile(m)
-                if src is None:
-                    raise BundleError(f"unreadable archive member {m.name!r}", code="NBA204")
-                with src, open(target, "xb") as out:
-                    shutil.copyfileobj(src, out)
-    except (tarfile.TarError, EOFError, OSError) as exc:
-        if isinstance(exc, FileExistsError):
-            raise BundleError("archive lists a file twice", code="NBA204") from exc
-        raise BundleError(f"bundle archive unreadable: {exc}", code="NBA204") from exc
-
-
-def _check_member(m: tarfile.TarInfo) -> None:
-    name = m.name
-    parts = PurePosixPath(name).parts
-    if (not name or name.startswith(("/", "\\")) or ".." in parts or "\\" in name
-            or (len(name) > 1 and name[1] == ":")):
-        raise BundleError(f"unsafe path in archive: {name!r}", code="NBA204")
-    if not (m.isfile() or m.isdir()):
-        raise BundleError(f"archive member {name!r} is a link or special file", code="NBA204")
 
 
 def _fsync_dir(folder: str) -> None:

@@ -11,8 +11,9 @@ import uuid
 
 import pytest
 
+from nbapps.bundle import unpack_bundle
 from nbapps.errors import BundleError, NotFound
-from nbapps.store import BundleStore, StoreError, safe_extract_tar
+from nbapps.store import BundleStore, StoreError
 
 
 def make_tar(files: dict[str, bytes], *, extra=None) -> bytes:
@@ -187,12 +188,12 @@ def _hardlink(tar):
 def test_safe_extract_refuses_unsafe_archives(tmp_path, files, extra):
     data = make_tar(files, extra=extra)
     with pytest.raises(BundleError) as err:
-        safe_extract_tar(data, tmp_path / "x")
+        unpack_bundle(data, tmp_path / "x")
     assert err.value.code == "NBA204"
     assert not (tmp_path / "evil.txt").exists()
 
 
 def test_safe_extract_refuses_garbage(tmp_path):
     with pytest.raises(BundleError) as err:
-        safe_extract_tar(b"not a tar at all", tmp_path)
+        unpack_bundle(b"not a tar at all", tmp_path / "y")
     assert err.value.code == "NBA204"
