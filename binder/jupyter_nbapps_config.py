@@ -9,6 +9,4 @@ c.NbappsServer.template_paths = [str(demo_data_dir() / TEMPLATES_SUBDIR)]
 c.NbappsServer.tornado_settings = {
     # Jupyter's own XSRF cookie is also `_xsrf`, on the same origin: keep them apart
     "xsrf_cookie_name": "_nbapps_xsrf",
-    # jupyter-server-proxy rewrites the pages' URLs; it would have to unzip them first
-    "compress_response": False,
 }

@@ -7,22 +7,23 @@ JupyterLab's launcher shows an "App gallery" tile. ``binder/postBuild`` seeds th
 gives the demo users fresh passwords, writes them to ``~/nbapps-demo-credentials.txt`` and onto
 the login page, and stores an analyst API token for the lab extension.
 
-Why responses are rewritten: the gallery serves every page from ``/`` (``NbappsServer`` has no
-base-URL setting), while the browser reaches it under ``<base_url>nbapps-gallery/``.
-jupyter-server-proxy strips that prefix from requests (``absolute_url: False``) and, from 4.5 on,
-puts it back on redirect ``Location`` headers; :func:`rewrite_response` does the rest: it adds the
-prefix to root-relative ``href``/``src``/``action`` URLs of HTML pages and scopes the gallery's
-cookies to the prefix (``Path=``), so they never reach JupyterLab or another user's server on a
-shared Binder host. The gallery's XSRF cookie is renamed (``_nbapps_xsrf``, see
+The gallery runs under the proxy's own path: jupyter-server-proxy passes requests on with their
+full path (``absolute_url: True``) and starts the gallery with
+``--NbappsServer.base_url=<jupyter base_url>nbapps-gallery/``, so its links, redirects, cookie
+paths and app runners (``<prefix>apps/<slug>/``, Voilà's ``base_url``) all carry the prefix and
+nothing needs rewriting. The gallery's XSRF cookie is renamed (``_nbapps_xsrf``, see
 ``binder/jupyter_nbapps_config.py``) so it cannot collide with Jupyter's ``_xsrf``.
+
+The lab extension publishes to the gallery directly (``http://127.0.0.1:<port><prefix>``); its
+URL holds ``{base_url}``, which the extension's server part fills in with the Jupyter server's
+base URL, known only at start (Binder's per-user prefix). ``setup`` writes the analyst's token
+to a file the extension imports at start (``NbappsLabApp.gallery_token_file``).
 """
 from __future__ import annotations
 
 import argparse
-import gzip
 import logging
 import os
-import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -42,6 +43,8 @@ DEFAULT_PORT = 18866
 ENV_PORT = "NBAPPS_BINDER_GALLERY_PORT"
 ENV_DATA_DIR = "NBAPPS_BINDER_DATA_DIR"
 CREDENTIALS_FILE = "nbapps-demo-credentials.txt"
+#: the analyst's API token for the lab extension, in the data dir (0600)
+LAB_TOKEN_FILE = "lab-token"
 #: where the login-page override lives in the data dir (NbappsServer.template_paths)
 TEMPLATES_SUBDIR = "binder-templates"
 BUILTIN_LINK = "nbapps-builtin"
@@ -69,9 +72,15 @@ def gallery_port() -> int:
     return int(raw) if raw.strip() else DEFAULT_PORT
 
 
-def internal_url() -> str:
-    """The gallery as seen from inside the container (what the lab extension publishes to)."""
-    return f"http://127.0.0.1:{gallery_port()}"
+def internal_url(jupyter_base_url: str = "{base_url}") -> str:
+    """The gallery as seen from inside the container (what the lab extension publishes to).
+
+    By default with the ``{base_url}`` placeholder that the lab extension fills in at start."""
+    return f"http://127.0.0.1:{gallery_port()}{jupyter_base_url}{NAME}/"
+
+
+def lab_token_path(data_dir: Path | None = None) -> Path:
+    return (data_dir or demo_data_dir()) / LAB_TOKEN_FILE
 
 
 def credentials_path() -> Path:
@@ -96,17 +105,17 @@ def gallery_server(data_dir: Path | None = None, share: Path | None = None) -> d
     return {
         "command": [
             *nbapps_command(), "serve", "--ip=127.0.0.1", "--port={port}", f"--data-dir={data}",
-            f"--config={share / CONFIG_FILE}",
+            f"--config={share / CONFIG_FILE}", f"--base-url={{base_url}}{NAME}/",
         ],
         "port": gallery_port(),
         # the first start creates the runtime folders and opens the catalog: a few seconds
         "timeout": 60,
-        "absolute_url": False,
+        # the gallery serves everything under the proxy's path itself (--base-url above)
+        "absolute_url": True,
         "new_browser_tab": True,
         # Jupyter's own credentials are none of the gallery's business; a Jupyter token sent as
         # "Authorization: token ..." would otherwise be read as a (wrong) gallery API token
         "request_headers_override": {"Authorization": ""},
-        "rewrite_response": rewrite_response,
         "launcher_entry": {
             "enabled": True,
             "title": "App gallery",
@@ -115,56 +124,6 @@ def gallery_server(data_dir: Path | None = None, share: Path | None = None) -> d
             "category": "Notebook",
         },
     }
-
-
-def proxy_prefix(request_path: str, name: str = NAME) -> str:
-    """``/user/ana/nbapps-gallery/app/x`` → ``/user/ana/nbapps-gallery`` (the browser-side
-    prefix of the gallery: the Jupyter base URL plus the server name)."""
-    marker = f"/{name}"
-    start = 0
-    while True:
-        i = request_path.find(marker, start)
-        if i < 0:
-            return marker
-        end = i + len(marker)
-        if end == len(request_path) or request_path[end] == "/":
-            return request_path[:end]
-        start = end
-
-
-#: a root-relative URL in an HTML attribute (``href="/..."``), not a scheme-relative ``//host``
-_ATTR_URL = re.compile(rb"""(\s(?:href|src|action|formaction|poster)\s*=\s*)(["'])/(?![/\\])""",
-                       re.IGNORECASE)
-_COOKIE_PATH = re.compile(r"(;\s*path=)/(?=\s*;|\s*$)", re.IGNORECASE)
-
-
-def rewrite_html(body: bytes, prefix: str) -> bytes:
-    """Prefix every root-relative URL of an HTML attribute with ``prefix``."""
-    raw_prefix = prefix.rstrip("/").encode()
-    return _ATTR_URL.sub(lambda m: m.group(1) + m.group(2) + raw_prefix + b"/", body)
-
-
-def rewrite_set_cookie(value: str, prefix: str) -> str:
-    """``...; Path=/`` → ``...; Path=<prefix>``: the gallery's cookies stay under its prefix."""
-    return _COOKIE_PATH.sub(lambda m: m.group(1) + prefix.rstrip("/"), value)
-
-
-def rewrite_response(response: Any, request: Any) -> None:
-    """jupyter-server-proxy ``rewrite_response`` hook (arguments are asked for by name)."""
-    prefix = proxy_prefix(request.path)
-    headers = response.headers
-    cookies = headers.get_list("Set-Cookie") if hasattr(headers, "get_list") else []
-    if cookies:
-        del headers["Set-Cookie"]
-        for value in cookies:
-            headers.add("Set-Cookie", rewrite_set_cookie(value, prefix))
-    if not headers.get("Content-Type", "").lower().startswith("text/html") or not response.body:
-        return
-    body = response.body
-    if headers.get("Content-Encoding", "").lower() == "gzip":
-        body = gzip.decompress(body)
-        del headers["Content-Encoding"]
-    response.body = rewrite_html(body, prefix)
 
 
 # -- setup after seeding --------------------------------------------------------------------------
@@ -268,15 +227,11 @@ def write_login_override(data_dir: Path, users: dict[str, tuple[str, str]]) -> P
     return folder
 
 
-def store_lab_token(token: str, url: str) -> Path:
-    """Give the lab extension the analyst's token for the in-container gallery URL."""
-    from jupyter_core.paths import jupyter_data_dir
-
-    from .labserver.credentials import CredentialStore
-
-    # NbappsLabApp.data_dir's default, and the file name its CredentialStore uses
-    path = Path(jupyter_data_dir()) / "nbapps" / "lab-credentials.json"
-    CredentialStore(path).set(url, token)
+def store_lab_token(token: str, data_dir: Path) -> Path:
+    """The analyst's token for the lab extension, which stores it for the gallery URL at start
+    (``NbappsLabApp.gallery_token_file``: the URL's Jupyter base URL is not known before)."""
+    path = lab_token_path(data_dir)
+    atomic_write(path, token + "\n")
     return path
 
 
@@ -284,10 +239,10 @@ def setup(data_dir: Path) -> None:
     users = reset_passwords(data_dir)
     atomic_write(credentials_path(), credentials_text(users))
     folder = write_login_override(data_dir, users)
-    lab = store_lab_token(analyst_token(data_dir), internal_url())
+    lab = store_lab_token(analyst_token(data_dir), data_dir)
     print(f"demo accounts: {credentials_path()}")
     print(f"login page override: {folder / 'login.html'}")
-    print(f"lab extension: analyst token stored for {internal_url()} in {lab}")
+    print(f"lab extension: analyst token for {internal_url()} in {lab}")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -56,9 +57,9 @@ def _approve_api(g: Gallery, sub_id: int) -> None:
     assert r.status_code == 200, r.text
 
 
-@pytest.fixture(scope="module")
-def gallery(tmp_path_factory) -> Iterator[tuple[Gallery, str]]:
-    base = tmp_path_factory.mktemp("app-browser")
+@contextmanager
+def _loan_gallery(base: Path, args: list[str] | None = None) -> Iterator[tuple[Gallery, str]]:
+    """A gallery serving apps (runner runtime on) with the loan calculator approved live."""
     data_dir = base / "data"
     data_dir.mkdir()
     db_url = f"sqlite:///{data_dir / 'nbapps.db'}"
@@ -67,7 +68,7 @@ def gallery(tmp_path_factory) -> Iterator[tuple[Gallery, str]]:
         users = make_users(cat)
     finally:
         cat.close()
-    server = ThreadServer(data_dir, db_url)
+    server = ThreadServer(data_dir, db_url, args)
     # the harness turns the runtime off on the command line; the runtime is made at serve time
     server.server.serve_apps = True
     server.server.app_pool_size = 1
@@ -81,6 +82,12 @@ def gallery(tmp_path_factory) -> Iterator[tuple[Gallery, str]]:
         yield g, loan["slug"]
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="module")
+def gallery(tmp_path_factory) -> Iterator[tuple[Gallery, str]]:
+    with _loan_gallery(tmp_path_factory.mktemp("app-browser")) as served:
+        yield served
 
 
 @pytest.fixture(scope="module")
@@ -123,7 +130,7 @@ def _login(page: Any, g: Gallery, who: str) -> None:
     page.goto(f"{g.url}/login")
     page.fill("#username", who)
     page.fill("#password", g.users[who].password)
-    page.locator('form[action="/login"] [type="submit"]').click()
+    page.locator('form[action$="/login"] [type="submit"]').click()
     page.wait_for_url(lambda u: "/login" not in u)
 
 
@@ -245,3 +252,59 @@ def test_reviewer_approves_in_the_review_page_and_opens_it_live(gallery, chromiu
         shot(page, "live")
     finally:
         context.close()
+
+
+BASE_URL = "/team/gallery/"
+
+
+def test_gallery_and_app_under_a_base_url(tmp_path, chromium):
+    """Behind a proxy that keeps a path prefix (JupyterHub, Binder, a shared reverse proxy):
+    every link, redirect, cookie and the app's own kernel and widget connections stay under it."""
+    with _loan_gallery(tmp_path, [f"--base-url={BASE_URL}"]) as (g, slug):
+        origin = g.url[: -len(BASE_URL.rstrip("/"))]
+        assert g.url == origin + BASE_URL.rstrip("/")
+        assert httpx.get(f"{origin}/login").status_code == 404  # nothing outside the prefix
+        r = httpx.get(g.url)  # the prefix without its slash: sent to the gallery
+        assert r.status_code in (301, 302) and r.headers["location"] == BASE_URL
+        r = httpx.get(f"{g.url}/")
+        assert r.status_code == 302 and r.headers["location"] == \
+            f"{BASE_URL}login?next={BASE_URL}"
+        bearer = {"Authorization": f"Bearer {g.users[VIEWER].token}"}
+        api = httpx.get(f"{g.url}/api/apps/{slug}", headers=bearer)
+        assert api.json()["open_url"] == f"{BASE_URL}apps/{slug}/"
+        assert httpx.get(f"{g.url}/api/openapi.json", headers=bearer).json()["servers"] == [
+            {"url": BASE_URL.rstrip("/")}]
+
+        shot = Shots("base-url")
+        context, page = _new_page(chromium)
+        try:
+            _login(page, g, VIEWER)
+            assert page.url == f"{g.url}/"
+            cookies = {c["name"]: c["path"] for c in context.cookies()}
+            assert cookies and set(cookies.values()) == {BASE_URL}, cookies
+            page.wait_for_selector(f'a[href="{BASE_URL}app/{slug}"]')
+            links = page.eval_on_selector_all(
+                "[href], [src], [action]",
+                "els => els.map(e => e.getAttribute('href') || e.getAttribute('src') "
+                "|| e.getAttribute('action'))")
+            assert [u for u in links if u.startswith("/") and not u.startswith(BASE_URL)] == []
+            page.locator(f'h2 a[href="{BASE_URL}app/{slug}"]').click()
+            page.get_by_role("link", name="Open app").click()
+            page.wait_for_url(re.compile(rf"{re.escape(BASE_URL)}apps/{re.escape(slug)}/"))
+            _wait_app_rendered(page)
+            _assert_no_sources(page)
+            # the kernel answers through <base>apps/<slug>/api/kernels/...: move a slider
+            years = _slider(page, "Term (years)")
+            years.locator(".noUi-handle").focus()
+            page.keyboard.press("ArrowRight")
+            page.wait_for_function(
+                "() => [...document.querySelectorAll('.widget-output')].some("
+                "o => o.querySelector('table') && /months to pay off\\s+300\\s+312/"
+                ".test(o.innerText))")
+            shot(page, "app")
+            page.goto(f"{g.url}/")
+            page.locator('form[action$="/logout"] [type="submit"]').click()
+            page.wait_for_url(re.compile(rf"{re.escape(BASE_URL)}login"))
+            assert "nbapps-session" not in {c["name"] for c in context.cookies()}
+        finally:
+            context.close()

@@ -27,6 +27,8 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--allow-anonymous-apps", action="store_true", default=None,
                         help="visitors without an account may open live apps")
     parser.add_argument("--public-url", help="URL users reach the gallery at (for links)")
+    parser.add_argument("--base-url", help="URL path the gallery is served under behind a "
+                        "proxy that keeps the prefix (default /; e.g. /team/gallery/)")
     parser.add_argument("--config", metavar="FILE", help="extra config file, loaded last")
     parser.add_argument("--log-format", choices=("text", "json"), help="log format")
     parser.add_argument("--log-level", choices=("DEBUG", "INFO", "WARN", "ERROR"),
@@ -41,7 +43,8 @@ def to_traitlets_argv(args: argparse.Namespace) -> list[str]:
     argv: list[str] = []
     for opt, value in (("port", args.port), ("ip", args.ip), ("data-dir", args.data_dir),
                        ("db-url", args.db_url), ("store-url", args.store_url),
-                       ("public-url", args.public_url), ("config", args.config),
+                       ("public-url", args.public_url), ("base-url", args.base_url),
+                       ("config", args.config),
                        ("log-format", args.log_format), ("log-level", args.log_level)):
         if value is not None:
             argv.append(f"--{opt}={value}")

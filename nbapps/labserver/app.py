@@ -10,6 +10,7 @@ from jupyter_server.extension.application import ExtensionApp
 from jupyter_server.utils import url_path_join
 from traitlets import Bool, Float, Int, Unicode, default
 
+from ..errors import NbappsError
 from .credentials import CredentialStore
 from .jobs import Job, JobManager
 from .records import PublishRecords
@@ -35,7 +36,15 @@ class NbappsLabApp(ExtensionApp):
 
     gallery_url = Unicode(
         "", config=True,
-        help="Gallery used when the front-end sends none (the lab setting `galleryUrl` wins).",
+        help="Gallery used when the front-end sends none (the lab setting `galleryUrl` wins). "
+             "`{base_url}` in it is replaced by this Jupyter server's base URL (a gallery "
+             "proxied under the same prefix, as on Binder).",
+    )
+    gallery_token_file = Unicode(
+        "", config=True,
+        help="File holding an API token for `gallery_url`, stored for the user at start when "
+             "they have no token for that gallery yet (provisioning by Binder, JupyterHub or "
+             "an admin); the user can replace or delete it in the panel like any token.",
     )
     execute = Bool(
         True, config=True, help="Run notebooks when validating (publishing always runs them).",
@@ -69,10 +78,27 @@ class NbappsLabApp(ExtensionApp):
     def initialize_settings(self) -> None:
         folder = Path(self.data_dir)
         self.credentials = CredentialStore(folder / "lab-credentials.json")
+        if "{base_url}" in self.gallery_url:
+            self.gallery_url = self.gallery_url.replace("{base_url}", self.serverapp.base_url)
+        if self.gallery_token_file and self.gallery_url:
+            self._import_token(Path(self.gallery_token_file).expanduser())
         self.records = PublishRecords(folder / "lab-submissions.json")
         self.jobs = JobManager(max_parallel=self.max_parallel_jobs,
                                retention=self.job_retention, on_result=self._record)
         self.settings["nbapps_lab"] = self
+
+    def _import_token(self, path: Path) -> None:
+        try:
+            if self.credentials.get(self.gallery_url) is not None:
+                return
+            token = path.read_text(encoding="utf-8").strip()
+            self.credentials.set(self.gallery_url, token)
+        except FileNotFoundError:
+            return
+        except (OSError, NbappsError) as exc:  # a bad file must not stop the Jupyter server
+            self.log.warning("nbapps: token file %s not used: %s", path, exc)
+            return
+        self.log.info("nbapps: stored the token of %s for %s", path, self.gallery_url)
 
     def initialize_handlers(self) -> None:
         from .handlers import ROUTES

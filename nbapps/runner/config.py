@@ -7,7 +7,7 @@ an app is served). The file holds the runner's token; the runner process deletes
 
 Safe settings, with the pitfall each one answers (DESIGN.md, "Known pitfalls"):
 
-- standalone Voilà on 127.0.0.1, a random port and token, ``base_url=/apps/<slug>/``;
+- standalone Voilà on 127.0.0.1, a random port and token, ``base_url=<url_prefix><slug>/``;
 - ``strip_sources``, ``show_tracebacks=False``, template and theme overrides refused
   (``allow_template_override=NO``: ``?template=nonexistent`` hung the response);
 - the ``nbapps`` template (hidden cells, Font Awesome served locally instead of a CDN);
@@ -70,6 +70,13 @@ class RunnerSettings:
     #: largest WebSocket message (widget state, images) in bytes
     max_message_size: int = 64 * 1024 * 1024
     theme: str = "light"
+    #: URL path the apps live under (the gallery's ``<base_url>apps/``); each runner is a Voilà
+    #: with ``base_url=<url_prefix><slug>/``, so the URLs its front end builds go through the
+    #: gallery's proxy even when a proxy in front adds a prefix
+    url_prefix: str = "/apps/"
+
+    def app_base_url(self, slug: str) -> str:
+        return f"{self.url_prefix}{slug}/"
     #: extra environment variable names passed to kernels (on top of :mod:`.env`'s allowlist)
     extra_env_names: tuple[str, ...] = ()
     #: fixed environment values for kernels
@@ -149,7 +156,7 @@ def voila_config(
     fontawesome: bool = True,
 ) -> str:
     """The text of the runner's ``voila.py``."""
-    base_url = f"/apps/{slug}/"
+    base_url = settings.app_base_url(slug)
     timeout = settings.cell_timeout if cell_timeout is None else cell_timeout
     pools = {
         "default": {"pool_size": 0},

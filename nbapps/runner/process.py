@@ -228,7 +228,7 @@ class Runner:
 
     @property
     def base_path(self) -> str:
-        return f"/apps/{self.slug}/"
+        return self.settings.app_base_url(self.slug)
 
     @property
     def pid(self) -> int | None:

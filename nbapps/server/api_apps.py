@@ -65,7 +65,7 @@ class AppHandler(APIHandler):
         out["versions"] = [v.to_dict() for v in visible_versions(self.ctx, user, detail)]
         out["parameters"] = [p.to_dict() for p in contract_of(detail.live.manifest)] \
             if detail.live else []
-        out["open_url"] = f"/apps/{detail.app.slug}/"
+        out["open_url"] = self.url(f"/apps/{detail.app.slug}/")
         self.write_json(out)
 
 

@@ -41,7 +41,7 @@ def _requirement_text(req: Requirement) -> str:
     return f"permission {req.value}"
 
 
-def openapi_document(routes: list[Route]) -> dict[str, Any]:
+def openapi_document(routes: list[Route], base_url: str = "/") -> dict[str, Any]:
     """OpenAPI 3.1 for every ``/api/`` route of the table (one source for routes and docs)."""
     paths: dict[str, Any] = {}
     for route in routes:
@@ -84,6 +84,8 @@ def openapi_document(routes: list[Route]) -> dict[str, Any]:
                  "description": "Errors have one shape: {\"error\": code, \"message\": ...}. "
                                 "Codes: " + ", ".join(c for c in sorted(CODES)
                                                       if c.startswith("NBA3"))},
+        # paths are relative to the gallery's base URL (a proxy may serve it under a prefix)
+        "servers": [{"url": base_url.rstrip("/") or "/"}],
         "paths": paths,
         "components": {
             "schemas": {"Error": ERROR_SCHEMA},
@@ -222,5 +224,5 @@ class MetricsHandler(BaseHandler):
         self.finish(generate_latest(metrics.registry) if metrics else b"")
 
 
-def openapi_json(routes: list[Route]) -> str:
-    return json.dumps(openapi_document(routes), indent=1)
+def openapi_json(routes: list[Route], base_url: str = "/") -> str:
+    return json.dumps(openapi_document(routes, base_url), indent=1)

@@ -28,8 +28,7 @@ MAX_JSON_BODY = 1024 * 1024
 
 
 def submission_url(handler: APIHandler, version_id: int) -> str:
-    base = handler.ctx.options.public_url.rstrip("/") or (
-        f"{handler.request.protocol}://{handler.request.host}")
+    base = handler.gallery_url()
     return f"{base}/submissions/{version_id}"
 
 

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from tornado import httpserver, netutil, web
-from traitlets import Bool, Dict, Float, Integer, List, Unicode, default
+from traitlets import Bool, Dict, Float, Integer, List, TraitError, Unicode, default, validate
 from traitlets.config import Application
 
 from .. import __version__
@@ -41,7 +41,7 @@ from .authz import PUBLIC, Authorizer
 from .base import BaseHandler, PageHandler
 from .context import STATIC_DIR, ResultCache, ServerContext, ServerOptions, make_template_env
 from .identity import CatalogUsers, IdentityProvider, load_or_create_secret
-from .routes import route_table, tornado_rules
+from .routes import normalize_base_url, route_table, tornado_rules
 from .submissions import clean_upload_dir
 
 log = logging.getLogger("nbapps.server")
@@ -103,6 +103,7 @@ class NbappsServer(Application):
         "log-level": "Application.log_level",
         "log-format": "NbappsServer.log_style",
         "public-url": "NbappsServer.public_url",
+        "base-url": "NbappsServer.base_url",
     }
     flags = {
         "allow-anonymous-apps": ({"NbappsServer": {"allow_anonymous_apps": True}},
@@ -117,6 +118,10 @@ class NbappsServer(Application):
     public_url = Unicode("", config=True,
                          help="URL users reach the gallery at (for links the API returns); "
                               "default: from the request's Host.")
+    base_url = Unicode("/", config=True,
+                       help="URL path the gallery is served under when a proxy puts it below "
+                            "a prefix (e.g. /team/gallery/): pages, API, static files, cookies "
+                            "and apps (<base_url>apps/<slug>/) all live under it.")
     xheaders = Bool(False, config=True,
                     help="Trust X-Forwarded-For/-Proto from a reverse proxy in front.")
     trusted_origins = List(Unicode(), config=True,
@@ -190,6 +195,13 @@ class NbappsServer(Application):
     def _log_level_default(self) -> int:
         return logging.INFO
 
+    @validate("base_url")
+    def _valid_base_url(self, proposal: Any) -> str:
+        try:
+            return normalize_base_url(proposal["value"])
+        except ValueError as exc:
+            raise TraitError(f"NBA100: base_url: {exc}") from None
+
     # -- lifecycle -------------------------------------------------------------------------------
 
     def initialize(self, argv: list[str] | None = None) -> None:
@@ -249,7 +261,8 @@ class NbappsServer(Application):
 
         runner = RunnerSettings(pool_size=self.app_pool_size,
                                 custom_pool_size=self.app_custom_pool_size,
-                                cell_timeout=self.app_cell_timeout)
+                                cell_timeout=self.app_cell_timeout,
+                                url_prefix=f"{self.base_url}apps/")
         return make_runtime(ctx, SupervisorSettings(runtime_dir=Path(ctx.data_dir) / "runtime",
                                                     runner=runner))
 
@@ -266,13 +279,14 @@ class NbappsServer(Application):
             max_unpacked_bytes=self.max_unpacked_bytes, per_page=self.per_page,
             allow_anonymous_apps=self.allow_anonymous_apps,
             gallery_cache_ttl=self.cache_seconds, public_url=self.public_url,
-            extra_css=tuple(self.extra_css),
+            extra_css=tuple(self.extra_css), base_url=self.base_url,
         )
         ctx = ServerContext(
             options=options, catalog=catalog, store=store,
             identity=IdentityProvider(CatalogUsers(catalog), session_days=self.session_days),
             authorizer=Authorizer(allow_anonymous_apps=self.allow_anonymous_apps),
-            templates=make_template_env(list(self.template_paths), auto_reload=self.debug),
+            templates=make_template_env(list(self.template_paths), auto_reload=self.debug,
+                                        base_url=self.base_url),
             data_dir=data_dir,
             executor=ThreadPoolExecutor(self.worker_threads, thread_name_prefix="nbapps-work"),
             metrics=Metrics(),
@@ -286,6 +300,7 @@ class NbappsServer(Application):
         return ctx
 
     def make_app(self, ctx: ServerContext) -> web.Application:
+        base = ctx.options.base_url
         routes = route_table(ctx.runtime)
         rules: list[Any] = []
         if ctx.runtime is not None and getattr(ctx.runtime, "handler_class", None) is None:
@@ -296,20 +311,24 @@ class NbappsServer(Application):
 
             if ctx.metrics is not None:
                 ctx.metrics.watch_runtime(ctx.runtime)
-            rules = list(proxy_routes(ctx.runtime, authorize_app, observe=UsageRecorder(ctx)))
+            rules = list(proxy_routes(ctx.runtime, authorize_app, prefix=f"{base}apps",
+                                      observe=UsageRecorder(ctx)))
             routes = [r for r in routes if r.name != "app-runtime"]
         static_paths = [*self.static_paths, str(STATIC_DIR)]
         settings: dict[str, Any] = {
             "nbapps": ctx,
             "runtime": ctx.runtime,
             "nbapps_routes": routes,
-            "nbapps_openapi": openapi_json(routes),
+            "nbapps_openapi": openapi_json(routes, base),
             "cookie_secret": load_or_create_secret(ctx.data_dir),
             "xsrf_cookies": True,
-            "xsrf_cookie_kwargs": {"httponly": False, "samesite": "Strict"},
+            # cookies stay under the base URL: behind a shared proxy (JupyterHub, Binder) they
+            # never reach the other services of the same host
+            "xsrf_cookie_kwargs": {"httponly": False, "samesite": "Strict", "path": base},
             "cross_origin_protection": True,
             "trusted_origins": list(self.trusted_origins),
             "static_path": static_paths[-1],
+            "static_url_prefix": f"{base}static/",
             "static_handler_class": _StaticHandler,
             "static_handler_args": {"path": static_paths[-1], "extra_paths": static_paths[:-1]},
             "default_handler_class": _NotFoundHandler,
@@ -321,7 +340,7 @@ class NbappsServer(Application):
             "websocket_ping_interval": 30,
             **self.tornado_settings,
         }
-        return web.Application(rules + tornado_rules(routes), **settings)
+        return web.Application(rules + tornado_rules(routes, base), **settings)
 
     def _log_request(self, handler: web.RequestHandler) -> None:
         if not self.access_log:
@@ -331,7 +350,8 @@ class NbappsServer(Application):
         user = getattr(handler, "_current_user", None)
         level = logging.INFO if status < 400 else logging.WARNING if status < 500 \
             else logging.ERROR
-        if status < 400 and handler.request.path.startswith(("/static/", "/healthz")):
+        base = self.base_url
+        if status < 400 and handler.request.path.startswith((f"{base}static/", f"{base}healthz")):
             level = logging.DEBUG
         access_log.log(level, "%s %s %d %.1fms", handler.request.method, handler.request.path,
                        status, ms, extra={
@@ -362,7 +382,8 @@ class NbappsServer(Application):
                 self.loop.add_signal_handler(sig, self._on_signal, sig)
         runtime = ctx.runtime
         await _lifecycle(runtime, ("start",), ctx)
-        url = f"http://{self.ip if ':' not in self.ip else f'[{self.ip}]'}:{self.bound_port}/"
+        host = self.ip if ":" not in self.ip else f"[{self.ip}]"
+        url = f"http://{host}:{self.bound_port}{self.base_url}"
         self.url = url
         log.info("nbapps gallery serving at %s", url,
                  extra={"url": url, "data_dir": str(ctx.data_dir), "catalog": repr(ctx.catalog),
@@ -450,7 +471,7 @@ class _NotFoundHandler(PageHandler):
         raise NotFound("no such page")
 
     def render_error(self, err: NbappsError) -> None:
-        if self.request.path.startswith("/api/"):
+        if self.request.path.startswith(self.ctx.options.url("/api/")):
             BaseHandler.render_error(self, err)
         else:
             super().render_error(err)

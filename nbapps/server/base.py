@@ -230,8 +230,21 @@ class BaseHandler(web.RequestHandler):
     def client_ip(self) -> str:
         return self.request.remote_ip or "?"
 
+    def url(self, path: str) -> str:
+        """A root-relative gallery path under the configured base URL."""
+        return self.ctx.options.url(path)
+
+    def gallery_url(self) -> str:
+        """The gallery's absolute URL, no trailing slash (``public_url``, or from the request's
+        scheme and Host plus the base URL)."""
+        public = self.ctx.options.public_url.rstrip("/")
+        if public:
+            return public
+        return f"{self.request.protocol}://{self.request.host}" \
+            f"{self.ctx.options.base_url.rstrip('/')}"
+
     def login_url_for(self, next_url: str) -> str:
-        return "/login?next=" + quote(next_url, safe="/")
+        return self.url("/login?next=" + quote(next_url, safe="/"))
 
     def on_finish(self) -> None:
         metrics = self.ctx.metrics
@@ -255,7 +268,7 @@ class PageHandler(BaseHandler):
                 and self._bearer() is None):
             self.clear()
             self.set_default_headers()
-            self.redirect(self.login_url_for(self.request.uri or "/"))
+            self.redirect(self.login_url_for(self.request.uri or self.url("/")))
             return
         super().write_error(status_code, **kwargs)
 

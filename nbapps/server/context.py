@@ -43,6 +43,12 @@ class ServerOptions:
     gallery_cache_ttl: float = 2.0
     public_url: str = ""
     extra_css: tuple[str, ...] = ()
+    #: URL path the gallery is served under, with both slashes ("/" or "/team/gallery/")
+    base_url: str = "/"
+
+    def url(self, path: str) -> str:
+        """``/app/x`` → ``<base_url>app/x``: every root-relative link and redirect goes here."""
+        return self.base_url + path.lstrip("/")
 
 
 class ResultCache:
@@ -129,11 +135,12 @@ def _log_refresh_failure(task: asyncio.Future[Any]) -> None:
 
 
 def make_template_env(
-    template_paths: list[str], *, auto_reload: bool = False
+    template_paths: list[str], *, auto_reload: bool = False, base_url: str = "/"
 ) -> jinja2.Environment:
     """Jinja2 environment: operator folders first (override any template), then ours.
 
-    Autoescape is on for every template (HTML is the only thing rendered here).
+    Autoescape is on for every template (HTML is the only thing rendered here). Every template
+    sees ``base_url`` (write links as ``{{ base_url }}app/x``, never ``/app/x``).
     """
     loaders: list[jinja2.BaseLoader] = [jinja2.FileSystemLoader(p) for p in template_paths]
     loaders.append(jinja2.FileSystemLoader(str(TEMPLATES_DIR)))
@@ -145,4 +152,5 @@ def make_template_env(
         lstrip_blocks=True,
         cache_size=400,
     )
+    env.globals["base_url"] = base_url
     return env

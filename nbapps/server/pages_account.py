@@ -19,8 +19,7 @@ class AccountHandler(PageHandler):
 def show_account(handler: PageHandler, **values: Any) -> None:
     user = handler.require_user()
     tokens = handler.ctx.catalog.list_tokens(user.name)
-    base = handler.ctx.options.public_url.rstrip("/") or (
-        f"{handler.request.protocol}://{handler.request.host}")
+    base = handler.gallery_url()
     handler.render_page("account.html", tokens=tokens, gallery_url=base, **values)
 
 
@@ -43,4 +42,4 @@ class TokenRevokeHandler(PageHandler):
         user = self.require_user()
         await self.ctx.run(self.ctx.catalog.revoke_token, user.name, prefix, actor=user.name)
         self.ctx.identity.invalidate()
-        self.redirect("/account?done=token")
+        self.redirect(self.url("/account?done=token"))

@@ -56,7 +56,7 @@ class UserUpdateHandler(PageHandler):
         else:
             raise UsageError("nothing to change: give a role or disabled=0/1", code="NBA331")
         self.ctx.identity.invalidate()
-        self.redirect("/admin/users?done=user")
+        self.redirect(self.url("/admin/users?done=user"))
 
 
 class UserTokenHandler(PageHandler):
@@ -79,7 +79,7 @@ class UserTokenRevokeHandler(PageHandler):
         admin = self.require_user()
         await self.ctx.run(self.ctx.catalog.revoke_token, name, prefix, actor=admin.name)
         self.ctx.identity.invalidate()
-        self.redirect("/admin/users?done=token")
+        self.redirect(self.url("/admin/users?done=token"))
 
 
 class AuditHandler(PageHandler):
@@ -98,7 +98,7 @@ class AuditHandler(PageHandler):
         if len(events) == per:
             args = {k: v for k, v in (("actor", actor), ("action", action)) if v}
             args["before_id"] = str(events[-1].id)
-            next_url = "/admin/audit?" + urlencode(args)
+            next_url = self.url("/admin/audit?" + urlencode(args))
         self.render_page("admin_audit.html", events=events, actor=actor or "",
                          action=action or "", next_url=next_url)
 

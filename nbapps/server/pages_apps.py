@@ -53,7 +53,7 @@ class GalleryHandler(PageHandler):
         def url_for_page(n: int) -> str:
             args = {k: v for k, v in (("q", q), ("tag", tag), ("sort", sort)) if v}
             args["page"] = str(n)
-            return "/?" + urlencode(args)
+            return self.url("/?" + urlencode(args))
 
         html = self.ctx.templates.get_template("gallery_content.html").render(
             apps=result, q=q, tag=tag, sort=sort, tags=tag_list(self.ctx), sorts=SORT_LABELS,
@@ -109,7 +109,7 @@ class RollbackFormHandler(PageHandler):
                            ip=self.client_ip())
         self.ctx.changed()
         self.ctx.live_changed(slug)
-        self.redirect(f"/app/{slug}?done=rollback")
+        self.redirect(self.url(f"/app/{slug}?done=rollback"))
 
 
 class AppRuntimeHandler(PageHandler):
@@ -139,7 +139,8 @@ def authorize_app(handler: RequestHandler, slug: str) -> bool:
     if not ctx.authorizer.is_allowed(user, OPEN_APPS):
         if user is None and handler.request.method == "GET" and \
                 handler.request.headers.get("Upgrade", "").lower() != "websocket":
-            handler.redirect("/login?next=" + quote(handler.request.uri or "/", safe="/"))
+            handler.redirect(ctx.options.url("/login?next=" + quote(handler.request.uri or "/",
+                                                                    safe="/")))
         return False
     try:
         ctx.cache.get(("live-app", slug),

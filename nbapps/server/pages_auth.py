@@ -10,14 +10,15 @@ from .base import PageHandler, retry_after
 from .identity import SESSION_COOKIE
 
 
-def safe_next(url: str | None) -> str:
-    """Only same-site paths are allowed as the post-login destination (no open redirect)."""
+def safe_next(url: str | None, base_url: str = "/") -> str:
+    """Only paths of this gallery (under ``base_url``) are allowed as the post-login destination:
+    no open redirect, and no detour to another service behind the same proxy."""
     if not url:
-        return "/"
+        return base_url
     parts = urlsplit(url)
-    if parts.scheme or parts.netloc or not url.startswith("/") or url.startswith("//") \
+    if parts.scheme or parts.netloc or not url.startswith(base_url) or url.startswith("//") \
             or "\\" in url:
-        return "/"
+        return base_url
     return url
 
 
@@ -26,7 +27,7 @@ class LoginHandler(PageHandler):
     nav = "login"
 
     def get(self) -> None:
-        nxt = safe_next(self.get_argument("next", "/"))
+        nxt = safe_next(self.get_argument("next", ""), self.ctx.options.base_url)
         if self.current_user is not None:
             self.redirect(nxt)
             return
@@ -35,7 +36,7 @@ class LoginHandler(PageHandler):
     async def post(self) -> None:
         name = self.get_body_argument("username", "").strip()
         password = self.get_body_argument("password", "")
-        nxt = safe_next(self.get_body_argument("next", "/"))
+        nxt = safe_next(self.get_body_argument("next", ""), self.ctx.options.base_url)
         try:
             user = await self.ctx.run(self.ctx.identity.login, name, password, self.client_ip())
         except NbappsError as err:
@@ -50,7 +51,7 @@ class LoginHandler(PageHandler):
         self.set_signed_cookie(
             SESSION_COOKIE, self.ctx.identity.cookie_value(user),
             expires_days=self.ctx.identity.session_days, httponly=True, samesite="Lax",
-            secure=self.request.protocol == "https",
+            secure=self.request.protocol == "https", path=self.ctx.options.base_url,
         )
         self.redirect(nxt)
 
@@ -60,7 +61,7 @@ class LogoutHandler(PageHandler):
 
     async def post(self) -> None:
         user = self.require_user()
-        self.clear_cookie(SESSION_COOKIE)
+        self.clear_cookie(SESSION_COOKIE, path=self.ctx.options.base_url)
         await self.ctx.run(self.ctx.catalog.audit, "logout", actor=user.name,
                            target=f"user:{user.name}", ip=self.client_ip())
-        self.redirect("/login")
+        self.redirect(self.url("/login"))

@@ -121,7 +121,7 @@ class DecisionFormHandler(PageHandler):
         action = parse_decision(self.get_body_argument("decision", ""))
         comment = self.get_body_argument("comment", "")
         await decide(self, user, int(id), action, comment)
-        self.redirect(f"/submissions/{int(id)}?done={action.value}")
+        self.redirect(self.url(f"/submissions/{int(id)}?done={action.value}"))
 
 
 class CommentFormHandler(PageHandler):
@@ -130,7 +130,7 @@ class CommentFormHandler(PageHandler):
     async def post(self, id: str) -> None:
         user = self.require_user()
         await add_comment(self, user, int(id), self.get_body_argument("comment", ""))
-        self.redirect(f"/submissions/{int(id)}?done=comment")
+        self.redirect(self.url(f"/submissions/{int(id)}?done=comment"))
 
 
 class WithdrawFormHandler(PageHandler):
@@ -139,4 +139,4 @@ class WithdrawFormHandler(PageHandler):
     async def post(self, id: str) -> None:
         user = self.require_user()
         await withdraw(self, user, int(id), self.get_body_argument("comment", ""))
-        self.redirect("/my?done=withdraw")
+        self.redirect(self.url("/my?done=withdraw"))

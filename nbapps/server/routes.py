@@ -11,8 +11,9 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
-from tornado.web import RequestHandler
+from tornado.web import RedirectHandler, RequestHandler
 
 #: regular expressions of the path parameters used in templates
 PATH_PARAMS: Mapping[str, str] = {
@@ -24,6 +25,7 @@ PATH_PARAMS: Mapping[str, str] = {
 }
 
 _PARAM = re.compile(r"\{([a-z_]+)\}")
+_SEGMENT = re.compile(r"[A-Za-z0-9._~-]+")
 
 
 @dataclass(frozen=True)
@@ -152,6 +154,27 @@ def route_table(runtime: Any = None) -> list[Route]:
     ]
 
 
-def tornado_rules(routes: list[Route]) -> list[tuple[str, type[RequestHandler], dict[str, Any],
-                                                     str]]:
-    return [(r.pattern(), r.handler, {"route_name": r.name, **r.kwargs}, r.name) for r in routes]
+def normalize_base_url(value: str) -> str:
+    """``team/gallery`` → ``/team/gallery/``; refuses anything but a plain URL path."""
+    text = (value or "/").strip()
+    parts = urlsplit(text)
+    if parts.scheme or parts.netloc or parts.query or parts.fragment or "\\" in text \
+            or text.startswith("//"):
+        raise ValueError(f"{value!r} is not a URL path (write it like /team/gallery/)")
+    segments = [seg for seg in text.split("/") if seg]
+    if any(seg in (".", "..") or not _SEGMENT.fullmatch(seg) for seg in segments):
+        raise ValueError(f"{value!r}: use letters, digits and - _ . ~ between the slashes")
+    return "/" + "".join(f"{seg}/" for seg in segments)
+
+
+def tornado_rules(routes: list[Route], base_url: str = "/"
+                  ) -> list[tuple[str, Any, dict[str, Any], str | None]]:
+    """Tornado rules of ``routes`` under ``base_url`` (plus ``<base>`` without its last slash
+    redirecting to ``<base>/``, the address people type)."""
+    prefix = re.escape(base_url.rstrip("/"))
+    rules: list[tuple[str, Any, dict[str, Any], str | None]] = [
+        (prefix + r.pattern(), r.handler, {"route_name": r.name, **r.kwargs}, r.name)
+        for r in routes]
+    if base_url != "/":
+        rules.append((prefix + "$", RedirectHandler, {"url": base_url}, None))
+    return rules
