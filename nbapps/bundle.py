@@ -42,7 +42,6 @@ import subprocess
 import tarfile
 import tempfile
 import time
-import unicodedata
 import zlib
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -55,6 +54,7 @@ import nbformat
 from . import __version__
 from .errors import BundleError, NbappsError, NotebookError, TooLarge
 from .execute import app_files, run_app
+from .slugs import slugify
 from .thumbnail import make_thumbnail
 
 if TYPE_CHECKING:
@@ -106,17 +106,6 @@ def content_hash(files: list[dict[str, Any]]) -> str:
     source = sorted((f["path"], f["sha256"]) for f in files if not f.get("derived"))
     lines = "".join(f"{digest}  {path}\n" for path, digest in source)
     return hashlib.sha256(lines.encode("utf-8")).hexdigest()
-
-
-def slug_of(title: str) -> str:
-    """URL slug of a title: lowercase ASCII letters, digits and single '-', at most 80 chars.
-
-    The same rule as the catalog's ``slugify`` (kept here so that building a bundle does not
-    import the database layer).
-    """
-    text = unicodedata.normalize("NFKD", title).encode("ascii", "ignore").decode()
-    slug = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:80].rstrip("-")
-    return slug or "app"
 
 
 # -- building -------------------------------------------------------------------------------------
@@ -210,7 +199,7 @@ def _write_contents(work: Path, app: AppNotebook, notebook_path: Path, executed:
     manifest = {
         "schema_version": SCHEMA_VERSION,
         "sha256": digest,
-        "slug": slug_of(title),
+        "slug": slugify(title),
         "title": title,
         "description": app.meta.description,
         "tags": list(app.meta.tags),

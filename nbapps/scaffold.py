@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,13 +19,10 @@ import nbformat
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 from .errors import UsageError
+from .slugs import MAX_SLUG, is_slug, slugify
 
 log = logging.getLogger("nbapps.scaffold")
 
-#: App names: the gallery's slug rule (lowercase ASCII letters and digits in groups joined by
-#: single hyphens), so the folder, the notebook and the app's URL can share one name.
-SLUG_RE = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")
-MAX_SLUG = 80
 
 FALLBACK_KERNELSPEC = {"name": "python3", "display_name": "Python 3 (ipykernel)",
                        "language": "python"}
@@ -96,9 +92,11 @@ class Created:
 
 def check_name(name: str) -> str:
     """``name`` if it is a valid app name, else UsageError NBA100 saying what a name may be."""
-    if not isinstance(name, str) or len(name) > MAX_SLUG or not SLUG_RE.fullmatch(name):
-        suggestion = re.sub(r"[^a-z0-9]+", "-", str(name).lower()).strip("-")[:MAX_SLUG]
-        hint = f" (e.g. {suggestion})" if suggestion and suggestion != name else ""
+    # app names follow the gallery's slug rule, so the folder, the notebook and the app's URL
+    # can share one name
+    if not is_slug(name):
+        suggestion = slugify(str(name))
+        hint = f" (e.g. {suggestion})" if suggestion != name else ""
         raise UsageError(
             f"invalid app name {name!r}: use lowercase letters, digits and single hyphens, "
             f"starting and ending with a letter or digit, at most {MAX_SLUG} characters{hint}",

@@ -1,7 +1,9 @@
 """XSRF refusals, escaping of hostile input, security headers, login rate limiting, sessions."""
 from __future__ import annotations
 
+import json
 import re
+import time
 
 import pytest
 
@@ -170,3 +172,29 @@ def test_submitted_notebook_is_sanitized_in_its_sandbox(gallery, tmp_path):
     assert "onclick" not in body and "javascript:" not in body
     assert r.headers["X-Frame-Options"] == "SAMEORIGIN"
     assert "frame-ancestors 'self'" in r.headers["Content-Security-Policy"]
+
+
+def test_new_password_ends_the_old_sessions(tmp_path):
+    """`nbapps user passwd` (here: the catalog call it makes, from another process's point of
+    view) logs out every browser that logged in with the old password; a new login works."""
+    with thread_gallery(tmp_path) as g:
+        with g.browser("vic") as old, g.browser("vic") as other:
+            assert old.get("/account").status_code == 200
+            assert other.get("/account").status_code == 200
+            with catalog_of(g) as (cat, _):
+                cat.set_password("vic", "a-brand-new-password-1", actor="test")
+            deadline = time.monotonic() + 15  # the server caches users for a few seconds
+            while old.get("/account").status_code == 200 and time.monotonic() < deadline:
+                time.sleep(0.25)
+            r = old.get("/account")
+            assert r.status_code == 302 and r.headers["location"].startswith("/login")
+            assert other.get("/account").status_code == 302
+        with g.browser() as fresh:
+            assert fresh.login("vic", "a-brand-new-password-1").status_code == 302
+            assert fresh.get("/account").status_code == 200
+
+
+def test_session_cookie_does_not_reveal_the_stamp_source(gallery):
+    with gallery.browser("vic") as vic:
+        me = vic.api("GET", "/api/me", xsrf=False).json()
+    assert "stamp" not in json.dumps(me) and "session" not in json.dumps(me)

@@ -131,3 +131,37 @@ def test_proxy_mounted_with_observer(served):
     with g.client() as c:  # anonymous: the proxy (not the placeholder) sends it to log in
         r = c.get(f"/apps/{SLUG}/", follow_redirects=False)
     assert r.status_code == 302 and r.headers["location"].startswith("/login?next=")
+
+
+def test_views_still_in_memory_are_written_at_shutdown(tmp_path):
+    """Views are batched (one catalog write per interval): stopping the server writes the last
+    batch instead of dropping it."""
+    from nbapps.catalog import open_catalog
+
+    data_dir = tmp_path / "data"
+    url = f"sqlite:///{data_dir / 'nbapps.db'}"
+    cat = open_catalog(url)
+    try:
+        make_users(cat)
+    finally:
+        cat.close()
+    server = ThreadServer(data_dir, url)
+    server.server.serve_apps = True
+    try:
+        g = Gallery(url=server.start().rstrip("/"), data_dir=data_dir, db_url=url, server=server)
+        with catalog_of(g) as (cat, store):
+            v = seed_version(cat, store, slug=SLUG, submitter="ana", title="Usage app")
+            cat.decide(v.version.id, "rob", "approve", "ok")
+        recorder = server.server.usage
+        assert recorder is not None
+        recorder.flush_interval = 3600.0  # nothing would be written before shutdown
+
+        def views():
+            for _ in range(3):
+                recorder(SLUG, "page", 200, 0.1)
+        on_loop(g, views)
+    finally:
+        server.stop()
+    with catalog_of(g) as (cat, _):
+        point = cat.usage_series(SLUG, days=1, today=datetime.now(timezone.utc).date())[0]
+    assert (point.views, point.render_count) == (3, 3)

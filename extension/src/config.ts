@@ -22,8 +22,9 @@ export class LabConfig {
     return this._changed;
   }
 
+  /** The user's setting, else the Jupyter server's default (`NbappsLabApp.gallery_url`). */
   get galleryUrl(): string {
-    return normalizeGalleryUrl((this.settings?.composite.galleryUrl as string) ?? '');
+    return this._userGalleryUrl() || this._serverGalleryUrl;
   }
 
   get executeOnValidate(): boolean {
@@ -52,17 +53,21 @@ export class LabConfig {
   }
 
   async refreshToken(): Promise<void> {
-    if (!this.galleryUrl) {
-      this._setToken({ set: false, masked: null });
-      return;
-    }
     try {
-      const answer = await api.settings(this.galleryUrl);
+      // with no URL set by the user, the server answers for its own default gallery (if any)
+      const answer = await api.settings(this._userGalleryUrl());
+      if (!this._userGalleryUrl()) {
+        this._serverGalleryUrl = normalizeGalleryUrl(answer.gallery_url ?? '');
+      }
       this._setToken(answer.token);
     } catch (err) {
       this.tokenError = errorText(err);
       this._changed.emit();
     }
+  }
+
+  private _userGalleryUrl(): string {
+    return normalizeGalleryUrl((this.settings?.composite.galleryUrl as string) ?? '');
   }
 
   private async _onSettings(): Promise<void> {
@@ -103,4 +108,5 @@ export class LabConfig {
   }
 
   private _changed = new Signal<this, void>(this);
+  private _serverGalleryUrl = '';
 }

@@ -11,6 +11,7 @@ SQLite (default, ``<data_dir>/nbapps.db``, WAL, foreign keys, busy timeout) and 
 """
 from __future__ import annotations
 
+from ..slugs import slugify
 from .apps import AppsMixin
 from .audit import AuditMixin
 from .db import CatalogBase, CatalogUnavailable, SchemaTooNew, open_catalog
@@ -28,7 +29,7 @@ from .values import (
     UserInfo,
     VersionInfo,
 )
-from .versions import VersionsMixin, normalize_tags, slugify
+from .versions import VersionsMixin, normalize_tags
 
 
 class Catalog(UsersMixin, VersionsMixin, AppsMixin, AuditMixin, UsageMixin, CatalogBase):

@@ -1,6 +1,7 @@
 """Users, passwords, logins (with failure rate limiting) and API tokens."""
 from __future__ import annotations
 
+import hashlib
 from datetime import timedelta
 
 from sqlalchemy import func, select, update
@@ -20,7 +21,13 @@ TOKEN_TOUCH_INTERVAL = timedelta(seconds=60)
 
 def user_info(row: User) -> UserInfo:
     return UserInfo(id=row.id, name=row.name, role=Role(row.role), created_at=row.created_at,
-                    disabled=row.disabled)
+                    disabled=row.disabled, session_stamp=session_stamp(row.password_hash))
+
+
+def session_stamp(password_hash: str | None) -> str:
+    """A short digest of the password hash (salted by argon2, so it tells nothing about the
+    password): what login sessions are bound to."""
+    return hashlib.sha256((password_hash or "").encode()).hexdigest()[:24]
 
 
 def token_info(row: ApiToken, user_name: str) -> TokenInfo:

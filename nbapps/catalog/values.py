@@ -24,6 +24,9 @@ class UserInfo:
     role: Role
     created_at: datetime
     disabled: bool = False
+    #: changes whenever the password does (a digest of its hash): login sessions carry it, so a
+    #: new password ends the sessions opened with the old one. Never shown or serialized.
+    session_stamp: str = field(default="", repr=False, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "role": self.role.value, "disabled": self.disabled,

@@ -14,30 +14,21 @@ from .. import review
 from ..accounts import Role
 from ..errors import Conflict, NbappsError, NotFound, PermissionDenied, UsageError
 from ..review import Action, State
+from ..slugs import MAX_SLUG, is_slug
 from .audit import append_event
 from .db import CatalogBase
 from .models import App, AppTag, Review, User, Version, utcnow
 from .users import get_user_row
 from .values import ReviewInfo, Submission, VersionInfo
 
-_SLUG_RE = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")
 _SHA_RE = re.compile(r"[0-9a-f]{64}")
-MAX_SLUG = 80
 MAX_TAGS = 20
 MAX_TAG_LEN = 64
 _SUBMIT_RETRIES = 4
 
 
-def slugify(text: str) -> str:
-    """A URL slug from a title: lowercase ASCII letters, digits and single '-'; max 80 chars."""
-    ascii_text = unicodedata.normalize("NFKD", str(text)).encode("ascii", "ignore").decode()
-    slug = re.sub(r"[^a-z0-9]+", "-", ascii_text.lower()).strip("-")
-    slug = slug[:MAX_SLUG].rstrip("-")
-    return slug or "app"
-
-
 def check_slug(slug: str) -> str:
-    if not isinstance(slug, str) or len(slug) > MAX_SLUG or not _SLUG_RE.fullmatch(slug):
+    if not is_slug(slug):
         raise UsageError(
             f"invalid app slug {slug!r}: lowercase letters, digits and '-', at most {MAX_SLUG}",
             code="NBA100",

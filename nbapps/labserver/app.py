@@ -128,13 +128,13 @@ class NbappsLabApp(ExtensionApp):
         The app is the slug publishing returned; for a notebook never published from this
         server, the slug its title gives (as ``nbapps publish`` derives it).
         """
-        from ..bundle import slug_of
         from ..client import GalleryClient
+        from ..slugs import slugify
 
         slug = (record or {}).get("app")
         if not slug:
             title = _notebook_title(os_path)
-            slug = slug_of(title) if title else None
+            slug = slugify(title) if title else None
         if not slug:
             return {"app": None, "items": []}
         with GalleryClient(gallery, token, timeout=30) as client:

@@ -86,7 +86,8 @@ class SettingsHandler(NbappsHandler):
     @web.authenticated
     @authorized(action="read")
     def get(self) -> None:
-        raw = self.get_query_argument("gallery", "")
+        # no gallery asked for: the server's default (NbappsLabApp.gallery_url), if any
+        raw = self.get_query_argument("gallery", "") or self.lab.gallery_url
         if not raw:
             self.write_json({"gallery_url": "", "token": {"set": False, "masked": None},
                              "execute": self.lab.execute, "version": self.lab.version})

@@ -190,6 +190,8 @@ class NbappsServer(Application):
     #: the app runtime (runners + proxy): set by the runner module before start; see
     #: :meth:`make_runtime`. None: /apps/<slug>/ answers "runtime not available".
     runtime: Any = None
+    #: the app proxy's usage recorder (app views batched into the catalog), when apps are served
+    usage: Any = None
 
     @default("log_level")
     def _log_level_default(self) -> int:
@@ -311,8 +313,9 @@ class NbappsServer(Application):
 
             if ctx.metrics is not None:
                 ctx.metrics.watch_runtime(ctx.runtime)
+            self.usage = UsageRecorder(ctx)
             rules = list(proxy_routes(ctx.runtime, authorize_app, prefix=f"{base}apps",
-                                      observe=UsageRecorder(ctx)))
+                                      observe=self.usage))
             routes = [r for r in routes if r.name != "app-runtime"]
         static_paths = [*self.static_paths, str(STATIC_DIR)]
         settings: dict[str, Any] = {
@@ -400,6 +403,11 @@ class NbappsServer(Application):
             except asyncio.TimeoutError:
                 log.warning("requests still running after %.0f s; closing",
                             self.shutdown_timeout)
+            if self.usage is not None:  # the last second of app views is still in memory
+                try:
+                    await self.usage.flush()
+                except Exception:  # noqa: BLE001 - shutdown goes on; counts are not vital
+                    log.exception("app usage not written at shutdown")
             await _lifecycle(runtime, ("stop", "close"))
             ctx.executor.shutdown(wait=True, cancel_futures=True)
             ctx.catalog.close()

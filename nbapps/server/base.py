@@ -141,10 +141,10 @@ class BaseHandler(web.RequestHandler):
         check may write its last-use time; it must not hold up the IOLoop)."""
         identity = self.ctx.identity
         token = self._bearer()
-        name = None if token is not None else identity.cookie_name(self)
-        if token is None and name is None:
+        session = None if token is not None else identity.session(self)
+        if token is None and session is None:
             return None
-        found, user = identity.cached(token=token, name=name)
+        found, user = identity.cached(token=token, session=session)
         if not found:
             if token is not None:
                 user = await self.ctx.run(identity.user_from_token, token)

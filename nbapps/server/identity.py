@@ -3,8 +3,9 @@
 Two credentials are accepted:
 
 * a **session cookie** set by the login page: tornado's signed cookie (HMAC, timestamped, expires
-  after ``session_days``) holding the user name. The user is looked up again (cached a few
-  seconds), so a disabled account or a role change takes effect at once. The signing secret is
+  after ``session_days``) holding the user name and the password's session stamp. The user is
+  looked up again (cached a few seconds), so a disabled account, a role change or a new password
+  (which changes the stamp: every session opened with the old one ends) takes effect at once. The signing secret is
   persisted in the data dir (``cookie_secret``, mode 0600) so sessions survive restarts.
 * an **API token** as ``Authorization: Bearer <token>`` (the CLI, the JupyterLab extension). A
   request that carries this header is authenticated by the token only, never by a cookie too: a
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import hmac
 import json
 import logging
 import os
@@ -30,7 +32,7 @@ import secrets
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -51,6 +53,17 @@ class WebUser:
     role: str
     #: "cookie" or "token": how this request was authenticated
     via: str = "cookie"
+    #: the password's session stamp (see ``UserInfo.session_stamp``): a session cookie holds
+    #: it and is valid only while it matches
+    stamp: str = field(default="", repr=False, compare=False)
+
+
+@dataclass(frozen=True)
+class Session:
+    """What a valid (signed, not expired) session cookie says."""
+
+    name: str
+    stamp: str
 
 
 class UserSource(Protocol):
@@ -74,7 +87,8 @@ class CatalogUsers:
         if info is None or info.disabled:
             return None
         role = info.role.value if hasattr(info.role, "value") else str(info.role)
-        return WebUser(id=info.id, name=info.name, role=role, via=via)
+        return WebUser(id=info.id, name=info.name, role=role, via=via,
+                       stamp=getattr(info, "session_stamp", ""))
 
     def user_by_name(self, name: str) -> WebUser | None:
         return self._web(self.catalog.find_user(name), "cookie")
@@ -209,32 +223,34 @@ class IdentityProvider:
         assert user is None or isinstance(user, WebUser)
         return user
 
-    def cookie_name(self, handler: RequestLike) -> str | None:
-        """The user name in a valid session cookie (signature and age checked), if any."""
+    def session(self, handler: RequestLike) -> Session | None:
+        """What the request's session cookie says, if it is valid (signature and age)."""
         raw = handler.get_signed_cookie(SESSION_COOKIE, max_age_days=self.session_days)
         if not raw:
             return None
         try:
-            return str(json.loads(raw)["n"])
+            data = json.loads(raw)
+            return Session(name=str(data["n"]), stamp=str(data["s"]))
         except (ValueError, KeyError, TypeError):
-            return None
+            return None  # malformed, or from before sessions carried a stamp
 
     def user_from_cookie(self, handler: RequestLike) -> WebUser | None:
-        name = self.cookie_name(handler)
-        if name is None:
+        session = self.session(handler)
+        if session is None:
             return None
-        user = self._by_name.get(name, lambda: self.users.user_by_name(name))
+        user = self._by_name.get(session.name, lambda: self.users.user_by_name(session.name))
         assert user is None or isinstance(user, WebUser)
-        return user
+        return _of_session(user, session)
 
-    def cached(self, *, token: str | None = None, name: str | None = None
+    def cached(self, *, token: str | None = None, session: Session | None = None
                ) -> tuple[bool, WebUser | None]:
-        """The cached answer for a token or a session's user name, without any database call:
+        """The cached answer for a token or a session, without any database call:
         (True, user or None) when known, (False, None) when it must be loaded."""
         if token is not None:
             found, user = self._by_token.peek(hashlib.sha256(token.encode()).digest())
-        elif name is not None:
-            found, user = self._by_name.peek(name)
+        elif session is not None:
+            found, user = self._by_name.peek(session.name)
+            user = _of_session(user, session)  # type: ignore[arg-type]
         else:
             return True, None
         return found, user  # type: ignore[return-value]
@@ -245,4 +261,11 @@ class IdentityProvider:
 
     @staticmethod
     def cookie_value(user: WebUser) -> str:
-        return json.dumps({"n": user.name}, separators=(",", ":"))
+        return json.dumps({"n": user.name, "s": user.stamp}, separators=(",", ":"))
+
+
+def _of_session(user: WebUser | None, session: Session) -> WebUser | None:
+    """``user`` if the session was opened with the user's current password, else nobody."""
+    if user is None or not hmac.compare_digest(user.stamp, session.stamp):
+        return None
+    return user
