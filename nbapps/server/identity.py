@@ -5,8 +5,9 @@ Two credentials are accepted:
 * a **session cookie** set by the login page: tornado's signed cookie (HMAC, timestamped, expires
   after ``session_days``) holding the user name and the password's session stamp. The user is
   looked up again (cached a few seconds), so a disabled account, a role change or a new password
-  (which changes the stamp: every session opened with the old one ends) takes effect at once. The signing secret is
-  persisted in the data dir (``cookie_secret``, mode 0600) so sessions survive restarts.
+  (which changes the stamp: every session opened with the old one ends) takes effect at once.
+  The signing secret is persisted in the data dir (``cookie_secret``, mode 0600) so sessions
+  survive restarts.
 * an **API token** as ``Authorization: Bearer <token>`` (the CLI, the JupyterLab extension). A
   request that carries this header is authenticated by the token only, never by a cookie too: a
   wrong token is a 401 even with a valid cookie. That is what makes it safe to exempt such
