@@ -9,3 +9,6 @@ c.ServerProxy.servers = {NAME: gallery_server()}
 # extension fills in {base_url} at start and stores the analyst's token postBuild wrote
 c.NbappsLabApp.gallery_url = internal_url()
 c.NbappsLabApp.gallery_token_file = str(lab_token_path())
+# opening JupyterLab starts the gallery (through the proxy entry), so publishing works before
+# anyone has opened the "App gallery" tile
+c.NbappsLabApp.gallery_launch_path = f"{NAME}/healthz"

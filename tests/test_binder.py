@@ -333,6 +333,43 @@ def test_launcher_tile(jupyter: Jupyter) -> None:
         assert icon.status_code == 200 and icon.headers["content-type"].startswith("image/svg")
 
 
+@contextlib.contextmanager
+def chromium_page() -> Iterator[Any]:
+    """A fresh page of Debian's Chromium (Playwright), closed afterwards."""
+    from tests.test_app_browser import CHROMIUM, CHROMIUM_ARGS
+
+    playwright = pytest.importorskip("playwright.sync_api")
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"{CHROMIUM} is not installed (make test installs Debian's chromium)")
+    with playwright.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            context = browser.new_context(viewport={"width": 1280, "height": 800})
+            context.set_default_timeout(120_000)
+            yield context.new_page()
+        finally:
+            browser.close()
+
+
+@binder_sim
+def test_opening_jupyterlab_starts_the_gallery(binder: BinderEnv, jupyter: Jupyter) -> None:
+    """The panel requests the gallery's launch path once, so a visitor can publish before
+    opening the "App gallery" tile (jupyter-server-proxy has no start-with-Jupyter option).
+    Runs before any other check reaches the gallery."""
+    assert not port_open(binder.gallery_port), "the gallery runs already: test order changed?"
+    internal = f"http://127.0.0.1:{binder.gallery_port}{PREFIX}"
+    with chromium_page() as page:
+        page.goto(f"{jupyter.url}{BASE}lab?token={jupyter.token}")
+        page.locator(".jp-SideBar.jp-mod-right [data-id='nbapps-panel']").wait_for()
+        deadline = time.monotonic() + 90
+        while not port_open(binder.gallery_port):
+            assert time.monotonic() < deadline, "opening JupyterLab did not start the gallery"
+            time.sleep(0.5)
+        # ready (jupyter-server-proxy waits for it), and it is the gallery under its prefix
+        r = httpx.get(f"{internal}/healthz", timeout=30)
+        assert r.status_code == 200 and r.headers["server"] == "nbapps", r.text[:300]
+
+
 @binder_sim
 def test_gallery_needs_jupyter_login(jupyter: Jupyter) -> None:
     r = httpx.get(f"{jupyter.url}{PREFIX}/login", timeout=90, follow_redirects=False)
@@ -415,40 +452,30 @@ def test_demo_app_and_lab_panel_in_chromium(binder: BinderEnv, jupyter: Jupyter,
                                             viewer: Session) -> None:
     """What a Binder visitor does: JupyterLab's nbapps panel already points at the demo gallery
     (with a token), and a demo app opened through the proxy reacts to its widgets."""
-    from tests.test_app_browser import CHROMIUM, CHROMIUM_ARGS, _slider, _wait_app_rendered
+    from tests.test_app_browser import _slider, _wait_app_rendered
 
-    playwright = pytest.importorskip("playwright.sync_api")
-    if not Path(CHROMIUM).exists():
-        pytest.skip(f"{CHROMIUM} is not installed (make test installs Debian's chromium)")
     internal = f"http://127.0.0.1:{binder.gallery_port}{PREFIX}"
-    with playwright.sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            context = browser.new_context(viewport={"width": 1280, "height": 800})
-            context.set_default_timeout(120_000)
-            page = context.new_page()
-            page.goto(f"{jupyter.url}{BASE}lab?token={jupyter.token}")
-            page.locator(".jp-SideBar.jp-mod-right [data-id='nbapps-panel']").click()
-            panel = page.locator("#nbapps-panel")
-            panel.locator(".nbapps-gallery-url", has_text=internal).wait_for()
-            panel.locator(".nbapps-token-status", has_text="nba_").wait_for()
+    with chromium_page() as page:
+        page.goto(f"{jupyter.url}{BASE}lab?token={jupyter.token}")
+        page.locator(".jp-SideBar.jp-mod-right [data-id='nbapps-panel']").click()
+        panel = page.locator("#nbapps-panel")
+        panel.locator(".nbapps-gallery-url", has_text=internal).wait_for()
+        panel.locator(".nbapps-token-status", has_text="nba_").wait_for()
 
-            page.goto(f"{jupyter.url}{PREFIX}/login")
-            page.fill("#username", "viewer")
-            page.fill("#password", demo_accounts(binder.home)["viewer"])
-            page.locator('form[action$="/login"] [type="submit"]').click()
-            page.wait_for_url(f"{jupyter.url}{PREFIX}/")
-            page.goto(f"{jupyter.url}{PREFIX}/apps/loan-calculator/")
-            _wait_app_rendered(page)
-            years = _slider(page, "Term (years)")
-            years.locator(".noUi-handle").focus()
-            page.keyboard.press("ArrowRight")
-            page.wait_for_function(
-                "() => [...document.querySelectorAll('.widget-output')].some("
-                "o => o.querySelector('table') && /months to pay off\\s+300\\s+312/"
-                ".test(o.innerText))")
-        finally:
-            browser.close()
+        page.goto(f"{jupyter.url}{PREFIX}/login")
+        page.fill("#username", "viewer")
+        page.fill("#password", demo_accounts(binder.home)["viewer"])
+        page.locator('form[action$="/login"] [type="submit"]').click()
+        page.wait_for_url(f"{jupyter.url}{PREFIX}/")
+        page.goto(f"{jupyter.url}{PREFIX}/apps/loan-calculator/")
+        _wait_app_rendered(page)
+        years = _slider(page, "Term (years)")
+        years.locator(".noUi-handle").focus()
+        page.keyboard.press("ArrowRight")
+        page.wait_for_function(
+            "() => [...document.querySelectorAll('.widget-output')].some("
+            "o => o.querySelector('table') && /months to pay off\\s+300\\s+312/"
+            ".test(o.innerText))")
 
 
 @binder_sim

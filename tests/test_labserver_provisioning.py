@@ -52,7 +52,8 @@ def jp_server_config(lab_data_dir: Path, token_file: Path, stored_before: dict[s
     return {
         "ServerApp": {"jpserver_extensions": {"nbapps.labserver": True}},
         "NbappsLabApp": {"data_dir": str(lab_data_dir), "gallery_url": TEMPLATE,
-                         "gallery_token_file": str(token_file)},
+                         "gallery_token_file": str(token_file),
+                         "gallery_launch_path": "nbapps-gallery/healthz"},
     }
 
 
@@ -77,6 +78,9 @@ def test_default_gallery_gets_the_server_base_url_and_the_token(jp_serverapp, se
     assert answer["token"]["set"] is True and answer["token"]["masked"].startswith("nba_P1r2")
     assert TOKEN not in json.dumps(answer)
     assert CredentialStore(lab_data_dir / "lab-credentials.json").get(EXPANDED) == TOKEN
+    # the path the panel requests once to start that gallery (a jupyter-server-proxy entry)
+    assert answer["launch_path"] == "nbapps-gallery/healthz"
+    assert "launch_path" not in settings(gallery="https://other.example/g")
 
 
 @pytest.mark.parametrize("stored_before", [{EXPANDED: OTHER}])

@@ -87,6 +87,8 @@ export interface ServerSettings {
   token: TokenStatus;
   execute: boolean;
   version: string;
+  /** For the server's default gallery: a path of this Jupyter server that starts it. */
+  launch_path?: string;
 }
 
 export interface ContractAnswer {
@@ -125,6 +127,25 @@ export interface SubmissionsAnswer {
 }
 
 export type JobKind = 'validate' | 'publish';
+
+/**
+ * Request a path of this Jupyter server that starts the gallery (a jupyter-server-proxy entry
+ * starts its process on the first request and answers once it is up). Errors are ignored: a
+ * gallery that cannot start shows up as NBA335 when it is used.
+ */
+export async function launchGallery(path: string): Promise<void> {
+  const settings = ServerConnection.makeSettings();
+  try {
+    const response = await ServerConnection.makeRequest(
+      URLExt.join(settings.baseUrl, path),
+      {},
+      settings
+    );
+    await response.text();
+  } catch {
+    // reported when the gallery is used
+  }
+}
 
 export const api = {
   settings(galleryUrl: string): Promise<ServerSettings> {

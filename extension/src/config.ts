@@ -9,7 +9,7 @@
 import { ISettingRegistry } from '@jupyterlab/settingregistry';
 import { ISignal, Signal } from '@lumino/signaling';
 
-import { TokenStatus, api, errorText } from './api';
+import { TokenStatus, api, errorText, launchGallery } from './api';
 import { isMaskedToken, maskedField, normalizeGalleryUrl } from './token';
 
 export class LabConfig {
@@ -58,6 +58,10 @@ export class LabConfig {
       const answer = await api.settings(this._userGalleryUrl());
       if (!this._userGalleryUrl()) {
         this._serverGalleryUrl = normalizeGalleryUrl(answer.gallery_url ?? '');
+        if (answer.launch_path && !this._launched) {
+          this._launched = true; // once per page load: the request starts it if it is down
+          void launchGallery(answer.launch_path);
+        }
       }
       this._setToken(answer.token);
     } catch (err) {
@@ -109,4 +113,5 @@ export class LabConfig {
 
   private _changed = new Signal<this, void>(this);
   private _serverGalleryUrl = '';
+  private _launched = false;
 }

@@ -40,6 +40,12 @@ class NbappsLabApp(ExtensionApp):
              "`{base_url}` in it is replaced by this Jupyter server's base URL (a gallery "
              "proxied under the same prefix, as on Binder).",
     )
+    gallery_launch_path = Unicode(
+        "", config=True,
+        help="Path under this Jupyter server that starts the default gallery on demand (a "
+             "jupyter-server-proxy entry, e.g. 'nbapps-gallery/healthz'): JupyterLab requests it "
+             "when the nbapps panel loads, so the gallery is up before the first publish.",
+    )
     gallery_token_file = Unicode(
         "", config=True,
         help="File holding an API token for `gallery_url`, stored for the user at start when "

@@ -86,13 +86,19 @@ class SettingsHandler(NbappsHandler):
     @web.authenticated
     @authorized(action="read")
     def get(self) -> None:
-        # no gallery asked for: the server's default (NbappsLabApp.gallery_url), if any
-        raw = self.get_query_argument("gallery", "") or self.lab.gallery_url
-        if not raw:
+        raw = self.get_query_argument("gallery", "")
+        if raw:
+            self.write_json(self._answer(normalize_gallery_url(raw)))
+            return
+        # no gallery asked for: the server's default (NbappsLabApp.gallery_url), if any, and
+        # the path that starts it (the panel requests it once)
+        if not self.lab.gallery_url:
             self.write_json({"gallery_url": "", "token": {"set": False, "masked": None},
                              "execute": self.lab.execute, "version": self.lab.version})
             return
-        self.write_json(self._answer(normalize_gallery_url(raw)))
+        answer = self._answer(normalize_gallery_url(self.lab.gallery_url))
+        answer["launch_path"] = self.lab.gallery_launch_path
+        self.write_json(answer)
 
     @web.authenticated
     @authorized(action="write")
