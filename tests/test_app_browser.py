@@ -145,6 +145,18 @@ def _slider(page: Any, label: str) -> Any:
     return page.locator(".widget-slider").filter(has_text=label)
 
 
+def step_term_slider(page: Any) -> None:
+    """Loan calculator: one step up of "Term (years)" (25 → 26); wait for the kernel's new
+    output (300 months at 25 years, 312 at 26), which needs the widget WebSocket to work."""
+    years = _slider(page, "Term (years)")
+    years.locator(".noUi-handle").focus()
+    page.keyboard.press("ArrowRight")
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('.widget-output')].some("
+        "o => o.querySelector('table') && /months to pay off\\s+300\\s+312/"
+        ".test(o.innerText))")
+
+
 def _assert_no_sources(page: Any) -> None:
     for selector in (".jp-InputArea-editor", ".jp-CodeMirrorEditor", ".jp-InputPrompt",
                      ".CodeMirror"):
@@ -294,13 +306,7 @@ def test_gallery_and_app_under_a_base_url(tmp_path, chromium):
             _wait_app_rendered(page)
             _assert_no_sources(page)
             # the kernel answers through <base>apps/<slug>/api/kernels/...: move a slider
-            years = _slider(page, "Term (years)")
-            years.locator(".noUi-handle").focus()
-            page.keyboard.press("ArrowRight")
-            page.wait_for_function(
-                "() => [...document.querySelectorAll('.widget-output')].some("
-                "o => o.querySelector('table') && /months to pay off\\s+300\\s+312/"
-                ".test(o.innerText))")
+            step_term_slider(page)
             shot(page, "app")
             page.goto(f"{g.url}/")
             page.locator('form[action$="/logout"] [type="submit"]').click()

@@ -452,7 +452,7 @@ def test_demo_app_and_lab_panel_in_chromium(binder: BinderEnv, jupyter: Jupyter,
                                             viewer: Session) -> None:
     """What a Binder visitor does: JupyterLab's nbapps panel already points at the demo gallery
     (with a token), and a demo app opened through the proxy reacts to its widgets."""
-    from tests.test_app_browser import _slider, _wait_app_rendered
+    from tests.test_app_browser import _wait_app_rendered, step_term_slider
 
     internal = f"http://127.0.0.1:{binder.gallery_port}{PREFIX}"
     with chromium_page() as page:
@@ -469,13 +469,7 @@ def test_demo_app_and_lab_panel_in_chromium(binder: BinderEnv, jupyter: Jupyter,
         page.wait_for_url(f"{jupyter.url}{PREFIX}/")
         page.goto(f"{jupyter.url}{PREFIX}/apps/loan-calculator/")
         _wait_app_rendered(page)
-        years = _slider(page, "Term (years)")
-        years.locator(".noUi-handle").focus()
-        page.keyboard.press("ArrowRight")
-        page.wait_for_function(
-            "() => [...document.querySelectorAll('.widget-output')].some("
-            "o => o.querySelector('table') && /months to pay off\\s+300\\s+312/"
-            ".test(o.innerText))")
+        step_term_slider(page)
 
 
 @binder_sim
