@@ -17,11 +17,9 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-import json
 import logging
 import os
 import signal
-import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -34,13 +32,13 @@ from traitlets.config import Application
 from .. import __version__
 from ..catalog import open_catalog
 from ..datadir import resolve_data_dir, resolve_db_url
-from ..errors import NbappsError, NotFound
 from ..store import open_store
 from .api_meta import Metrics, openapi_json
-from .authz import PUBLIC, Authorizer
-from .base import BaseHandler, PageHandler
+from .authz import Authorizer
 from .context import STATIC_DIR, ResultCache, ServerContext, ServerOptions, make_template_env
+from .fallback import NotFoundHandler, StaticHandler
 from .identity import CatalogUsers, IdentityProvider, load_or_create_secret
+from .logs import configure_logging
 from .routes import normalize_base_url, route_table, tornado_rules
 from .submissions import clean_upload_dir
 
@@ -48,44 +46,6 @@ log = logging.getLogger("nbapps.server")
 access_log = logging.getLogger("nbapps.access")
 
 CONFIG_FILE_NAME = "jupyter_nbapps_config"
-
-
-class JSONFormatter(logging.Formatter):
-    """One JSON object per line: time, level, logger, message and any ``extra`` fields."""
-
-    _skip = set(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {
-        "message", "asctime"}
-
-    def format(self, record: logging.LogRecord) -> str:
-        out: dict[str, Any] = {
-            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S") + f".{int(record.msecs):03d}Z",
-            "level": record.levelname.lower(),
-            "logger": record.name,
-            "message": record.getMessage(),
-        }
-        for key, value in record.__dict__.items():
-            if key not in self._skip and not key.startswith("_"):
-                out[key] = value
-        if record.exc_info and record.levelno >= logging.DEBUG:
-            out["exception"] = self.formatException(record.exc_info)
-        return json.dumps(out, default=str)
-
-
-class KeyValueFormatter(logging.Formatter):
-    """``time level logger: message key=value ...`` (the ``extra`` fields, logfmt style)."""
-
-    _skip = JSONFormatter._skip
-
-    def format(self, record: logging.LogRecord) -> str:
-        base = super().format(record)
-        extras = " ".join(f"{k}={_logfmt(v)}" for k, v in record.__dict__.items()
-                          if k not in self._skip and not k.startswith("_"))
-        return f"{base} {extras}" if extras else base
-
-
-def _logfmt(value: Any) -> str:
-    text = str(value)
-    return json.dumps(text) if (" " in text or '"' in text or not text) else text
 
 
 class NbappsServer(Application):
@@ -228,21 +188,7 @@ class NbappsServer(Application):
 
     def init_logging(self) -> None:
         """Configure the ``nbapps`` loggers (the CLI owns logging; the library never does)."""
-        handler = logging.StreamHandler(sys.stderr)
-        if self.log_style == "json":
-            handler.setFormatter(JSONFormatter())
-        else:
-            handler.setFormatter(KeyValueFormatter("%(asctime)s %(levelname)s %(name)s: "
-                                                   "%(message)s"))
-        root = logging.getLogger("nbapps")
-        root.handlers[:] = [handler]
-        root.setLevel(self.log_level)
-        root.propagate = False
-        for name in ("tornado.access", "tornado.application", "tornado.general"):
-            tl = logging.getLogger(name)
-            tl.handlers[:] = [handler]
-            tl.setLevel(logging.WARNING)
-            tl.propagate = False
+        configure_logging(self.log_style, self.log_level)
 
     def resolved_data_dir(self) -> Path:
         return resolve_data_dir(self.data_dir or None)
@@ -332,9 +278,9 @@ class NbappsServer(Application):
             "trusted_origins": list(self.trusted_origins),
             "static_path": static_paths[-1],
             "static_url_prefix": f"{base}static/",
-            "static_handler_class": _StaticHandler,
+            "static_handler_class": StaticHandler,
             "static_handler_args": {"path": static_paths[-1], "extra_paths": static_paths[:-1]},
-            "default_handler_class": _NotFoundHandler,
+            "default_handler_class": NotFoundHandler,
             "log_function": self._log_request,
             "debug": False,
             "compress_response": True,
@@ -444,45 +390,6 @@ async def _lifecycle(runtime: Any, names: tuple[str, ...], *args: Any) -> None:
         if inspect.isawaitable(result):
             await result
         return
-
-
-class _StaticHandler(web.StaticFileHandler):
-    """Static files: public, long-cached (URLs carry a version hash), operator folders first."""
-
-    def initialize(self, path: str, default_filename: str | None = None,
-                   extra_paths: list[str] | None = None) -> None:
-        super().initialize(path, default_filename)
-        self.extra_paths = extra_paths or []
-
-    def set_default_headers(self) -> None:
-        self.set_header("X-Content-Type-Options", "nosniff")
-        self.set_header("Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'")
-        self.set_header("Referrer-Policy", "same-origin")
-
-    def parse_url_path(self, url_path: str) -> str:
-        for folder in self.extra_paths:
-            candidate = os.path.join(folder, url_path)
-            if os.path.isfile(candidate):
-                self.root = folder
-                break
-        return super().parse_url_path(url_path)
-
-
-class _NotFoundHandler(PageHandler):
-    """Unknown URLs: 404 in our error shape (JSON under /api/, a page elsewhere)."""
-
-    permissions = {m: PUBLIC
-                   for m in ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")}
-
-    async def prepare(self) -> None:
-        await super().prepare()
-        raise NotFound("no such page")
-
-    def render_error(self, err: NbappsError) -> None:
-        if self.request.path.startswith(self.ctx.options.url("/api/")):
-            BaseHandler.render_error(self, err)
-        else:
-            super().render_error(err)
 
 
 def main(argv: list[str] | None = None) -> None:
