@@ -16,6 +16,7 @@ from pathlib import Path
 import httpx
 import psutil
 import pytest
+from nbformat.v4 import new_code_cell
 from tornado.httpclient import HTTPClientError, HTTPRequest
 from tornado.websocket import websocket_connect
 
@@ -24,6 +25,18 @@ from tests.test_runner_fixtures import Gallery, widget_app_notebook, write_bundl
 pytestmark = pytest.mark.kernel
 
 SECRET = "nbapps-test-secret-value-4242"
+#: a widget cell of the demo app trying to read what app code must not: the gallery's files next
+#: to the runtime dir and another app's bundle (the kernel runs in <root>/runtime/runners/<id>/app)
+PROBE = """from pathlib import Path
+root = Path.cwd().parents[3]
+for name in ("secret.txt", "bundles/other/app.ipynb", "runtime/runners"):
+    try:
+        target = root / name
+        target.read_bytes() if target.is_file() else list(target.iterdir())
+        print("PROBE", name, "READ")
+    except PermissionError:
+        print("PROBE", name, "DENIED")
+"""
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +44,10 @@ def gallery(tmp_path_factory):
     root = tmp_path_factory.mktemp("sec")
     pwn_dir = root / "pwn"
     pwn_dir.mkdir()
-    demo = write_bundle(root / "bundles" / "demo", widget_app_notebook(),
+    (root / "secret.txt").write_text("gallery-only")  # stands for the cookie secret, the db
+    probe = widget_app_notebook()
+    probe.cells.append(new_code_cell(PROBE, metadata={"tags": ["widget"]}))
+    demo = write_bundle(root / "bundles" / "demo", probe,
                         files={"helper.py": b"SECRET_CODE = 1\n", "data.csv": b"a,b\n1,2\n",
                                "img/logo.png": b"\x89PNG\r\n\x1a\n"})
     other = write_bundle(root / "bundles" / "other", widget_app_notebook(),
@@ -196,6 +212,19 @@ def test_gallery_environment_does_not_reach_notebook_code(gallery, client):
     assert len(procs) >= 2
     for p in procs:  # Voilà and every kernel: the secret is not in their environment
         assert "NBAPPS_TEST_SECRET" not in p.environ()
+
+
+def test_app_code_cannot_read_the_gallerys_files(gallery, client):
+    """The runner and its kernels are confined by Landlock (nbapps.sandbox)."""
+    from nbapps import sandbox
+
+    if not sandbox.available():
+        pytest.skip("Landlock is not available on this kernel: runners start unconfined")
+    page = client.get(gallery.url("/apps/demo/"))
+    assert page.status_code == 200
+    for name in ("secret.txt", "bundles/other/app.ipynb", "runtime/runners"):
+        assert f"PROBE {name} DENIED" in page.text, name
+    assert "gallery-only" not in page.text
 
 
 def test_app_folder_is_a_read_only_copy(gallery):

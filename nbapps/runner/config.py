@@ -87,6 +87,11 @@ class RunnerSettings:
     stop_timeout: float = 10.0
     #: the Python that runs ``python -m voila``
     python: str = ""
+    #: confine each runner and its kernels with Landlock (Linux): app code reads only the
+    #: system, the Python installation and the runner's own folder (:mod:`nbapps.sandbox`)
+    sandbox: bool = True
+    #: folders app code must never read (the gallery's data dir); the runtime dir always is
+    protected_paths: tuple[str, ...] = ()
 
 
 def fontawesome_dir() -> Path | None:

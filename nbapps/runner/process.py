@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import itertools
 import json
 import logging
@@ -41,6 +42,7 @@ import nbformat
 import psutil
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 
+from .. import sandbox
 from ..contract import ParameterContract
 from ..errors import BundleError, NbappsError
 from .config import TEMPLATE_NAME, RunnerSettings, voila_config
@@ -54,6 +56,12 @@ DEFAULT_NOTEBOOK = "app.ipynb"
 HEALTH_PATH = f"voila/templates/{TEMPLATE_NAME}/static/health.txt"
 KERNEL_ID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 _ids = itertools.count(1)
+
+
+@functools.cache
+def _warn_no_sandbox() -> None:
+    log.warning("Landlock is not available on this system: app runners start without the "
+                "file-system sandbox, so app code can read the gallery's files")
 
 
 class RunnerError(NbappsError):
@@ -197,6 +205,7 @@ class Runner:
         self.fontawesome = fontawesome
         stamp = f"{int(time.time())}-{os.getpid()}-{next(_ids)}"
         self.id = f"{release.slug}-{release.version[:12]}-{stamp}"
+        self.runtime_root = runtime_root
         self.dir = runtime_root / "runners" / self.id
         self.app_dir = self.dir / "app"
         self.conn_dir = self.dir / "conn"
@@ -326,10 +335,15 @@ class Runner:
             data_dir=str(self.dir / "jupyter" / "data"),
             extra_names=self.settings.extra_env_names, extra_env=self.settings.extra_env,
         )
+        # a home and a temp folder of the runner's own: the sandbox lets app code write only
+        # there (matplotlib's caches, tempfile), with or without the sandbox the same way
+        for name, folder in (("HOME", self.dir / "home"), ("TMPDIR", self.dir / "tmp")):
+            folder.mkdir(parents=True, exist_ok=True)
+            env[name] = str(folder)
         python = self.settings.python or sys.executable
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        cmd = [python, "-m", "voila", "--no-browser",
-               f"--Voila.config_file_paths={[str(self.config_dir)]!r}"]
+        cmd = self._confined([python, "-m", "voila", "--no-browser",
+                              f"--Voila.config_file_paths={[str(self.config_dir)]!r}"], python)
         with open(self.log_path, "ab") as out:
             self.proc = subprocess.Popen(  # noqa: S603 (fixed argv, no shell)
                 cmd, cwd=str(self.dir), env=env, stdin=subprocess.DEVNULL, stdout=out,
@@ -337,6 +351,17 @@ class Runner:
             )
         self.started_at = time.monotonic()
         log.info("runner %s: started voila pid %s on port %s", self.id, self.proc.pid, self.port)
+
+    def _confined(self, argv: list[str], python: str) -> list[str]:
+        """``argv`` in the Landlock sandbox (unless turned off or not available here)."""
+        if not self.settings.sandbox:
+            return argv
+        if not sandbox.available():
+            _warn_no_sandbox()
+            return argv
+        return sandbox.command(
+            argv, read=[self.share_dir], write=[self.dir], python=python,
+            protect=[self.runtime_root, *self.settings.protected_paths])
 
     def read_status(self) -> dict[str, Any]:
         try:

@@ -144,6 +144,11 @@ class NbappsServer(Application):
                             help="Preheated kernels per app for default-parameter pages.")
     app_custom_pool_size = Integer(1, config=True,
                                    help="Preheated kernels per app for custom-parameter pages.")
+    app_sandbox = Bool(True, config=True,
+                       help="Confine app runners and their kernels with Linux Landlock, so app "
+                            "code cannot read the gallery's data dir (cookie secret, catalog, "
+                            "other apps' bundles). Without Landlock (not Linux, or blocked) "
+                            "runners start unconfined and a warning is logged.")
     app_cell_timeout = Float(60.0, config=True,
                              help="Seconds an app cell may run before the page ends with an error.")
 
@@ -210,7 +215,8 @@ class NbappsServer(Application):
         runner = RunnerSettings(pool_size=self.app_pool_size,
                                 custom_pool_size=self.app_custom_pool_size,
                                 cell_timeout=self.app_cell_timeout,
-                                url_prefix=f"{self.base_url}apps/")
+                                url_prefix=f"{self.base_url}apps/", sandbox=self.app_sandbox,
+                                protected_paths=(str(Path(ctx.data_dir).resolve()),))
         return make_runtime(ctx, SupervisorSettings(runtime_dir=Path(ctx.data_dir) / "runtime",
                                                     runner=runner))
 
