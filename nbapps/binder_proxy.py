@@ -29,6 +29,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from .files import atomic_write_text
+
 log = logging.getLogger("nbapps.binder")
 
 #: the jupyter-server-proxy server name: also the URL path under the Jupyter server
@@ -163,14 +165,6 @@ def analyst_token(data_dir: Path) -> str:
     return token
 
 
-def atomic_write(path: Path, text: str, mode: int = 0o600) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.chmod(tmp, mode)
-    os.replace(tmp, path)
-
-
 def credentials_text(users: dict[str, tuple[str, str]]) -> str:
     lines = [
         "nbapps demo gallery: accounts",
@@ -223,7 +217,7 @@ def write_login_override(data_dir: Path, users: dict[str, tuple[str, str]]) -> P
     if link.is_symlink() or link.exists():
         link.unlink()
     link.symlink_to(Path(TEMPLATES_DIR).resolve(), target_is_directory=True)
-    atomic_write(folder / "login.html", login_template(users))
+    atomic_write_text(folder / "login.html", login_template(users), mode=0o600)
     return folder
 
 
@@ -231,13 +225,13 @@ def store_lab_token(token: str, data_dir: Path) -> Path:
     """The analyst's token for the lab extension, which stores it for the gallery URL at start
     (``NbappsLabApp.gallery_token_file``: the URL's Jupyter base URL is not known before)."""
     path = lab_token_path(data_dir)
-    atomic_write(path, token + "\n")
+    atomic_write_text(path, token + "\n", mode=0o600)
     return path
 
 
 def setup(data_dir: Path) -> None:
     users = reset_passwords(data_dir)
-    atomic_write(credentials_path(), credentials_text(users))
+    atomic_write_text(credentials_path(), credentials_text(users), mode=0o600)
     folder = write_login_override(data_dir, users)
     lab = store_lab_token(analyst_token(data_dir), data_dir)
     print(f"demo accounts: {credentials_path()}")

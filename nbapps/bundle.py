@@ -54,6 +54,7 @@ import nbformat
 from . import __version__
 from .errors import BundleError, NbappsError, NotebookError, TooLarge
 from .execute import app_files, run_app
+from .files import fsync_dir
 from .slugs import slugify
 from .thumbnail import make_thumbnail
 
@@ -281,7 +282,7 @@ def _install(work: Path, dest: Path, manifest: dict[str, Any]) -> BundleInfo:
     if not dest.exists():
         try:
             os.rename(work, dest)
-            _fsync_dir(dest.parent)
+            fsync_dir(dest.parent)
             log.info("bundle written to %s", dest)
             return BundleInfo(dest, manifest["sha256"], manifest)
         except OSError:
@@ -297,19 +298,6 @@ def _install(work: Path, dest: Path, manifest: dict[str, Any]) -> BundleInfo:
         raise BundleError(f"{dest} holds another bundle", code="NBA205")
     log.info("bundle %s already exists; kept as it is", dest)
     return BundleInfo(dest, existing["sha256"], existing)
-
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def _remove_stale(out: Path) -> None:

@@ -48,6 +48,7 @@ from papermill.engines import papermill_engines
 from papermill.parameterize import parameterize_notebook
 from traitlets.config import Config
 
+from .files import atomic_write_text
 from .findings import Finding, first_line
 from .kernel import KernelTracker, NbappsKernelManager, track_kernels
 from .notebook import INJECTED_TAG, WIDGET_TAG, AppNotebook, load_notebook
@@ -194,15 +195,7 @@ def run_notebook_file(
 
 def write_notebook_atomic(nb: NotebookNode, path: Path) -> None:
     """Write ``nb`` to ``path`` through a temporary file in the same folder and a rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            nbformat.write(nb, out)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_text(path, nbformat.writes(nb))
 
 
 @dataclass

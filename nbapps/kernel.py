@@ -36,12 +36,13 @@ from datetime import datetime, timezone
 from queue import Empty
 from typing import Any
 
-import psutil
 from jupyter_client.asynchronous import AsyncKernelClient
 from jupyter_client.channels import AsyncZMQSocketChannel
 from jupyter_client.manager import AsyncKernelManager
 from traitlets import DottedObjectName, Type, Unicode, default
 from traitlets.utils.importstring import import_item
+
+from .processes import kill_process_tree
 
 log = logging.getLogger("nbapps.kernel")
 
@@ -178,26 +179,6 @@ def track_kernels(tracker: KernelTracker | None = None) -> Iterator[KernelTracke
         yield tracker
     finally:
         _TRACKER.reset(token)
-
-
-def kill_process_tree(pid: int) -> int:
-    """SIGKILL process ``pid`` and all its descendants; returns the number of processes killed."""
-    try:
-        root = psutil.Process(pid)
-        procs = root.children(recursive=True) + [root]
-    except psutil.NoSuchProcess:
-        return 0
-    killed = 0
-    for proc in procs:
-        try:
-            proc.kill()
-            killed += 1
-        except psutil.NoSuchProcess:
-            pass
-    _, alive = psutil.wait_procs(procs, timeout=3)
-    for proc in alive:
-        log.warning("process %s survived SIGKILL", proc.pid)
-    return killed
 
 
 def _server_kernel_manager() -> type:

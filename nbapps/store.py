@@ -30,6 +30,7 @@ from fsspec.core import url_to_fs
 
 from .datadir import default_store_url
 from .errors import BundleError, NbappsError, NotFound
+from .files import fsync_dir
 
 log = logging.getLogger("nbapps.store")
 
@@ -127,7 +128,7 @@ class BundleStore:
             except FileExistsError:
                 self._check_identical(path, data, sha256, strict)
             else:
-                _fsync_dir(folder)
+                fsync_dir(folder)
         finally:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
@@ -188,19 +189,6 @@ class BundleStore:
                 shutil.rmtree(dest, ignore_errors=True)
                 raise
         return dest
-
-
-def _fsync_dir(folder: str) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def open_store(url: str | None = None, data_dir: str | os.PathLike[str] | None = None

@@ -59,6 +59,22 @@ def make_users(cat: Catalog, users: dict[str, str] | None = None) -> dict[str, A
     return out
 
 
+def new_data_dir(folder: Path) -> tuple[Path, str, dict[str, Account]]:
+    """``folder/data`` with a SQLite catalog holding the test users: (data dir, URL, users)."""
+    data_dir = folder / "data"
+    data_dir.mkdir(parents=True, exist_ok=True)
+    db_url = f"sqlite:///{data_dir / 'nbapps.db'}"
+    return data_dir, db_url, seed_users(db_url)
+
+
+def seed_users(db_url: str) -> dict[str, Account]:
+    cat = open_catalog(db_url)
+    try:
+        return make_users(cat)
+    finally:
+        cat.close()
+
+
 # -- seeding without the upload path (matrix, benchmark) ------------------------------------------
 
 PNG_1x1 = bytes.fromhex(
@@ -218,13 +234,7 @@ def thread_gallery(tmp_path: Path, db_url: str | None = None, *, users: bool = T
                    args: list[str] | None = None) -> Iterator[Gallery]:
     data_dir = tmp_path / "data"
     url = db_url or f"sqlite:///{data_dir / 'nbapps.db'}"
-    accounts: dict[str, Account] = {}
-    if users:
-        cat = open_catalog(url)
-        try:
-            accounts = make_users(cat)
-        finally:
-            cat.close()
+    accounts = seed_users(url) if users else {}
     server = ThreadServer(data_dir, url, args)
     try:
         base = server.start()

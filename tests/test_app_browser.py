@@ -19,8 +19,7 @@ import httpx
 import nbformat
 import pytest
 
-from nbapps.catalog import open_catalog
-from tests.server_harness import Gallery, ThreadServer, build_archive, make_users
+from tests.server_harness import Gallery, ThreadServer, build_archive, new_data_dir
 from tests.test_runner_fixtures import widget_app_notebook
 
 pytestmark = [pytest.mark.browser, pytest.mark.kernel]
@@ -60,14 +59,7 @@ def _approve_api(g: Gallery, sub_id: int) -> None:
 @contextmanager
 def _loan_gallery(base: Path, args: list[str] | None = None) -> Iterator[tuple[Gallery, str]]:
     """A gallery serving apps (runner runtime on) with the loan calculator approved live."""
-    data_dir = base / "data"
-    data_dir.mkdir()
-    db_url = f"sqlite:///{data_dir / 'nbapps.db'}"
-    cat = open_catalog(db_url)
-    try:
-        users = make_users(cat)
-    finally:
-        cat.close()
+    data_dir, db_url, users = new_data_dir(base)
     server = ThreadServer(data_dir, db_url, args)
     # the harness turns the runtime off on the command line; the runtime is made at serve time
     server.server.serve_apps = True

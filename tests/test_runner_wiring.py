@@ -9,10 +9,9 @@ import httpx
 import psutil
 import pytest
 
-from nbapps.catalog import open_catalog
 from nbapps.runner import RunnerSettings, SupervisorSettings
 from nbapps.runner.wiring import make_runtime
-from tests.server_harness import build_archive, make_users
+from tests.server_harness import build_archive, new_data_dir
 from tests.test_runner_fixtures import widget_app_notebook
 
 pytestmark = pytest.mark.kernel
@@ -21,14 +20,7 @@ pytestmark = pytest.mark.kernel
 def test_gallery_serves_an_approved_app_through_the_runtime(tmp_path):
     from nbapps.server.app import NbappsServer
 
-    data_dir = tmp_path / "data"
-    db_url = f"sqlite:///{data_dir / 'nbapps.db'}"
-    data_dir.mkdir()
-    cat = open_catalog(db_url)
-    try:
-        users = make_users(cat)
-    finally:
-        cat.close()
+    data_dir, db_url, users = new_data_dir(tmp_path)
     nb = widget_app_notebook()
     nb.metadata["nbapps"].update(title="Demo", description="d")
     archive = build_archive(tmp_path / "bundle", nb)

@@ -13,22 +13,14 @@ from datetime import datetime, timezone
 import pytest
 
 from nbapps.server.usage import UsageRecorder
-from tests.server_harness import Gallery, ThreadServer, catalog_of, make_users, seed_version
+from tests.server_harness import Gallery, ThreadServer, catalog_of, new_data_dir, seed_version
 
 SLUG = "usage-app"
 
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
-    from nbapps.catalog import open_catalog
-
-    data_dir = tmp_path_factory.mktemp("usage") / "data"
-    url = f"sqlite:///{data_dir / 'nbapps.db'}"
-    cat = open_catalog(url)
-    try:
-        users = make_users(cat)
-    finally:
-        cat.close()
+    data_dir, url, users = new_data_dir(tmp_path_factory.mktemp("usage"))
     server = ThreadServer(data_dir, url)
     server.server.serve_apps = True  # the harness passes serve_apps=False on its command line
     contexts = []
@@ -136,15 +128,7 @@ def test_proxy_mounted_with_observer(served):
 def test_views_still_in_memory_are_written_at_shutdown(tmp_path):
     """Views are batched (one catalog write per interval): stopping the server writes the last
     batch instead of dropping it."""
-    from nbapps.catalog import open_catalog
-
-    data_dir = tmp_path / "data"
-    url = f"sqlite:///{data_dir / 'nbapps.db'}"
-    cat = open_catalog(url)
-    try:
-        make_users(cat)
-    finally:
-        cat.close()
+    data_dir, url, _ = new_data_dir(tmp_path)
     server = ThreadServer(data_dir, url)
     server.server.serve_apps = True
     try:

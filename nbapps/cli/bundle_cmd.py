@@ -13,7 +13,7 @@ import json
 import sys
 from typing import Any
 
-from .run_cmd import DEFAULT_CELL_TIMEOUT, DEFAULT_TIMEOUT, _seconds
+from .argtypes import DEFAULT_CELL_TIMEOUT, DEFAULT_TIMEOUT, seconds
 
 
 def register(subparsers: Any) -> None:
@@ -27,9 +27,9 @@ def register(subparsers: Any) -> None:
     parser.add_argument("notebook", metavar="NB", help="the notebook to bundle")
     parser.add_argument("-o", "--output", required=True, metavar="DIR",
                         help="folder that receives the bundle folder")
-    parser.add_argument("--timeout", type=_seconds, default=DEFAULT_TIMEOUT, metavar="S",
+    parser.add_argument("--timeout", type=seconds, default=DEFAULT_TIMEOUT, metavar="S",
                         help=f"limit for each run of the notebook (default: {DEFAULT_TIMEOUT:g})")
-    parser.add_argument("--cell-timeout", type=_seconds, default=DEFAULT_CELL_TIMEOUT,
+    parser.add_argument("--cell-timeout", type=seconds, default=DEFAULT_CELL_TIMEOUT,
                         metavar="S", help="limit for one cell unless the notebook sets "
                         f"metadata.nbapps.timeout (default: {DEFAULT_CELL_TIMEOUT:g})")
     parser.add_argument("--kernel", default=None, metavar="NAME",

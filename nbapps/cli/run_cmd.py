@@ -21,19 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ParameterError, UsageError
-
-DEFAULT_TIMEOUT = 600.0
-DEFAULT_CELL_TIMEOUT = 120.0
-
-
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be above 0: {text!r}")
-    return value
+from .argtypes import DEFAULT_CELL_TIMEOUT, DEFAULT_TIMEOUT, seconds
 
 
 def register(subparsers: Any) -> None:
@@ -53,9 +41,9 @@ def register(subparsers: Any) -> None:
                         help="a YAML or JSON mapping of parameter names to values")
     parser.add_argument("-o", "--output", required=True, metavar="OUT",
                         help="where to write the executed notebook")
-    parser.add_argument("--timeout", type=_seconds, default=DEFAULT_TIMEOUT, metavar="S",
+    parser.add_argument("--timeout", type=seconds, default=DEFAULT_TIMEOUT, metavar="S",
                         help=f"limit for the whole run (default: {DEFAULT_TIMEOUT:g})")
-    parser.add_argument("--cell-timeout", type=_seconds, default=None, metavar="S",
+    parser.add_argument("--cell-timeout", type=seconds, default=None, metavar="S",
                         help="limit for one cell (default: the notebook's metadata.nbapps.timeout"
                              f", else {DEFAULT_CELL_TIMEOUT:g})")
     parser.add_argument("--kernel", default=None, metavar="NAME",

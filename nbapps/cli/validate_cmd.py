@@ -11,19 +11,7 @@ import sys
 import time
 from typing import Any
 
-
-def _positive(kind: type) -> Any:
-    def convert(text: str) -> Any:
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-        if not value > 0:
-            raise argparse.ArgumentTypeError(f"must be above 0: {text!r}")
-        return value
-
-    convert.__name__ = kind.__name__
-    return convert
+from .argtypes import DEFAULT_CELL_TIMEOUT, DEFAULT_TIMEOUT, positive
 
 
 def register(subparsers: Any) -> None:
@@ -40,14 +28,16 @@ def register(subparsers: Any) -> None:
                         help="output format (default: text)")
     parser.add_argument("--no-execute", action="store_true",
                         help="static checks only: do not run the notebooks")
-    parser.add_argument("--timeout", type=_positive(float), default=600, metavar="SECONDS",
+    parser.add_argument("--timeout", type=positive(float), default=DEFAULT_TIMEOUT,
+                        metavar="SECONDS",
                         help="limit for each run of a notebook (default: 600)")
-    parser.add_argument("--cell-timeout", type=_positive(float), default=120, metavar="SECONDS",
+    parser.add_argument("--cell-timeout", type=positive(float), default=DEFAULT_CELL_TIMEOUT,
+                        metavar="SECONDS",
                         help="limit for one cell unless the notebook sets metadata.nbapps.timeout"
                              " (default: 120)")
-    parser.add_argument("--workers", type=_positive(int), default=None, metavar="N",
+    parser.add_argument("--workers", type=positive(int), default=None, metavar="N",
                         help="notebooks validated in parallel (default: one per core)")
-    parser.add_argument("--max-output-mb", type=_positive(float), default=5, metavar="MB",
+    parser.add_argument("--max-output-mb", type=positive(float), default=5, metavar="MB",
                         help="limit for the stored outputs of a notebook (default: 5)")
     parser.add_argument("--kernel", default=None, metavar="NAME",
                         help="run with this kernel instead of the notebook's own")

@@ -16,13 +16,13 @@ import json
 import logging
 import os
 import stat
-import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from ..errors import UsageError
+from ..files import atomic_write_text
 
 log = logging.getLogger("nbapps.labserver")
 
@@ -85,19 +85,10 @@ class CredentialStore:
         return galleries if isinstance(galleries, dict) else {}
 
     def _write(self, galleries: dict[str, Any]) -> None:
-        folder = self.path.parent
-        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-        fd, tmp = tempfile.mkstemp(prefix=".credentials-", dir=folder)  # created 0600
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                json.dump({"version": 1, "galleries": galleries}, f, indent=1, sort_keys=True)
-                f.flush()
-                os.fsync(f.fileno())
-            os.chmod(tmp, 0o600)
-            os.replace(tmp, self.path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        atomic_write_text(self.path, json.dumps({"version": 1, "galleries": galleries},
+                                                indent=1, sort_keys=True),
+                          mode=0o600, fsync=True)
 
     def get(self, gallery_url: str) -> str | None:
         entry = self._read().get(normalize_gallery_url(gallery_url))

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
+
+from ..files import atomic_write_text
 
 log = logging.getLogger("nbapps.labserver")
 
@@ -34,14 +34,7 @@ class PublishRecords:
 
     def _write(self, data: dict[str, Any]) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        fd, tmp = tempfile.mkstemp(prefix=".records-", dir=self.path.parent)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                json.dump(data, f, indent=1, sort_keys=True)
-            os.replace(tmp, self.path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        atomic_write_text(self.path, json.dumps(data, indent=1, sort_keys=True))
 
     def get(self, gallery: str, os_path: str) -> dict[str, Any] | None:
         entry = self._read().get(gallery, {}).get(os_path)

@@ -19,7 +19,9 @@ from typing import Any
 
 import psutil
 
-from .process import find_processes_mentioning, kill_processes, remove_tree
+from ..files import atomic_write_text
+from ..processes import kill_processes
+from .process import find_processes_mentioning, remove_tree
 
 log = logging.getLogger("nbapps.runner")
 
@@ -46,12 +48,9 @@ def read_state(runtime_dir: Path) -> dict[str, Any]:
 
 def write_state(runtime_dir: Path, runners: list[dict[str, Any]]) -> None:
     """Record this gallery and its runners (temp file + rename)."""
-    runtime_dir.mkdir(parents=True, exist_ok=True)
     data = {"gallery_pid": os.getpid(), "gallery_create_time": _create_time(os.getpid()),
             "updated": time.time(), "runners": runners}
-    tmp = runtime_dir / f".{STATE_FILE}.{os.getpid()}.tmp"
-    tmp.write_text(json.dumps(data, indent=1), encoding="utf-8")
-    os.replace(tmp, runtime_dir / STATE_FILE)
+    atomic_write_text(runtime_dir / STATE_FILE, json.dumps(data, indent=1))
 
 
 def clear_state(runtime_dir: Path) -> None:

@@ -45,6 +45,7 @@ from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 from .. import sandbox
 from ..contract import ParameterContract
 from ..errors import BundleError, NbappsError
+from ..processes import kill_processes
 from .config import TEMPLATE_NAME, RunnerSettings, voila_config
 from .env import runner_environment
 from .notebook_variants import CUSTOM_NAME, DEFAULT_NAME, VARIANT_NAMES, build_variants
@@ -528,17 +529,3 @@ def find_processes_mentioning(text: str) -> list[psutil.Process]:
         if p.pid != me and any(text in part for part in cmd):
             found.append(p)
     return found
-
-
-def kill_processes(procs: list[psutil.Process], timeout: float = 5.0) -> int:
-    """SIGKILL ``procs`` and wait for them; returns how many were signalled."""
-    n = 0
-    for p in procs:
-        try:
-            p.kill()
-            n += 1
-        except psutil.Error:
-            pass
-    if procs:
-        psutil.wait_procs(procs, timeout=timeout)
-    return n

@@ -17,7 +17,6 @@ import time
 import traceback
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
-from urllib.parse import quote
 
 from markupsafe import Markup
 from tornado import web
@@ -244,7 +243,7 @@ class BaseHandler(web.RequestHandler):
             f"{self.ctx.options.base_url.rstrip('/')}"
 
     def login_url_for(self, next_url: str) -> str:
-        return self.url("/login?next=" + quote(next_url, safe="/"))
+        return self.ctx.options.login_url(next_url)
 
     def on_finish(self) -> None:
         metrics = self.ctx.metrics

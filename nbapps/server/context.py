@@ -17,6 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import quote
 
 import jinja2
 
@@ -49,6 +50,10 @@ class ServerOptions:
     def url(self, path: str) -> str:
         """``/app/x`` → ``<base_url>app/x``: every root-relative link and redirect goes here."""
         return self.base_url + path.lstrip("/")
+
+    def login_url(self, next_url: str) -> str:
+        """The login page, coming back to ``next_url`` (a path of this gallery) afterwards."""
+        return self.url("/login?next=" + quote(next_url, safe="/"))
 
 
 class ResultCache:

@@ -17,8 +17,6 @@ from __future__ import annotations
 import io
 import json
 import logging
-import os
-import secrets
 import threading
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -28,6 +26,7 @@ import nbformat
 
 from ..catalog import VersionInfo
 from ..errors import NotFound
+from ..files import atomic_write_text
 from .views import read_bundle_member
 
 if TYPE_CHECKING:
@@ -89,10 +88,7 @@ def _cached(ctx: ServerContext, parts: tuple[str, ...], make: Any) -> str:
     except FileNotFoundError:
         pass
     text = make()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}")
-    tmp.write_text(text, "utf-8")
-    os.replace(tmp, path)
+    atomic_write_text(path, text)
     return str(text)
 
 

@@ -5,7 +5,7 @@ import json
 import statistics
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
-from urllib.parse import quote, urlencode
+from urllib.parse import urlencode
 
 from markupsafe import Markup
 from tornado.web import RequestHandler
@@ -139,8 +139,7 @@ def authorize_app(handler: RequestHandler, slug: str) -> bool:
     if not ctx.authorizer.is_allowed(user, OPEN_APPS):
         if user is None and handler.request.method == "GET" and \
                 handler.request.headers.get("Upgrade", "").lower() != "websocket":
-            handler.redirect(ctx.options.url("/login?next=" + quote(handler.request.uri or "/",
-                                                                    safe="/")))
+            handler.redirect(ctx.options.login_url(handler.request.uri or ctx.options.base_url))
         return False
     try:
         ctx.cache.get(("live-app", slug),
