@@ -46,7 +46,9 @@ def widget_app_notebook(extra: list[Any] | None = None) -> nbformat.NotebookNode
     )
     nb.cells.append(new_markdown_cell("## Result", metadata={"tags": ["widget"]}))
     nb.cells.append(new_code_cell(
-        "print('RESULT', n, label, rate, square)\n"
+        # one write per line: print(a, b, ...) writes piece by piece, and the kernel's output
+        # timer may send the pieces as separate outputs (Voilà does not merge them)
+        "print(f'RESULT {n} {label} {rate} {square}')\n"
         "print('SECRET', os.environ.get('NBAPPS_TEST_SECRET'))\n"
         "print('DONE-AT', time.time())",
         metadata={"tags": ["widget"]},
