@@ -14,13 +14,13 @@ from .authz import Requirement
 from .base import APIHandler
 from .routes import Op, Param
 from .submissions import (
-    accept_upload,
     add_comment,
     comments_of,
     decide,
     parse_decision,
     withdraw,
 )
+from .uploads import accept_upload
 from .views import int_arg, is_reviewer, version_for
 
 #: JSON bodies of the non-upload API are small

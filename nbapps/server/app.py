@@ -40,7 +40,7 @@ from .fallback import NotFoundHandler, StaticHandler
 from .identity import CatalogUsers, IdentityProvider, load_or_create_secret
 from .logs import configure_logging
 from .routes import normalize_base_url, route_table, tornado_rules
-from .submissions import clean_upload_dir
+from .uploads import clean_upload_dir
 
 log = logging.getLogger("nbapps.server")
 access_log = logging.getLogger("nbapps.access")

@@ -10,7 +10,7 @@ both hashes.
 * Diff: ``nbdime.diff_notebooks`` of the two executed notebooks rendered with nbdime's plain-text
   pretty printer (sources, outputs and metadata), with cell ids, execution counts and run
   timestamps left out; shown as escaped, coloured lines.
-* Report: :func:`nbapps.validate.validate_notebook` without execution.
+Where the notebooks and reports come from is :mod:`.review_data`'s business.
 """
 from __future__ import annotations
 
@@ -19,15 +19,13 @@ import json
 import logging
 import threading
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import nbformat
 
 from ..catalog import VersionInfo
-from ..errors import NotFound
-from ..files import atomic_write_text
-from .views import read_bundle_member
+from .review_data import cached, load_version_notebook
 
 if TYPE_CHECKING:
     from .context import ServerContext
@@ -39,57 +37,6 @@ NBCONVERT_TEMPLATES = Path(__file__).parent / "nbconvert_templates"
 RENDER_VERSION = "2"
 _exporter_lock = threading.Lock()
 _exporter: Any = None
-
-
-def notebook_member(manifest: dict[str, Any]) -> str:
-    """Path of the app notebook inside the bundle, from the manifest."""
-    for key in ("notebook", "entry", "entrypoint", "main"):
-        value = manifest.get(key) if isinstance(manifest, dict) else None
-        if isinstance(value, str) and value.endswith(".ipynb"):
-            return value
-        if isinstance(value, dict) and isinstance(value.get("path"), str):
-            return str(value["path"])
-    files = manifest.get("files") if isinstance(manifest, dict) else None
-    names: list[str] = []
-    if isinstance(files, dict):
-        names = list(files)
-    elif isinstance(files, list):
-        names = [f if isinstance(f, str) else str(f.get("path", "")) for f in files]
-    notebooks = [n for n in names if n.endswith(".ipynb")]
-    if notebooks:
-        return sorted(notebooks, key=lambda n: (n.count("/"), n))[0]
-    raise NotFound("the bundle manifest names no notebook")
-
-
-def executed_member(manifest: dict[str, Any]) -> str:
-    """The executed notebook (the publisher's validation run) if the bundle has one."""
-    value = manifest.get("executed") if isinstance(manifest, dict) else None
-    return value if isinstance(value, str) and value.endswith(".ipynb") \
-        else notebook_member(manifest)
-
-
-def load_version_notebook(ctx: ServerContext, version: VersionInfo, *, executed: bool = True
-                          ) -> nbformat.NotebookNode:
-    member = executed_member(version.manifest) if executed else notebook_member(version.manifest)
-    raw = read_bundle_member(ctx, version.sha256, member)
-    return nbformat.reads(raw.decode("utf-8"), as_version=4)
-
-
-# -- derived-artifact cache -----------------------------------------------------------------------
-
-def _cache_path(ctx: ServerContext, *parts: str) -> Path:
-    return ctx.data_dir.joinpath("cache", *parts)
-
-
-def _cached(ctx: ServerContext, parts: tuple[str, ...], make: Any) -> str:
-    path = _cache_path(ctx, *parts)
-    try:
-        return path.read_text("utf-8")
-    except FileNotFoundError:
-        pass
-    text = make()
-    atomic_write_text(path, text)
-    return str(text)
 
 
 # -- HTML -----------------------------------------------------------------------------------------
@@ -149,7 +96,7 @@ def render_notebook_html(nb: nbformat.NotebookNode) -> str:
 
 
 def notebook_html(ctx: ServerContext, version: VersionInfo) -> str:
-    return _cached(ctx, (version.sha256, f"notebook-v{RENDER_VERSION}.html"),
+    return cached(ctx, (version.sha256, f"notebook-v{RENDER_VERSION}.html"),
                    lambda: render_notebook_html(load_version_notebook(ctx, version)))
 
 
@@ -215,24 +162,7 @@ def diff_lines(text: str, limit: int = 5000) -> list[DiffLine]:
 
 
 def version_diff(ctx: ServerContext, live: VersionInfo, version: VersionInfo) -> str:
-    return _cached(
+    return cached(
         ctx, (version.sha256, f"diff-{live.sha256}-v{RENDER_VERSION}.txt"),
         lambda: diff_text(load_version_notebook(ctx, live), load_version_notebook(ctx, version)),
     )
-
-
-# -- static validation report ---------------------------------------------------------------------
-
-def static_report(ctx: ServerContext, version: VersionInfo) -> dict[str, Any]:
-    """The server's static validation report of the bundle's notebook (no execution)."""
-    def make() -> str:
-        from ..validate import ValidationSettings, validate_notebook
-
-        member = notebook_member(version.manifest)
-        raw = read_bundle_member(ctx, version.sha256, member)
-        report = validate_notebook(raw, ValidationSettings(execute=False),
-                                   name=PurePosixPath(member).name)
-        return json.dumps(report.to_dict(), default=str)
-
-    return dict(json.loads(_cached(ctx, (version.sha256, f"report-v{RENDER_VERSION}.json"),
-                                   make)))

@@ -8,7 +8,8 @@ from ..errors import NbappsError, NotFound
 from ..review import Action, allowed_actions
 from .authz import Requirement
 from .base import PageHandler
-from .notebook_view import diff_lines, notebook_html, static_report, version_diff
+from .notebook_view import diff_lines, notebook_html, version_diff
+from .review_data import static_report
 from .submissions import add_comment, comments_of, decide, parse_decision, withdraw
 from .views import NOTICES, int_arg, send_thumbnail, version_for
 
