@@ -5,6 +5,9 @@ from nbapps.binder_proxy import NAME, gallery_server, internal_url, lab_token_pa
 
 c = get_config()  # noqa: F821 - provided by traitlets when it loads this file
 c.ServerProxy.servers = {NAME: gallery_server()}
+# app pages run sandboxed, without cookies: their ticket URLs (and only those) pass Jupyter's
+# login on their way to the gallery, which checks the ticket itself (nbapps/jupyter_tickets.py)
+c.ServerApp.jpserver_extensions.update({"nbapps.jupyter_tickets": True})
 # the nbapps panel in JupyterLab publishes to the gallery inside the container, directly; the
 # extension fills in {base_url} at start and stores the analyst's token postBuild wrote
 c.NbappsLabApp.gallery_url = internal_url()

@@ -34,6 +34,7 @@ class Permission(str, Enum):
     ROLLBACK = "rollback"              # put the previous live version back
     MANAGE_USERS = "manage_users"      # create users, change roles, disable
     VIEW_AUDIT = "view_audit"          # read and export the audit log
+    CURATE = "curate"                  # feature apps on the gallery's front page, categories
 
 
 class Role(str, Enum):
@@ -106,6 +107,20 @@ def check_user_name(name: str) -> str:
             code="NBA311",
         )
     return name
+
+
+#: longest user name (the catalog column and :func:`check_user_name` agree)
+MAX_USER_NAME = 64
+
+
+def login_name(name: object) -> str:
+    """The user name of a login attempt as the catalog records and rate-limits it: a name
+    longer than any user name can be is cut to :data:`MAX_USER_NAME` characters plus "…", so
+    it matches no user and a megabyte-long name never reaches the audit log."""
+    text = name if isinstance(name, str) else str(name)
+    if len(text) <= MAX_USER_NAME:
+        return text
+    return text[:MAX_USER_NAME] + "\u2026"
 
 
 # -- passwords -------------------------------------------------------------------------------------

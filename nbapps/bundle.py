@@ -25,6 +25,15 @@ Bundles are never modified after they are written. A build happens in a hidden t
 next to the destination and is renamed into place at the end; an interrupted build never leaves a
 partial bundle under the expected name. Building content that is already there returns the
 existing bundle.
+
+**Sources** (what the gallery trusts, DESIGN.md decision 7): of any submitted archive the gallery
+keeps only ``app.ipynb`` at the root and the data files that notebook declares
+(``metadata.nbapps.files`` and ``thumbnail``, by :func:`source_names`); the manifest, the executed
+notebook, a thumbnail the client made and any other file are not source. :func:`pack_source`
+writes those files as a canonical archive (same files, same bytes: sorted members, no owners or
+times) whose identity is :func:`source_hash`, the content hash above over exactly those files;
+``nbapps publish`` uploads such an archive (:func:`pack_notebook_source`), older clients a whole
+bundle: both give the same source and the same hash.
 """
 from __future__ import annotations
 
@@ -43,6 +52,7 @@ import tarfile
 import tempfile
 import time
 import zlib
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from importlib import metadata as importlib_metadata
@@ -63,8 +73,9 @@ if TYPE_CHECKING:
     from .validate import Report, ValidationSettings
 
 __all__ = [
-    "BundleInfo", "build_bundle", "content_hash", "pack_bundle", "unpack_bundle",
-    "verify_bundle",
+    "BundleInfo", "build_bundle", "content_hash", "pack_bundle", "pack_notebook_source",
+    "pack_source", "read_source_folder", "source_hash", "source_names", "unpack_bundle",
+    "unpack_source", "verify_bundle",
 ]
 
 log = logging.getLogger("nbapps.bundle")
@@ -107,6 +118,89 @@ def content_hash(files: list[dict[str, Any]]) -> str:
     source = sorted((f["path"], f["sha256"]) for f in files if not f.get("derived"))
     lines = "".join(f"{digest}  {path}\n" for path, digest in source)
     return hashlib.sha256(lines.encode("utf-8")).hexdigest()
+
+
+def source_hash(files: Mapping[str, bytes]) -> str:
+    """The content hash of source files given as ``{path: bytes}`` (:func:`content_hash`)."""
+    return content_hash([{"path": name, "sha256": hashlib.sha256(data).hexdigest()}
+                         for name, data in files.items()])
+
+
+# -- sources --------------------------------------------------------------------------------------
+
+
+def source_names(app: AppNotebook, own: str | None = APP_NOTEBOOK) -> list[str]:
+    """The data files ``app`` declares that exist beside it (sorted relative paths), without the
+    notebook itself (``own``) and without the names the bundle format reserves for files that
+    are not source (:data:`RESERVED`)."""
+    return [n for n in app_files(app) if n != own and n not in RESERVED]
+
+
+def read_source_folder(folder: str | Path) -> dict[str, bytes]:
+    """The source in an unpacked submission: ``app.ipynb`` and the files it declares.
+
+    Whatever else the folder holds is not read. BundleError NBA206 when there is no
+    ``app.ipynb`` at its root. A notebook that cannot be loaded declares nothing (its own
+    findings say why).
+    """
+    from .notebook import load_notebook
+
+    root = Path(folder)
+    path = root / APP_NOTEBOOK
+    if path.is_symlink() or not path.is_file():
+        raise BundleError(f"the submission has no {APP_NOTEBOOK} at its root", code="NBA206")
+    files = {APP_NOTEBOOK: path.read_bytes()}
+    try:
+        app = load_notebook(path, name=APP_NOTEBOOK)
+    except NbappsError:
+        return files
+    for name in source_names(app):
+        files[name] = (root / name).read_bytes()
+    return files
+
+
+def pack_source(files: Mapping[str, bytes]) -> bytes:
+    """The canonical archive of source files (tar.gz, members sorted, mode 0644, no owners,
+    no times): the same files always give the same bytes with the same zlib."""
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for name in sorted(files):
+            if _safe_relative(name) != name:
+                raise BundleError(f"unsafe source path {name!r}", code="NBA204")
+            data = files[name]
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            info.mode = 0o644
+            info.mtime = 0
+            info.uid = info.gid = 0
+            info.uname = info.gname = ""
+            tar.addfile(info, io.BytesIO(data))
+    return gzip.compress(raw.getvalue(), compresslevel=6, mtime=0)
+
+
+def unpack_source(data: bytes, max_bytes: int = MAX_BYTES) -> dict[str, bytes]:
+    """``{path: bytes}`` of a source archive, in memory, with :func:`unpack_bundle`'s checks
+    (safe paths, regular files only, size limit)."""
+    out: dict[str, bytes] = {}
+    for name, reader in _members(data, max_bytes):
+        out[name] = b"".join(reader)
+    return out
+
+
+def pack_notebook_source(notebook_path: str | Path) -> tuple[bytes, str]:
+    """The source archive of a notebook as ``nbapps publish`` uploads it: ``app.ipynb`` (the
+    notebook upgraded to nbformat 4.5, as :func:`build_bundle` writes it) and its declared
+    files. Returns (archive, content hash). NotebookError when it cannot be loaded."""
+    from .notebook import load_notebook
+
+    path = Path(notebook_path)
+    app = load_notebook(path, name=str(path))
+    assert app.folder is not None
+    own = path.resolve().relative_to(app.folder.resolve()).as_posix()
+    files = {APP_NOTEBOOK: nbformat.writes(app.nb).encode("utf-8")}
+    for name in source_names(app, own):
+        files[name] = (app.folder / name).read_bytes()
+    return pack_source(files), source_hash(files)
 
 
 # -- building -------------------------------------------------------------------------------------
@@ -175,8 +269,8 @@ def _write_contents(work: Path, app: AppNotebook, notebook_path: Path, executed:
     thumb_source = app.meta.thumbnail.strip().replace("\\", "/") if app.meta.thumbnail else None
     own = notebook_path.resolve().relative_to(app.folder.resolve()).as_posix() \
         if app.folder else None
-    names = [n for n in app_files(app) if n != own and n != THUMBNAIL]
-    clash = sorted(n for n in names if n in RESERVED)
+    clash = sorted(n for n in app_files(app) if n != own and n != THUMBNAIL and n in RESERVED)
+    names = source_names(app, own)
     if clash:
         _refuse(notebook_path, [{"code": "NBA200", "message": f"declared file `{clash[0]}` uses "
                                  "a name reserved for the bundle (" + ", ".join(sorted(RESERVED))
@@ -467,8 +561,40 @@ def unpack_bundle(data: bytes, dest: str | Path, max_bytes: int = MAX_BYTES) -> 
 
 
 def _extract(data: bytes, work: Path, max_bytes: int) -> None:
+    for name, reader in _members(data, max_bytes):
+        file = work / name
+        file.parent.mkdir(parents=True, exist_ok=True)
+        if file.exists():
+            raise BundleError(f"archive entry {name!r} clashes with another", code="NBA204")
+        with file.open("wb") as out:
+            for chunk in reader:
+                out.write(chunk)
+
+
+def _members(data: bytes, max_bytes: int) -> Iterator[tuple[str, Iterator[bytes]]]:
+    """(safe relative name, chunks) of each regular file of a tar / tar.gz archive, in archive
+    order. Consume each member's chunks before asking for the next. NBA204 for links, special
+    files, unsafe or duplicate names or an unreadable archive; TooLarge NBA203 past
+    ``max_bytes`` of content (counted while reading, so a compression bomb stops early)."""
     total = 0
     seen: set[str] = set()
+
+    def chunks(source: Any) -> Iterator[bytes]:
+        nonlocal total
+        while True:
+            try:
+                chunk = source.read(_CHUNK)
+            except (tarfile.TarError, EOFError, OSError, zlib.error) as exc:
+                raise BundleError(f"bundle archive unreadable ({type(exc).__name__}: {exc})",
+                                  code="NBA204") from None
+            if not chunk:
+                return
+            total += len(chunk)
+            if total > max_bytes:
+                raise TooLarge(f"bundle content is larger than the limit of "
+                               f"{max_bytes // (1024 * 1024)} MB", code="NBA203")
+            yield chunk
+
     try:
         with tarfile.open(fileobj=io.BytesIO(data), mode="r|*") as tar:
             for count, member in enumerate(tar, start=1):
@@ -480,7 +606,6 @@ def _extract(data: bytes, work: Path, max_bytes: int) -> None:
                     raise BundleError(f"archive entry with an unsafe path: {member.name!r}",
                                       code="NBA204")
                 if member.isdir():
-                    (work / name).mkdir(parents=True, exist_ok=True)
                     continue
                 if not member.isreg():
                     raise BundleError(f"archive entry {name!r} is a link or special file",
@@ -490,18 +615,7 @@ def _extract(data: bytes, work: Path, max_bytes: int) -> None:
                 seen.add(name)
                 source = tar.extractfile(member)
                 assert source is not None
-                file = work / name
-                file.parent.mkdir(parents=True, exist_ok=True)
-                if file.exists():
-                    raise BundleError(f"archive entry {name!r} clashes with another",
-                                      code="NBA204")
-                with file.open("wb") as out:
-                    while chunk := source.read(_CHUNK):
-                        total += len(chunk)
-                        if total > max_bytes:
-                            raise TooLarge(f"bundle content is larger than the limit of "
-                                           f"{max_bytes // (1024 * 1024)} MB", code="NBA203")
-                        out.write(chunk)
+                yield name, chunks(source)
     except (tarfile.TarError, EOFError, OSError, zlib.error) as exc:
         raise BundleError(f"bundle archive unreadable ({type(exc).__name__}: {exc})",
                           code="NBA204") from None

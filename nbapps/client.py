@@ -16,7 +16,8 @@ import logging
 import os
 import stat
 import sys
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -201,7 +202,9 @@ class GalleryClient:
         return dict(self.request("GET", "/api/me"))
 
     def submit(self, archive: bytes, *, slug: str | None = None) -> dict[str, Any]:
-        """Upload a bundle archive; ``{"id", "url", "state", "created", ...}``."""
+        """Upload an app archive (:func:`nbapps.bundle.pack_notebook_source`, or a whole
+        bundle); ``{"id", "url", "state", "created", "check", ...}``, at once: the gallery's
+        own check of it runs afterwards (:meth:`wait_for_check`)."""
         params = {"slug": slug} if slug else None
         return dict(self.request("POST", "/api/submissions", content=archive, params=params,
                                  headers={"Content-Type": "application/gzip"}))
@@ -219,6 +222,48 @@ class GalleryClient:
 
     def submission(self, version_id: int) -> dict[str, Any]:
         return dict(self.request("GET", f"/api/submissions/{int(version_id)}"))
+
+    def check(self, version_id: int) -> dict[str, Any]:
+        """The gallery's check of a submission (``state``, ``queue_position``, ``findings``,
+        ``runs``...)."""
+        return dict(self.request("GET", f"/api/submissions/{int(version_id)}/check"))
+
+    def recheck(self, version_id: int) -> dict[str, Any]:
+        """Queue the check of a failed (or submitted) version again (reviewers, admins)."""
+        return dict(self.request("POST", f"/api/submissions/{int(version_id)}/check", json={}))
+
+    def wait_for_check(self, version_id: int, timeout: float = 1800.0, *,
+                       on_update: Callable[[dict[str, Any]], None] | None = None,
+                       poll: float = 0.25, max_poll: float = 1.0) -> dict[str, Any]:
+        """Follow the gallery's check of a submission until its verdict; returns the
+        submission (``GET /api/submissions/<id>``, with ``check``).
+
+        ``on_update(check)`` is called whenever the check's state or queue place changes. Polls
+        every ``poll`` seconds, slowing to ``max_poll`` while the check is queued (a verdict
+        is seen at most ``max_poll`` late). NbappsError NBA325 after ``timeout`` seconds.
+        """
+        deadline = time.monotonic() + timeout
+        seen: tuple[Any, ...] | None = None
+        delay = poll
+        while True:
+            sub = self.submission(version_id)
+            check = sub.get("check") or {}
+            state = check.get("state")
+            now = (state, check.get("queue_position"))
+            if now != seen:
+                seen = now
+                if on_update is not None:
+                    on_update(check)
+            if state in ("passed", "failed", "error") or sub.get("state") != "validating":
+                return sub
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise NbappsError(
+                    f"no verdict from the gallery within {timeout:g} s (the check is {state}); "
+                    f"follow it at {sub.get('url') or self.gallery}", code="NBA325",
+                    details={"id": version_id, "check": check})
+            time.sleep(min(delay, left))
+            delay = min(max_poll, delay * 1.5) if state == "queued" else poll
 
     def decide(self, version_id: int, decision: str, comment: str = "") -> dict[str, Any]:
         return dict(self.request("POST", f"/api/submissions/{int(version_id)}/decision",

@@ -68,6 +68,12 @@ _TABLE: list[Code] = [
          "Fix the field named in the message (see the README's metadata table)."),
     Code("NBA034", W, "Unknown field in `metadata.nbapps`",
          "Fix the field's name (a typo is ignored silently otherwise) or remove it."),
+    Code("NBA035", W, "Starter text of `nbapps init` still in the notebook",
+         "Replace the starter description, introduction and `draft` tag with what your app does "
+         "and who it is for."),
+    Code("NBA036", W, "The app's first heading differs from its title",
+         "Make the app's first heading (a `# ...` line in a `widget` markdown cell) and "
+         "`metadata.nbapps.title` the same: the gallery and the app's frame show the title."),
     # -- test parameters -------------------------------------------------------------------------
     Code("NBA040", E, "Test parameters name an unknown parameter",
          "Use only names defined in the `parameters` cell."),
@@ -130,6 +136,11 @@ _TABLE: list[Code] = [
          "Rebuild the bundle; archives may not contain links or paths outside the bundle."),
     Code("NBA205", E, "Output folder exists and holds something else",
          "Pick another output folder or empty it."),
+    Code("NBA206", E, "Submission has no app notebook",
+         "Upload the archive `nbapps publish` or `nbapps bundle` makes: it holds the notebook "
+         "as `app.ipynb` at its root."),
+    Code("NBA207", E, "App has no title",
+         "Set `metadata.nbapps.title` in the notebook, or give the app a slug (`--slug`)."),
     # -- gallery server, catalog, accounts -------------------------------------------------------
     Code("NBA300", E, "Authentication required",
          "Log in, or send an API token as `Authorization: Bearer <token>`."),
@@ -159,6 +170,25 @@ _TABLE: list[Code] = [
          "content means the store was tampered with."),
     Code("NBA313", E, "Catalog database unavailable",
          "Check `--db-url` (or the data dir) and that the database server is running."),
+    # -- the gallery's own check of submissions (NBA320-329) -------------------------------------
+    Code("NBA320", E, "The gallery's check of this version failed: it cannot be approved",
+         "Read the check's findings; the author fixes the notebook and submits again, or a "
+         "reviewer sends it back, rejects it or re-queues the check."),
+    Code("NBA321", E, "The gallery is still checking this version",
+         "Wait for the check to finish (the submission shows its place in the queue), then "
+         "decide."),
+    Code("NBA322", E, "The check queue is full",
+         "Try again in a few minutes; operators raise `c.NbappsServer.check_queue_max` or "
+         "`check_workers`."),
+    Code("NBA323", E, "The check ran past its time limit and was stopped",
+         "Make the notebook faster (or its data smaller); operators raise "
+         "`c.NbappsServer.check_total_timeout`."),
+    Code("NBA324", E, "The gallery could not check this version",
+         "A reviewer or admin re-queues the check; if it fails again, the operator finds the "
+         "cause in the server log."),
+    Code("NBA325", E, "No verdict from the gallery in time",
+         "The check is still queued or running: follow it on the submission page, or wait "
+         "longer (`--wait-timeout`)."),
     # -- gallery web layer and its clients (NBA330-349) ------------------------------------------
     Code("NBA330", E, "Request refused: XSRF token missing or wrong, or cross-site origin",
          "Reload the page and submit the form again; API clients send `Authorization: Bearer` "
@@ -175,12 +205,26 @@ _TABLE: list[Code] = [
     Code("NBA336", E, "No gallery or token configured",
          "Set `NBAPPS_GALLERY` and `NBAPPS_TOKEN`, or `gallery` and `token` in "
          "~/.config/nbapps/config.toml (a token comes from your account page)."),
+    # -- app isolation, frame and start-up (NBA340-349) ------------------------------------------
+    Code("NBA340", E, "App page expired or its ticket is not valid",
+         "Reload the app's page (its ticket lasts `c.NbappsServer.app_ticket_lifetime` "
+         "seconds); a ticket is only valid for the app and the viewer it was made for."),
+    Code("NBA341", E, "App not available (reference number shown)",
+         "Tell the operator the reference: the server log has the details under it (search "
+         "for `ref <number>`); the app is restarted by itself."),
+    # -- review pages and decisions (NBA350-359) -------------------------------------------------
+    Code("NBA350", E, "A reason is required to reject or request changes",
+         "Write the reason in the comment (what to change, or why it is rejected): the author "
+         "sees it in the gallery and in JupyterLab."),
     # -- JupyterLab extension (nbapps.labserver) -------------------------------------------------
     Code("NBA380", E, "No usable gallery URL",
          "Set the gallery's http(s) address in Settings > Settings Editor > nbapps."),
     Code("NBA381", E, "No API token stored for this gallery",
          "Use 'Set token…' in the nbapps panel (or the settings' API token field) with a token "
          "from your gallery account page."),
+    Code("NBA382", E, "No free gallery app name for this notebook",
+         "Set `metadata.nbapps.slug` (Property Inspector > Notebook metadata) to a name of "
+         "your own (lowercase letters, digits, hyphens), then publish again."),
     Code("NBA385", E, "A lab job failed unexpectedly",
          "See the Jupyter server log for the details, then retry; report it if it persists."),
     # -- app runners (NBA400-) --------------------------------------------------------------------

@@ -2,18 +2,35 @@
 
 Default: platformdirs' per-user data dir for "nbapps"; ``NBAPPS_DATA_DIR`` overrides it, and
 ``--data-dir`` on the command line overrides both.
+
+The data dir holds secrets (the cookie secret signs every session; the SQLite catalog holds
+password hashes and session ids), so it is private to the gallery's OS user whatever the umask:
+the folder and its private sub-folders are created 0700, the catalog files (database, ``-wal``,
+``-shm``) and the cookie secret 0600 (:func:`secure_data_dir`, :func:`prepare_sqlite_file`).
+Existing ones that others could read are tightened at start, with a warning in the log.
 """
 from __future__ import annotations
 
+import logging
 import os
+import stat
 from pathlib import Path
 
 from platformdirs import user_data_dir
+
+log = logging.getLogger("nbapps.datadir")
 
 ENV_DATA_DIR = "NBAPPS_DATA_DIR"
 ENV_DB_URL = "NBAPPS_DB_URL"
 DB_FILENAME = "nbapps.db"
 BUNDLES_DIRNAME = "bundles"
+SECRET_FILENAME = "cookie_secret"
+PRIVATE_DIR_MODE = 0o700
+PRIVATE_FILE_MODE = 0o600
+#: folders of the data dir that only the gallery reads (runner folders, uploads, bundles)
+PRIVATE_DIRS = ("runtime", "tmp", BUNDLES_DIRNAME)
+#: the files SQLite keeps beside a database
+SQLITE_SUFFIXES = ("", "-wal", "-shm", "-journal")
 
 
 def default_data_dir() -> Path:
@@ -45,3 +62,68 @@ def resolve_db_url(
 ) -> str:
     """``db_url``, else ``$NBAPPS_DB_URL``, else the SQLite file in the data dir."""
     return db_url or os.environ.get(ENV_DB_URL) or default_db_url(data_dir)
+
+
+# -- permissions -----------------------------------------------------------------------------------
+
+def tighten(path: Path, mode: int) -> bool:
+    """Remove the permission bits of ``path`` beyond ``mode`` (a warning says so); True if
+    changed. Missing paths and symlinks are left alone."""
+    try:
+        st = path.lstat()
+    except FileNotFoundError:
+        return False
+    if stat.S_ISLNK(st.st_mode):
+        return False
+    current = stat.S_IMODE(st.st_mode)
+    if not current & ~mode & 0o777:
+        return False
+    os.chmod(path, current & mode)
+    log.warning("%s was open to other users (mode %03o); now %03o", path, current,
+                current & mode, extra={"path": str(path)})
+    return True
+
+
+def ensure_private_dir(path: Path) -> Path:
+    """``path`` as a folder only its owner can enter: created 0700 (parents as usual), or
+    tightened if it exists."""
+    try:
+        path.mkdir(mode=PRIVATE_DIR_MODE)
+    except FileExistsError:
+        tighten(path, PRIVATE_DIR_MODE)
+    except FileNotFoundError:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.mkdir(mode=PRIVATE_DIR_MODE, exist_ok=True)
+    return path
+
+
+def create_private_file(path: Path) -> None:
+    """An empty file at ``path`` created 0600 (atomically: a file that exists is left as it is,
+    only tightened)."""
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_FILE_MODE))
+    except FileExistsError:
+        tighten(path, PRIVATE_FILE_MODE)
+
+
+def prepare_sqlite_file(db_path: Path) -> None:
+    """Before SQLite opens ``db_path``: its folder exists (created 0700 when missing), the
+    database file exists with mode 0600 (SQLite gives its ``-wal`` and ``-shm`` files the
+    database's permissions), and existing catalog files are tightened."""
+    if not db_path.parent.exists():
+        ensure_private_dir(db_path.parent)
+    create_private_file(db_path)
+    for suffix in SQLITE_SUFFIXES[1:]:
+        tighten(db_path.with_name(db_path.name + suffix), PRIVATE_FILE_MODE)
+
+
+def secure_data_dir(data_dir: Path) -> Path:
+    """Create or tighten the data dir at start: the folder and its private sub-folders 0700,
+    the catalog files and the cookie secret 0600 (each change is logged)."""
+    ensure_private_dir(data_dir)
+    for name in PRIVATE_DIRS:  # created here, so nothing else creates them with the umask's mode
+        ensure_private_dir(data_dir / name)
+    for suffix in SQLITE_SUFFIXES:
+        tighten(data_dir / (DB_FILENAME + suffix), PRIVATE_FILE_MODE)
+    tighten(data_dir / SECRET_FILENAME, PRIVATE_FILE_MODE)
+    return data_dir

@@ -20,8 +20,8 @@ Failures are findings, never exceptions: NBA070 exception in a cell, NBA071 cell
 total timeout, NBA073 kernel died, NBA074 a ``widget`` cell without display output, NBA075 an
 unknown magic (IPython reports it as a ``UsageError`` on stderr only), NBA076 no or unknown
 kernel, NBA077 an exception captured by an ``ipywidgets.Output`` (read from the widget state
-that nbclient saves in the notebook). Cell numbers in findings are **source** cell indices: the
-injected parameters cell is not counted.
+that nbclient saves in the notebook). Cells in findings are **source** cells: the injected
+parameters cell is not counted; messages number them from 1, as JupyterLab does.
 """
 from __future__ import annotations
 
@@ -49,9 +49,12 @@ from papermill.parameterize import parameterize_notebook
 from traitlets.config import Config
 
 from .files import atomic_write_text
-from .findings import Finding, first_line
+from .findings import Finding, cell_label, first_line
 from .kernel import KernelTracker, NbappsKernelManager, track_kernels
+from .kernelspecs import resolve_kernel_name
 from .notebook import INJECTED_TAG, WIDGET_TAG, AppNotebook, load_notebook
+from .tracebacks import clean_evalue
+from .tracebacks import describe as describe_traceback
 
 __all__ = ["RunResult", "app_files", "run_app", "run_notebook", "run_notebook_file"]
 
@@ -317,7 +320,8 @@ def _language(nb: NotebookNode, kernel_name: str) -> str:
         return language
     from jupyter_client.kernelspec import KernelSpecManager
 
-    return str(KernelSpecManager().get_kernel_spec(kernel_name).language)
+    resolved = resolve_kernel_name(kernel_name) or kernel_name  # "python" runs as "python3"
+    return str(KernelSpecManager().get_kernel_spec(resolved).language)
 
 
 def _prepare(nb: NotebookNode, params: dict[str, Any],
@@ -371,8 +375,8 @@ def _cell(code: str, message: str, index: int, cell: NotebookNode) -> Finding:
 
 
 def _where(index: int, cell: NotebookNode) -> str:
-    line = first_line(cell.source, 60)
-    return f"cell {index} (`{line}`)" if line else f"cell {index}"
+    """``cell 7 (`first line`)``: the 1-based number JupyterLab shows, like every message."""
+    return cell_label(index, cell.source)
 
 
 def _findings(nb: NotebookNode, cells: list[tuple[int, NotebookNode]],
@@ -442,7 +446,10 @@ def _log_tail(path: Path, lines: int = 3) -> str:
 
 
 def _cell_errors(cells: list[tuple[int, NotebookNode]]) -> list[Finding]:
-    """NBA070 for the first cell that raised, NBA075 when that was an unknown magic."""
+    """NBA070 for the first cell that raised (with its failing line and the traceback's last
+    frame), NBA075 when that was an unknown magic."""
+    numbers = {c.get("execution_count"): i + 1 for i, c in cells
+               if c.cell_type == "code" and isinstance(c.get("execution_count"), int)}
     for index, cell in cells:
         if cell.cell_type != "code" or RAISES_TAG in cell.metadata.get("tags", []):
             continue
@@ -454,8 +461,10 @@ def _cell_errors(cells: list[tuple[int, NotebookNode]]) -> list[Finding]:
                 continue
             if ename == "UsageError":
                 return [_cell("NBA075", f"{_where(index, cell)}: {evalue}", index, cell)]
-            return [_cell("NBA070", f"{_where(index, cell)} raised {ename}: {evalue}",
-                          index, cell)]
+            evalue = clean_evalue(ename, evalue)
+            detail = describe_traceback(out.get("traceback") or [], numbers)
+            return [_cell("NBA070", f"{_where(index, cell)} raised {ename}: {evalue}"
+                          + (f" ({detail})" if detail else ""), index, cell)]
         if cell.metadata.get("papermill", {}).get("exception"):
             # the kernel replied "error" without an error output: IPython's UsageError for an
             # unknown magic is printed on stderr only

@@ -1,7 +1,10 @@
-"""Writing files so that readers never see half of one: temp file in the same folder + rename."""
+"""Files and folders: atomic writes (temp file in the same folder + rename, so readers never see
+half of one), and the read-only folder trees that runners and checks run from."""
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -43,3 +46,26 @@ def fsync_dir(path: str | os.PathLike[str]) -> None:
         pass
     finally:
         os.close(fd)
+
+
+def make_read_only(path: Path) -> None:
+    """Files 0444, folders 0555 (folders last so the walk can still list them)."""
+    for root, dirs, files in os.walk(path, topdown=False):
+        for name in files:
+            os.chmod(Path(root) / name, 0o444)
+        for name in dirs:
+            os.chmod(Path(root) / name, 0o555)
+    os.chmod(path, 0o555)
+
+
+def remove_tree(path: Path) -> None:
+    """Remove a folder tree, its read-only parts included; no error if it is gone."""
+    if not path.exists():
+        return
+    for root, dirs, _files in os.walk(path):
+        for name in dirs:
+            with contextlib.suppress(OSError):
+                os.chmod(Path(root) / name, 0o755)
+    with contextlib.suppress(OSError):
+        os.chmod(path, 0o755)
+    shutil.rmtree(path, ignore_errors=True)

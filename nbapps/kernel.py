@@ -93,12 +93,66 @@ class SlicedPollChannel(AsyncZMQSocketChannel):
 
 
 class NbappsKernelClient(AsyncKernelClient):
-    """An :class:`AsyncKernelClient` whose request/reply and iopub channels poll in slices."""
+    """An :class:`AsyncKernelClient` whose request/reply and iopub channels poll in slices,
+    and whose :meth:`wait_for_ready` returns as soon as the kernel is ready."""
 
     shell_channel_class = Type(SlicedPollChannel)  # type: ignore[assignment]
     iopub_channel_class = Type(SlicedPollChannel)  # type: ignore[assignment]
     stdin_channel_class = Type(SlicedPollChannel)  # type: ignore[assignment]
     control_channel_class = Type(SlicedPollChannel)  # type: ignore[assignment]
+
+    #: seconds to wait for IOPub to carry our kernel_info's idle status before asking again
+    iopub_check: float = 0.5
+
+    async def wait_for_ready(self, timeout: float | None = None) -> None:  # type: ignore[override]
+        """Wait until the kernel answers ``kernel_info`` and IOPub is connected and flushed.
+
+        jupyter_client's version, after the reply, waits for IOPub to stay silent for 0.2 s
+        (at least twice), so every page that starts a kernel waited 0.4 s or more for nothing
+        (nbclient calls this before the first cell). Here the ``idle`` status of our own
+        ``kernel_info_request`` on IOPub proves the subscription works and that everything
+        published before it has been read; if it does not come (IOPub joined too late to see
+        it), the request is sent again, as jupyter_client does.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+
+        def left(cap: float) -> float:
+            if deadline is None:
+                return cap
+            return max(min(cap, deadline - time.monotonic()), 0.0)
+
+        while True:
+            msg_id = self.kernel_info()
+            reply = await self._reply_for(msg_id, left(1.0))
+            if reply is not None and await self._idle_for(msg_id, left(self.iopub_check)):
+                self._handle_kernel_info_reply(reply)
+                return
+            if not await self.is_alive():
+                raise RuntimeError("Kernel died before replying to kernel_info")
+            if deadline is not None and time.monotonic() >= deadline:
+                raise RuntimeError(f"Kernel didn't respond in {timeout:.0f} seconds")
+
+    async def _reply_for(self, msg_id: str, wait: float) -> dict[str, Any] | None:
+        end = time.monotonic() + wait
+        while True:
+            try:
+                msg = await self.shell_channel.get_msg(timeout=max(end - time.monotonic(), 0))
+            except Empty:
+                return None
+            if msg.get("parent_header", {}).get("msg_id") == msg_id:
+                return msg if msg.get("msg_type") == "kernel_info_reply" else None
+
+    async def _idle_for(self, msg_id: str, wait: float) -> bool:
+        end = time.monotonic() + wait
+        while True:
+            try:
+                msg = await self.iopub_channel.get_msg(timeout=max(end - time.monotonic(), 0))
+            except Empty:
+                return False
+            if (msg.get("msg_type") == "status"
+                    and msg.get("parent_header", {}).get("msg_id") == msg_id
+                    and msg.get("content", {}).get("execution_state") == "idle"):
+                return True
 
 
 class NbappsKernelManager(AsyncKernelManager):

@@ -26,7 +26,7 @@ from nbformat.validator import ValidationError, iter_validate, normalize
 
 from .contract import ParameterContract, apply_constraints, read_parameters_cell
 from .errors import NotebookError
-from .findings import Finding, cell_finding
+from .findings import Finding, cell_finding, first_line
 
 log = logging.getLogger("nbapps.notebook")
 
@@ -45,6 +45,7 @@ _META_FIELDS: dict[str, tuple[tuple[type, ...], str]] = {
     "thumbnail": ((str,), "a path (string)"),
     "parameters": ((dict,), "a mapping of parameter name to {choices, min, max}"),
     "author": ((str,), "a string (shown in the gallery; default: the publishing account)"),
+    "slug": ((str,), "the app's name in the gallery (recorded by the first publish)"),
 }
 
 
@@ -61,6 +62,7 @@ class AppMetadata:
     thumbnail: str | None = None
     parameters: dict[str, dict[str, Any]] = field(default_factory=dict)
     author: str = ""
+    slug: str = ""
 
     @classmethod
     def from_notebook(cls, nb: nbformat.NotebookNode) -> tuple[AppMetadata, list[Finding]]:
@@ -214,7 +216,14 @@ def _schema_message(error: ValidationError) -> tuple[str, int | None]:
     return (f"{where}: {what}" if where else what), cell
 
 
+#: schema violations listed in an NBA004 error (the rest are counted)
+MAX_SCHEMA_VIOLATIONS = 10
+
+
 def _validate_schema(data: dict[str, Any], name: str) -> None:
+    """NotebookError NBA004 listing up to :data:`MAX_SCHEMA_VIOLATIONS` violations; each is
+    also in ``details["violations"]`` as ``{"message", "cell", "cell_line"}`` (``cell``: the
+    0-based index or None)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
@@ -223,10 +232,38 @@ def _validate_schema(data: dict[str, Any], name: str) -> None:
             _changes, normalized = normalize(data)
         except Exception:  # noqa: BLE001 - a broken structure: the schema says what is wrong
             normalized = data
-        error = next(iter(iter_validate(normalized)), None)
-    if error is not None:
-        message, _cell = _schema_message(error)
-        raise _fail("NBA004", f"violates the nbformat schema at {message}", name)
+        found: list[tuple[str, int | None]] = []
+        total = 0
+        for error in iter_validate(normalized):
+            total += 1
+            if len(found) < MAX_SCHEMA_VIOLATIONS:
+                item = _schema_message(error)
+                if item not in found:
+                    found.append(item)
+                else:
+                    total -= 1
+    if not found:
+        return
+    if len(found) == 1 and total == 1:
+        message = f"violates the nbformat schema at {found[0][0]}"
+    else:
+        listed = "; ".join(f"{i}) {m}" for i, (m, _c) in enumerate(found, 1))
+        more = f" (and {total - len(found)} more)" if total > len(found) else ""
+        message = f"violates the nbformat schema in {total} places: {listed}{more}"
+    error = _fail("NBA004", message, name)
+    error.details = {"path": name, "total": total, "violations": [
+        {"message": m, "cell": c, "cell_line": _cell_first_line(normalized, c)}
+        for m, c in found]}
+    raise error
+
+
+def _cell_first_line(data: Any, index: int | None) -> str | None:
+    """First line of cell ``index`` of a raw (maybe broken) notebook dict, if it has one."""
+    try:
+        source = data["cells"][index]["source"] if index is not None else None
+    except (KeyError, IndexError, TypeError):
+        return None
+    return first_line(source) or None if isinstance(source, (str, list)) else None
 
 
 def _upgrade_minor(nb: nbformat.NotebookNode) -> None:

@@ -9,10 +9,27 @@ given; it needs no root and no extra package::
 
 applies the rules, sets ``no_new_privs`` and replaces itself with the command, so Voilà and every
 kernel it starts are confined. Readable: the system (``/usr``, ``/etc``, ...), the Python
-installation and every ``sys.path`` folder; read-write: the runner's own folder and ``/dev``.
-Everything else, the rest of the gallery's data dir included, is refused (``PermissionError``).
-Rules hold for the files themselves, so ``/proc/<pid>/cwd/...`` or ``/proc/<pid>/fd/N`` paths
-do not get around them.
+installation and every ``sys.path`` folder of the interpreter that runs; read-write: the runner's
+own folder and ``/dev``. Everything else, the rest of the gallery's data dir included, is refused
+(``PermissionError``). Rules hold for the files themselves, so ``/proc/<pid>/cwd/...`` or
+``/proc/<pid>/fd/N`` paths do not get around them.
+
+**Protected paths inside allowed folders.** Landlock only allows (a rule on a folder covers
+everything beneath it; nothing can be carved out), while the data dir may sit inside an allowed
+folder: ``make demo`` keeps ``.demo-data`` in the checkout, which is on ``sys.path`` through the
+editable install. So :func:`plan` replaces such a folder by rules on each of its entries except
+those that are, or lead to, a protected path, recursively down to it (a file can be a rule too).
+The most specific path decides: a folder given explicitly inside a protected one (the runner's
+own folder in the data dir, a source tree inside it) is allowed again. Symlinked entries get no
+rule of their own (the target is checked where it really is), and files with other hard links
+are left out of split folders (a rule on a file holds for all its names, so it could open a
+protected file under another name). The gallery's configuration files
+(``jupyter_nbapps_config.py``/``.json`` in the current folder and on the Jupyter config path,
+which may hold database passwords) are always protected. A split folder that Python imports from
+keeps the right to *list* it (Python's import system reads the folder's names first), which
+Landlock grants for everything beneath it: confined code can see the **names** in the data dir
+there, never read a file. Entries created in a split folder after the runner started are not
+readable by it.
 
 With Landlock ABI 6 (Linux 6.12+) confined code also cannot signal processes outside the
 sandbox (kill the gallery or another app) nor reach their abstract Unix sockets.
@@ -27,10 +44,18 @@ from __future__ import annotations
 
 import argparse
 import ctypes
+import functools
+import json
+import logging
 import os
+import shutil
+import subprocess
 import sys
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
+
+log = logging.getLogger("nbapps.sandbox")
 
 # syscall numbers: the same on every architecture (the generic syscall table)
 _SYS_CREATE_RULESET = 444
@@ -107,8 +132,10 @@ def _check(result: int, what: str) -> int:
     return result
 
 
-def restrict(read: Iterable[str | Path], write: Iterable[str | Path]) -> None:
-    """Confine this process (and its future children) to ``read`` and ``write`` folders.
+def restrict(read: Iterable[str | Path], write: Iterable[str | Path],
+             listable: Iterable[str | Path] = ()) -> None:
+    """Confine this process (and its future children) to ``read`` and ``write`` folders (or
+    files), plus listing the names beneath ``listable`` folders.
 
     Irreversible. Paths that do not exist are skipped. OSError if Landlock refuses.
     """
@@ -123,7 +150,8 @@ def restrict(read: Iterable[str | Path], write: Iterable[str | Path]) -> None:
                                   ctypes.c_size_t(ctypes.sizeof(attr)), ctypes.c_uint32(0)),
                      "create_ruleset")
     try:
-        rules = [(p, READ) for p in read] + [(p, handled) for p in write]
+        rules = ([(p, READ) for p in read] + [(p, _READ_DIR) for p in listable]
+                 + [(p, handled) for p in write])
         for path, access in rules:
             try:
                 fd = os.open(path, os.O_PATH | os.O_CLOEXEC)
@@ -143,38 +171,177 @@ def restrict(read: Iterable[str | Path], write: Iterable[str | Path]) -> None:
         os.close(ruleset)
 
 
+# -- what a confined process may read ----------------------------------------------------------
+
+_PROBE = ("import json, sys; print(json.dumps({'path': [p for p in sys.path if p], 'prefix': "
+          "[sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix]}))")
+
+
+@dataclass(frozen=True)
+class PythonPaths:
+    """What an interpreter reads: its installation (prefixes, the executable's folders) and
+    the folders it imports from (``sys.path`` as it starts, editable installs included)."""
+
+    install: tuple[str, ...]
+    imports: tuple[str, ...]
+
+
+@functools.lru_cache(maxsize=8)
+def python_paths(python: str | None = None) -> PythonPaths:
+    """:class:`PythonPaths` of ``python`` (default: this interpreter), asked from a fresh
+    process as a runner starts it (no ``PYTHON*`` variables, no user site, not from the
+    gallery's working folder), so a folder that is on the gallery's ``sys.path`` only (its
+    working folder, say) is not given to apps. Cached per interpreter."""
+    exe = python or sys.executable
+    exe = shutil.which(exe) or exe
+    install = {str(Path(exe).absolute().parent), str(Path(exe).resolve().parent.parent)}
+    try:
+        out = subprocess.run([exe, "-E", "-s", "-c", _PROBE], cwd="/", capture_output=True,
+                             text=True, timeout=60, check=True).stdout
+        found = json.loads(out.strip().splitlines()[-1])
+        prefixes, imports = list(found["prefix"]), list(found["path"])
+    except (OSError, subprocess.SubprocessError, ValueError, KeyError, IndexError) as exc:
+        log.warning("could not ask %s for its import path (%s); using this process's", exe, exc)
+        prefixes = [sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix]
+        imports = [p for p in sys.path[1:] if p]
+    install.update(prefixes)
+    return PythonPaths(install=tuple(sorted(install)),
+                       imports=tuple(sorted({os.path.abspath(p) for p in imports
+                                             if os.path.isdir(p)})))
+
+
 def python_read_paths(python: str | None = None) -> list[str]:
-    """What a Python of this installation reads: prefixes, the interpreter's folder, sys.path
-    (editable installs included), and ``python``'s own installation if it is another one."""
-    paths = {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix}
-    for exe in (sys.executable, python):
-        if exe:
-            paths.add(str(Path(exe).absolute().parent))
-            paths.add(str(Path(exe).resolve().parent.parent))
-    paths.update(os.path.abspath(p) for p in sys.path if p and os.path.isdir(p))
-    return sorted(paths)
+    """Every folder of :func:`python_paths` (installation and import folders)."""
+    found = python_paths(python)
+    return sorted({*found.install, *found.imports})
 
 
-def _contains(parent: str, child: str) -> bool:
-    parent, child = os.path.realpath(parent), os.path.realpath(child)
-    return child == parent or child.startswith(parent.rstrip(os.sep) + os.sep)
+def gallery_config_files() -> list[str]:
+    """The gallery's configuration files where ``nbapps serve`` looks for them (the current
+    folder, then the Jupyter config path), whether they exist or not."""
+    from .datadir_lookup import CONFIG_BASENAME, config_paths
+
+    return [os.path.join(folder, CONFIG_BASENAME + ext)
+            for folder in config_paths() for ext in (".py", ".json")]
+
+
+@dataclass
+class Plan:
+    """The sandbox's rules: read (and execute) beneath ``read``, list the names beneath
+    ``listable``, read and write beneath ``write``."""
+
+    read: list[str] = field(default_factory=list)
+    listable: list[str] = field(default_factory=list)
+    write: list[str] = field(default_factory=list)
+
+    def args(self) -> list[str]:
+        """The launcher's options for these rules."""
+        out: list[str] = []
+        for flag, paths in (("--read", self.read), ("--list", self.listable),
+                            ("--write", self.write)):
+            for path in paths:
+                out += [flag, path]
+        return out
+
+
+def _beneath(parent: str, child: str) -> bool:
+    """``child`` strictly inside ``parent`` (both real, absolute paths)."""
+    return child.startswith(parent.rstrip(os.sep) + os.sep)
+
+
+class _Protection:
+    """The protected paths that exist (real paths and file identities)."""
+
+    def __init__(self, paths: Iterable[str | Path]) -> None:
+        self.paths: set[str] = set()
+        self.ids: set[tuple[int, int]] = set()
+        for path in paths:
+            try:
+                st = os.stat(path)
+            except OSError:
+                continue  # nothing there to protect (yet)
+            self.paths.add(os.path.realpath(path))
+            self.ids.add((st.st_dev, st.st_ino))
+
+    def inside(self, folder: str) -> list[str]:
+        return [p for p in self.paths if _beneath(folder, p)]
+
+    def allow(self, path: str, listable: set[str]) -> tuple[list[str], list[str]]:
+        """Rules (allowed paths, listable folders) giving ``path`` minus the protected paths:
+        ``path`` itself when nothing protected is in it, else its entries, split down to them."""
+        if not os.path.exists(path):
+            return [path], []  # restrict() skips it; kept for the record
+        real = os.path.realpath(path)
+        if real in self.paths:
+            return [], []
+        inside = self.inside(real)
+        if not inside:
+            return [path], []
+        return self._split(real, inside, listable)
+
+    def _split(self, folder: str, inside: list[str], listable: set[str]
+               ) -> tuple[list[str], list[str]]:
+        allowed: list[str] = []
+        lists = [folder] if folder in listable else []
+        try:
+            entries = list(os.scandir(folder))
+        except OSError as exc:
+            log.debug("sandbox: cannot list %s (%s): nothing of it is allowed", folder, exc)
+            return [], lists
+        for entry in entries:
+            try:
+                if entry.is_symlink():
+                    continue  # what it points to is allowed (or not) where it really is
+                st = entry.stat(follow_symlinks=False)
+            except OSError:
+                continue
+            path = os.path.join(folder, entry.name)
+            if path in self.paths or (st.st_dev, st.st_ino) in self.ids:
+                continue
+            if not entry.is_dir(follow_symlinks=False) and st.st_nlink > 1:
+                # a rule on a file holds for the file under all its names: this one might be a
+                # protected file (or one in a protected folder) under another name
+                log.debug("sandbox: %s has other hard links: left out", path)
+                continue
+            below = [p for p in inside if _beneath(path, p)]
+            if not below:
+                allowed.append(path)
+            elif entry.is_dir(follow_symlinks=False):
+                more, more_lists = self._split(path, below, listable)
+                allowed += more
+                lists += more_lists
+        return allowed, lists
+
+
+def plan(*, read: Iterable[str | Path], write: Iterable[str | Path],
+         protect: Iterable[str | Path] = (), python: str | None = None) -> Plan:
+    """The rules of a runner: the system and ``python``'s folders plus ``read`` readable,
+    ``SYSTEM_WRITE`` plus ``write`` writable, minus ``protect`` and the gallery's configuration
+    files wherever they nest (see the module docstring)."""
+    found = python_paths(python)
+    guard = _Protection([*protect, *gallery_config_files()])
+    listable = {os.path.realpath(p) for p in found.imports}
+    out = Plan()
+    for path in dict.fromkeys([*SYSTEM_READ, *found.install, *found.imports, *map(str, read)]):
+        allowed, lists = guard.allow(path, listable)
+        out.read += allowed
+        out.listable += lists
+    for path in dict.fromkeys([*SYSTEM_WRITE, *map(str, write)]):
+        out.write += guard.allow(path, set())[0]
+    out.read, out.listable = list(dict.fromkeys(out.read)), list(dict.fromkeys(out.listable))
+    return out
 
 
 def command(argv: Sequence[str], *, read: Iterable[str | Path], write: Iterable[str | Path],
             protect: Iterable[str | Path] = (), python: str | None = None) -> list[str]:
     """``argv`` wrapped in the sandbox launcher (system and Python folders added).
 
-    A broad folder that contains a ``protect`` one (the gallery's data dir below the working
-    directory on ``sys.path``, say) is left out; folders given in ``read``/``write`` are kept
-    even inside a protected one (the runner's own folder is in the data dir)."""
-    guarded = [str(p) for p in protect]
-    broad = [p for p in (*SYSTEM_READ, *python_read_paths(python))
-             if not any(_contains(p, g) for g in guarded)]
-    cmd = [python or sys.executable, "-m", "nbapps.sandbox"]
-    for path in [*broad, *map(str, read)]:
-        cmd += ["--read", path]
-    for path in [*SYSTEM_WRITE, *map(str, write)]:
-        cmd += ["--write", path]
+    ``protect`` (the gallery's data dir, say) and the gallery's configuration files stay
+    unreadable wherever they nest in an allowed folder; folders given in ``read``/``write``
+    inside a protected one are allowed (the runner's own folder is in the data dir). See
+    :func:`plan`."""
+    rules = plan(read=read, write=write, protect=protect, python=python)
+    cmd = [python or sys.executable, "-m", "nbapps.sandbox", *rules.args()]
     return [*cmd, "--", *argv]
 
 
@@ -182,14 +349,19 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m nbapps.sandbox",
                                      description="Run a command confined by Landlock.")
     parser.add_argument("--read", action="append", default=[], metavar="DIR")
+    parser.add_argument("--list", action="append", default=[], metavar="DIR",
+                        help="list the names beneath DIR (not read its files)")
     parser.add_argument("--write", action="append", default=[], metavar="DIR")
     parser.add_argument("command", nargs=argparse.REMAINDER)
     args = parser.parse_args(argv)
     cmd = args.command[1:] if args.command[:1] == ["--"] else args.command
     if not cmd:
         parser.error("no command given (put it after --)")
+    from .limits import apply_from_environment  # bounds that need privileges come first
+
+    apply_from_environment()
     try:
-        restrict(args.read, args.write)
+        restrict(args.read, args.write, args.list)
     except OSError as exc:
         print(f"nbapps sandbox: not confined: {exc}", file=sys.stderr)
         return 126

@@ -3,8 +3,10 @@
 The template is a small working app that follows every authoring convention (see
 "Notebook conventions" in the design notes): its first cell is a short README of those
 conventions for the author, then the app's own introduction, an untagged setup cell, the one
-``parameters`` cell and a ``widget`` cell with a slider redrawing an output. It validates clean
-as created, so an analyst starts from green and changes one thing at a time.
+``parameters`` cell and a ``widget`` cell with a slider redrawing an output. It validates
+without errors as created, so an analyst starts from green and changes one thing at a time;
+its starter description, introduction and ``draft`` tag are warnings (NBA035) until replaced,
+so an untouched template is never published without a word.
 """
 from __future__ import annotations
 
@@ -26,6 +28,13 @@ log = logging.getLogger("nbapps.scaffold")
 
 FALLBACK_KERNELSPEC = {"name": "python3", "display_name": "Python 3 (ipykernel)",
                        "language": "python"}
+
+#: the starter text's sentences that ask to be replaced (validation warns while they are left:
+#: NBA035), and the tag the template starts with
+REPLACE_DESCRIPTION = "replace this sentence with what the app does."
+REPLACE_INTRO = "Replace this text with what your app does and who it is for."
+PLACEHOLDER_PHRASES = (REPLACE_DESCRIPTION.rstrip("."), REPLACE_INTRO.rstrip("."))
+DRAFT_TAG = "draft"
 
 README = """\
 # How this notebook becomes an app
@@ -131,8 +140,7 @@ def new_app_notebook(name: str, title: str | None = None, *,
     check_name(name)
     title = (title or "").strip() or title_from_name(name)
     path = f"{name}.ipynb"
-    intro = (f"# {title}\n\nShows how 100 grows over the years at a yearly rate. Replace this "
-             "text with what your app does and who it is for.")
+    intro = f"# {title}\n\nShows how 100 grows over the years at a yearly rate. {REPLACE_INTRO}"
     cells = [
         new_markdown_cell(README.format(path=path)),
         new_markdown_cell(intro, metadata={"tags": ["widget"]}),
@@ -146,9 +154,8 @@ def new_app_notebook(name: str, title: str | None = None, *,
                                     "mimetype": "text/x-python"}
     nb.metadata["nbapps"] = {
         "title": title,
-        "description": "Shows how an amount grows at a yearly rate; replace this sentence with "
-                       "what the app does.",
-        "tags": ["draft"],
+        "description": f"Shows how an amount grows at a yearly rate; {REPLACE_DESCRIPTION}",
+        "tags": [DRAFT_TAG],
         "files": [],
         "parameters": {"years": {"min": 1, "max": 50},
                        "rate_pct": {"min": -20.0, "max": 50.0}},

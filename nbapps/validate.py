@@ -60,6 +60,8 @@ class ValidationSettings:
     total_timeout: float = 600
     max_output_bytes: int = 5 * 1024 * 1024
     kernel_name: str | None = None
+    #: the most a cell may run whatever the notebook's own ``timeout`` says (the gallery's cap)
+    max_cell_timeout: float | None = None
 
 
 @dataclass
@@ -121,18 +123,30 @@ def _shown(source: str | Path | bytes, name: str | None) -> str:
     return "<bytes>" if isinstance(source, (bytes, bytearray)) else str(source)
 
 
-def _load(source: str | Path | bytes, shown: str) -> tuple[AppNotebook | None, Finding | None]:
+def _load(source: str | Path | bytes, shown: str) -> tuple[AppNotebook | None, list[Finding]]:
+    """The notebook, or the findings saying why it cannot be used (NBA004: one per schema
+    violation, at most ten, each with its cell)."""
     try:
-        return load_notebook(source, name=shown), None
+        return load_notebook(source, name=shown), []
     except NotebookError as exc:
+        violations = exc.details.get("violations") if isinstance(exc.details, dict) else None
+        if exc.code == "NBA004" and violations:
+            total = int(exc.details.get("total") or len(violations))
+            out = [Finding("NBA004", f"violates the nbformat schema at {v['message']}",
+                           cell=v.get("cell"), cell_line=v.get("cell_line"))
+                   for v in violations]
+            if total > len(out):
+                out[-1] = replace(out[-1], message=out[-1].message
+                                  + f" (and {total - len(out)} more violations)")
+            return None, out
         message = exc.message
         if message.startswith(f"{shown}: "):
             message = message[len(shown) + 2:]
-        return None, Finding(exc.code, message)
+        return None, [Finding(exc.code, message)]
     except Exception as exc:  # noqa: BLE001 - never a traceback for bad input
         log.debug("unexpected error loading %s", shown, exc_info=True)
-        return None, Finding("NBA004", f"cannot be read as a notebook ({type(exc).__name__}: "
-                                       f"{str(exc)[:120]})")
+        return None, [Finding("NBA004", f"cannot be read as a notebook ({type(exc).__name__}: "
+                                        f"{str(exc)[:120]})")]
 
 
 def _run(app: AppNotebook, values: dict[str, Any], settings: ValidationSettings,
@@ -141,6 +155,8 @@ def _run(app: AppNotebook, values: dict[str, Any], settings: ValidationSettings,
     from .execute import run_app
 
     cell_timeout = app.meta.timeout or settings.cell_timeout
+    if settings.max_cell_timeout:
+        cell_timeout = min(cell_timeout, settings.max_cell_timeout)
     try:
         result = run_app(app, values, cell_timeout=cell_timeout,
                          total_timeout=settings.total_timeout, kernel_name=settings.kernel_name)
@@ -183,10 +199,9 @@ def validate_notebook(
     settings = settings or ValidationSettings()
     start = time.perf_counter()
     shown = _shown(path_or_bytes, name)
-    app, failure = _load(path_or_bytes, shown)
+    app, failures = _load(path_or_bytes, shown)
     if app is None:
-        assert failure is not None
-        return Report(path=shown, title=None, findings=[replace(failure, path=shown)],
+        return Report(path=shown, title=None, findings=[replace(f, path=shown) for f in failures],
                       duration=time.perf_counter() - start)
     report = Report(path=shown, title=app.meta.title or None, findings=list(app.findings),
                     app=app)

@@ -115,9 +115,12 @@ def seed_version(cat: Catalog, store: Any, *, slug: str, submitter: str, title: 
     data = archive_of(files)
     sha = hashlib.sha256(data).hexdigest()
     key = store.put(sha, data)
+    # seeded straight into the catalog, the values count as the gallery's own (as if its check
+    # had made them): the thumbnail is a blob of the store, like a check's
+    thumb = f"blob:{store.put_blob(PNG_1x1)}.png" if thumbnail else None
     return cat.submit(slug=slug, title=title, description=description, tags=tags, sha256=sha,
                       manifest=manifest, store_key=key, submitter=submitter,
-                      thumbnail="thumbnail.png" if thumbnail else None, size=len(data))
+                      thumbnail=thumb, size=len(data))
 
 
 # -- servers ---------------------------------------------------------------------------------------
@@ -245,6 +248,20 @@ def thread_gallery(tmp_path: Path, db_url: str | None = None, *, users: bool = T
 
 
 @contextmanager
+def probe_gallery(tmp_path: Path) -> Iterator[Gallery]:
+    """A gallery with one live app (``live-app`` by ana) and one waiting submission (by alf):
+    ``g.values`` fills the placeholders of route probes (slug, id, name, prefix, path)."""
+    with thread_gallery(tmp_path) as g:
+        with catalog_of(g) as (cat, store):
+            live = seed_version(cat, store, slug="live-app", submitter="ana", title="Live app")
+            cat.decide(live.version.id, "rita", "approve", "ok")
+            sub = seed_version(cat, store, slug="alf-app", submitter="alf", title="Alf app")
+        g.values = {"slug": "live-app", "id": sub.version.id, "name": "nobody",  # type: ignore
+                    "prefix": "nba_zzzzzzzz", "path": ""}
+        yield g
+
+
+@contextmanager
 def catalog_of(g: Gallery) -> Iterator[tuple[Catalog, Any]]:
     cat = open_catalog(g.db_url)
     try:
@@ -328,3 +345,22 @@ def build_archive(folder: Path, nb: nbformat.NotebookNode | None = None, *,
     report.executed = executed
     info = build_bundle(path, folder / "out", report=report)
     return pack_bundle(info.path)
+
+
+# -- the gallery's own check of submissions --------------------------------------------------------
+
+def wait_checked(g: Gallery, version_id: int, *, who: str = "adam",
+                 timeout: float = 240.0) -> dict[str, Any]:
+    """Poll ``GET /api/submissions/<id>`` until the gallery's check has a verdict (a real kernel
+    runs the notebook); returns the submission. Fails the test after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    with g.client(who) as c:
+        while True:
+            sub = c.get(f"/api/submissions/{version_id}").json()
+            check = (sub.get("check") or {}).get("state")
+            # a live version keeps its state while checked: wait for the job itself
+            if check in ("passed", "failed", "error") \
+                    or (sub["state"] != "validating" and check not in ("queued", "running")):
+                return dict(sub)
+            assert time.monotonic() < deadline, f"no verdict in {timeout} s: {sub['check']}"
+            time.sleep(0.2)

@@ -72,3 +72,15 @@ def test_user_names_refused(name):
     with pytest.raises(UsageError) as err:
         accounts.check_user_name(name)
     assert err.value.code == "NBA311"
+
+
+def test_login_name_is_clipped_beyond_any_user_name():
+    from nbapps.accounts import MAX_USER_NAME, check_user_name, login_name
+
+    assert login_name("ana") == "ana"
+    assert login_name("a" * MAX_USER_NAME) == "a" * MAX_USER_NAME
+    clipped = login_name("a" * 1_000_000)
+    assert clipped == "a" * MAX_USER_NAME + "\u2026"
+    with pytest.raises(UsageError):  # can never be the name of a user
+        check_user_name(clipped)
+    check_user_name("a" * MAX_USER_NAME)

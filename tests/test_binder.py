@@ -336,19 +336,12 @@ def test_launcher_tile(jupyter: Jupyter) -> None:
 @contextlib.contextmanager
 def chromium_page() -> Iterator[Any]:
     """A fresh page of Debian's Chromium (Playwright), closed afterwards."""
-    from tests.test_app_browser import CHROMIUM, CHROMIUM_ARGS
+    from tests.chromium import launched_chromium
 
-    playwright = pytest.importorskip("playwright.sync_api")
-    if not Path(CHROMIUM).exists():
-        pytest.skip(f"{CHROMIUM} is not installed (make test installs Debian's chromium)")
-    with playwright.sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            context = browser.new_context(viewport={"width": 1280, "height": 800})
-            context.set_default_timeout(120_000)
-            yield context.new_page()
-        finally:
-            browser.close()
+    with launched_chromium() as browser:
+        context = browser.new_context(viewport={"width": 1280, "height": 800})
+        context.set_default_timeout(120_000)
+        yield context.new_page()
 
 
 @binder_sim
@@ -429,7 +422,7 @@ def test_demo_app_renders(viewer: Session) -> None:
     slug = "loan-calculator"
     page = viewer.client.get(f"{PREFIX}/app/{slug}")
     assert page.status_code == 200
-    assert f'href="{PREFIX}/apps/{slug}/"' in page.text  # the "Open app" button
+    assert f'"{PREFIX}/app/{slug}/open"' in page.text  # "Open app": the app frame
     thumb = viewer.client.get(f"{PREFIX}/app/{slug}/thumbnail")
     assert thumb.status_code == 200 and thumb.headers["content-type"].startswith("image/")
 

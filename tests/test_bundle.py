@@ -201,6 +201,51 @@ def test_content_hash_is_sha256sum_of_the_source_files() -> None:
     assert content_hash(files) == expected
 
 
+# -- sources (what the gallery trusts) ------------------------------------------------------------
+
+
+@pytest.mark.kernel
+def test_source_archive_has_the_bundles_hash_and_only_source_files(built, tmp_path: Path) -> None:
+    """``nbapps publish`` uploads the source only; a whole bundle of the same notebook reduces
+    to the same files and the same hash on the gallery."""
+    from nbapps.bundle import pack_notebook_source, read_source_folder, source_hash, unpack_source
+
+    nb_path, info = built
+    archive, digest = pack_notebook_source(nb_path)
+    assert digest == info.sha256
+    files = unpack_source(archive)
+    assert sorted(files) == ["app.ipynb", "data/sales.csv"]
+    assert source_hash(files) == digest
+    assert pack_notebook_source(nb_path)[0] == archive  # deterministic
+    unpacked = unpack_bundle(pack_bundle(info.path), tmp_path / "whole")
+    (unpacked / "extra.js").write_text("alert(1)")  # not declared: never source
+    assert read_source_folder(unpacked) == files
+
+
+def test_read_source_folder_takes_the_notebook_and_what_it_declares(tmp_path: Path) -> None:
+    from nbapps.bundle import read_source_folder
+
+    folder = tmp_path / "up"
+    (folder / "data" / "more").mkdir(parents=True)
+    for name in ("data/a.csv", "data/more/b.csv", "notes.txt", "executed.ipynb",
+                 "manifest.json", "thumbnail.png", "data/c.txt"):
+        (folder / name).write_text(name)
+    nb = make_notebook(meta={"files": ["data/*.csv", "data/more", "*.ipynb", "manifest.json"],
+                             "thumbnail": "thumbnail.png"})
+    write_notebook(nb, folder / "app.ipynb")
+    files = read_source_folder(folder)
+    # declared data files only; never the names a bundle reserves for what a run derives
+    assert sorted(files) == ["app.ipynb", "data/a.csv", "data/more/b.csv"]
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "app.ipynb").write_text("{not json")
+    (broken / "x.csv").write_text("1")
+    assert sorted(read_source_folder(broken)) == ["app.ipynb"]
+    with pytest.raises(BundleError) as err:
+        read_source_folder(tmp_path / "nothing-here")
+    assert err.value.code == "NBA206"
+
+
 # -- archives -------------------------------------------------------------------------------------
 
 

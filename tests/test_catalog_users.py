@@ -1,6 +1,8 @@
 """Users, logins with rate limiting, API tokens (both DBs)."""
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from nbapps.accounts import Role, TooManyAttempts
@@ -170,3 +172,62 @@ def test_ambiguous_token_prefix(catalog):
     with pytest.raises(UsageError):
         catalog.revoke_token("ana", "nb", actor="ana")
     assert len(catalog.list_tokens("ana", include_revoked=False)) == 3
+
+
+def test_throttled_logins_write_one_audit_row_per_window(catalog):
+    """A script that keeps guessing after the limit adds one ``login.throttled`` row per user
+    name + address and window, not one per attempt; the others are counted."""
+    catalog.create_user("ana", "analyst", PW, actor="t")
+    catalog.login_max_failures = 3
+    for _ in range(3):
+        with pytest.raises(AuthRequired):
+            catalog.verify_login("ana", "wrong", ip="10.0.0.1")
+    before = len(catalog.list_audit(limit=10_000))
+    for _ in range(40):
+        with pytest.raises(TooManyAttempts):
+            catalog.verify_login("ana", "guess", ip="10.0.0.1")
+    rows = catalog.list_audit(limit=10_000)
+    assert len(rows) == before + 1
+    assert rows[0].action == "login.throttled" and rows[0].target == "ana"
+    assert rows[0].details["unrecorded_before"] == 0
+    assert catalog.unrecorded_throttled_logins() == 39
+    # the lockout lasts a window after the last real failure (refusals do not extend it)
+    assert catalog.recent_login_failures("ana", "10.0.0.1") == 3
+    # a new window: one more row, carrying the count of the refusals it did not record
+    catalog.login_window_s = 0
+    catalog.login_max_failures = 0  # every attempt is over the limit now
+    with pytest.raises(TooManyAttempts):
+        catalog.verify_login("ana", "guess", ip="10.0.0.1")
+    newest = catalog.list_audit(action="login.throttled")[0]
+    assert newest.details["unrecorded_before"] == 39
+    assert catalog.unrecorded_throttled_logins() == 0
+
+
+def test_guessing_many_names_from_one_address_is_one_row(catalog):
+    catalog.login_max_failures_per_ip = 4
+    for i in range(4):
+        with pytest.raises(AuthRequired):
+            catalog.verify_login(f"guess{i}", "x", ip="10.9.9.9")
+    for i in range(30):
+        with pytest.raises(TooManyAttempts):
+            catalog.verify_login(f"other{i}", "x", ip="10.9.9.9")
+    throttled = catalog.list_audit(action="login.throttled")
+    assert len(throttled) == 1 and throttled[0].target == "" and throttled[0].ip == "10.9.9.9"
+    assert throttled[0].details["limit"] == "address"
+
+
+def test_a_megabyte_user_name_does_not_land_in_the_audit_log(catalog):
+    catalog.create_user("ana", "analyst", PW, actor="t")
+    huge = "a" * 1_000_000
+    with pytest.raises(AuthRequired):
+        catalog.verify_login(huge, PW, ip="10.0.0.1")
+    with pytest.raises(AuthRequired):  # a prefix of a real name plus junk never matches it
+        catalog.verify_login("ana" + "x" * 100, PW, ip="10.0.0.1")
+    catalog.audit("note", actor=huge, target=huge, ip=huge,
+                  details={"text": huge, "deep": [[[[[[[[[[["x"]]]]]]]]]]]})
+    for ev in catalog.list_audit(limit=100):
+        assert len(ev.actor) <= 100 and len(ev.target) <= 300 and len(ev.ip or "") <= 64
+        assert len(json.dumps(ev.details)) < 25_000
+    failed = catalog.list_audit(action="login.failed")
+    assert {len(e.target) for e in failed} == {65}  # 64 characters and "…"
+    assert all(e.details["reason"] == "unknown user" for e in failed)

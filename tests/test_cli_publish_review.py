@@ -37,14 +37,17 @@ def test_publish_then_review_from_the_command_line(gallery, tmp_path):
                                             "tags": ["cli"]}), tmp_path / "nb" / "cli.ipynb")
     analyst = {"NBAPPS_GALLERY": g.url, "NBAPPS_TOKEN": g.users["ana"].token}
 
+    # local validation, upload, then the gallery's own check: passed → waits for a reviewer
     first = nbapps("publish", str(nb), "--format", "json", env=analyst, home=home)
     assert first.returncode == 0, first.stderr
     out = json.loads(first.stdout)
-    assert set(out) == {"id", "url", "state"} and out["state"] == "submitted"
+    assert set(out) == {"id", "url", "state", "check"} and out["state"] == "submitted"
+    assert out["check"]["state"] == "passed" and out["check"]["runs"][0]["cells"]
     assert out["url"] == f"{g.url}/submissions/{out['id']}"
     again = nbapps("publish", str(nb), env=analyst, home=home)
     assert again.returncode == 0, again.stderr
-    assert f"#{out['id']}" in again.stdout and "already submitted" in again.stdout
+    assert f"#{out['id']}" in again.stdout and "already submitted" in again.stderr
+    assert "gallery check passed" in again.stdout
 
     # the reviewer's token comes from a config file, never from the command line
     config = home / ".config" / "nbapps" / "config.toml"
@@ -65,6 +68,33 @@ def test_publish_then_review_from_the_command_line(gallery, tmp_path):
         assert viewer.app("cli-app")["live"]["id"] == out["id"]
 
 
+@pytest.mark.kernel
+def test_publish_follows_the_gallerys_verdict(gallery, tmp_path):
+    """Rules only here (``--no-run``): a notebook that fails when run is caught by the gallery's
+    check; publish prints its coded findings as ``nbapps validate`` does and exits 1."""
+    g = gallery
+    home = tmp_path / "home"
+    home.mkdir()
+    analyst = {"NBAPPS_GALLERY": g.url, "NBAPPS_TOKEN": g.users["alf"].token}
+    nb = write_notebook(make_notebook(meta={"title": "Breaks on run"},
+                                      extra=["raise ValueError('no data for EU')"]),
+                        tmp_path / "nb" / "breaks.ipynb")
+    quick = nbapps("publish", str(nb), "--no-run", "--no-wait", env=analyst, home=home)
+    assert quick.returncode == 0, quick.stderr
+    assert "[validating]" in quick.stdout  # returned right after the upload
+    follow = nbapps("publish", str(nb), "--no-run", env=analyst, home=home)
+    assert follow.returncode == 1, (follow.stdout, follow.stderr)
+    assert "breaks.ipynb:cell 3" in follow.stdout and "NBA070" in follow.stdout
+    assert "ValueError" in follow.stdout and "[failed]" in follow.stdout
+    with GalleryClient(g.url, g.users["alf"].token) as alf:
+        sub = alf.submissions(mine=True, app="breaks-on-run")[0]
+        assert sub["state"] == "failed" and sub["check"]["findings"][0]["cell"] == 3
+    # the local run catches it first without --no-run: nothing is uploaded a second time
+    local = nbapps("publish", str(nb), env=analyst, home=home)
+    assert local.returncode == 3 and "NBA070" in local.stdout and "submitted" not in \
+        local.stderr
+
+
 def test_review_actions_and_errors(gallery, tmp_path):
     g = gallery
     home = tmp_path / "home"
@@ -74,10 +104,13 @@ def test_review_actions_and_errors(gallery, tmp_path):
     with GalleryClient(g.url, g.users["ana"].token) as ana:
         ids = [ana.submit(build_archive(tmp_path / f"b{i}", make_notebook(
             meta={"title": f"Action {i}"})))["id"] for i in range(3)]
+        for i in ids:  # decisions wait for the gallery's verdict
+            assert ana.wait_for_check(i, 240)["state"] == "submitted"
     r = nbapps("review", "request-changes", str(ids[0]), "-m", "add a legend", env=reviewer,
                home=home)
     assert r.returncode == 0 and "changes requested" in r.stdout, r.stderr
-    r = nbapps("review", "reject", str(ids[1]), "--format", "json", env=reviewer, home=home)
+    r = nbapps("review", "reject", str(ids[1]), "-m", "duplicate", "--format", "json",
+               env=reviewer, home=home)
     assert r.returncode == 0 and json.loads(r.stdout)["state"] == "rejected", r.stderr
     r = nbapps("review", "withdraw", str(ids[2]), env=analyst, home=home)
     assert r.returncode == 0 and "withdrawn" in r.stdout, r.stderr

@@ -88,7 +88,8 @@ def test_run_failure_exits_3_and_keeps_the_partial_notebook(tmp_path: Path, caps
     out = tmp_path / "bad.out.ipynb"
     assert main(["run", str(src), "-o", str(out)]) == 3
     err = capsys.readouterr().err
-    assert "NBA070" in err and "cell 2 (`import json`)" in err and "JSONDecodeError" in err
+    assert "NBA070" in err and "JSONDecodeError" in err
+    assert "cell 3 (`import json`)" in err  # 1-based, like the notebook UI
     assert out.exists() and "JSONDecodeError" in out.read_text()
 
 

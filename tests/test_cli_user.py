@@ -129,3 +129,74 @@ def test_subprocess_token_only_on_stdout(tmp_path):
                          capture_output=True, text=True)
     assert res.stdout.startswith("nba_") and res.stdout.count("\n") == 1
     assert res.stderr and "nba_" in res.stderr  # the prefix is named on stderr only
+
+
+@pytest.fixture
+def place(tmp_path: Path, monkeypatch) -> Path:
+    """A folder to run commands in, with no data dir set anywhere (default: under HOME)."""
+    for name in ("NBAPPS_DATA_DIR", "NBAPPS_DB_URL", "JUPYTER_CONFIG_PATH"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "home" / "data"))
+    monkeypatch.setenv("JUPYTER_CONFIG_DIR", str(tmp_path / "home" / "jupyter"))
+    here = tmp_path / "here"
+    here.mkdir()
+    monkeypatch.chdir(here)
+    return here
+
+
+def test_read_only_commands_never_create_a_catalog_and_say_where_they_looked(
+        capsys, monkeypatch, place, tmp_path):
+    default = tmp_path / "home" / "data" / "nbapps"
+    for argv in (["user", "list"], ["user", "token", "analyst"],
+                 ["user", "token", "analyst", "--list"], ["user", "set-role", "a", "admin"],
+                 ["user", "passwd", "a"], ["user", "disable", "a"]):
+        code, out, err = run(capsys, monkeypatch, *argv)
+        assert code == 1 and out == "", argv
+        assert f"NBA302: no catalog in data dir {default} (from default)" in err, err
+    assert not default.exists() and not list(place.iterdir())
+
+
+def test_data_dir_comes_from_flag_env_config_file_then_default(capsys, monkeypatch, place,
+                                                               tmp_path):
+    a, b = tmp_path / "a", tmp_path / "b"
+    for folder in (a, b):
+        assert run(capsys, monkeypatch, "user", "add", folder.name, "--role", "admin",
+                   "--data-dir", str(folder))[0] == 0
+    # the config file `nbapps serve` reads (here: the current folder) names data dir a
+    config = place / "jupyter_nbapps_config.json"
+    config.write_text(json.dumps({"NbappsServer": {"data_dir": str(a)}}))
+    code, out, _ = run(capsys, monkeypatch, "user", "list")
+    assert code == 0 and "a  " in out.splitlines()[1]
+    code, _, err = run(capsys, monkeypatch, "user", "token", "nobody")
+    assert code == 1 and (f"NBA302: no user named 'nobody' in the catalog of data dir {a} "
+                          f"(from config file {config})") in err
+    # $NBAPPS_DATA_DIR beats the config file, --data-dir beats both
+    monkeypatch.setenv("NBAPPS_DATA_DIR", str(b))
+    code, _, err = run(capsys, monkeypatch, "user", "token", "a")
+    assert code == 1 and f"data dir {b} (from $NBAPPS_DATA_DIR)" in err
+    code, out, _ = run(capsys, monkeypatch, "user", "token", "a", "--data-dir", str(a))
+    assert code == 0 and out.startswith("nba_")
+    # a Python config file works the same way
+    monkeypatch.delenv("NBAPPS_DATA_DIR")
+    config.unlink()
+    (place / "jupyter_nbapps_config.py").write_text(f"c.NbappsServer.data_dir = {str(b)!r}\n")
+    code, out, _ = run(capsys, monkeypatch, "user", "token", "b")
+    assert code == 0 and out.startswith("nba_")
+
+
+def test_serve_finds_the_data_dir_the_same_way(monkeypatch, place, tmp_path):
+    from nbapps.server.app import NbappsServer
+
+    config = place / "jupyter_nbapps_config.json"
+    config.write_text(json.dumps({"NbappsServer": {"data_dir": str(tmp_path / "cfg")}}))
+
+    def resolved(argv: list[str]) -> Path:
+        server = NbappsServer()
+        server.initialize(argv)
+        return server.resolved_data_dir()
+
+    assert resolved([]) == tmp_path / "cfg"
+    monkeypatch.setenv("NBAPPS_DATA_DIR", str(tmp_path / "env"))
+    assert resolved([]) == tmp_path / "env"
+    assert resolved([f"--data-dir={tmp_path / 'flag'}"]) == tmp_path / "flag"

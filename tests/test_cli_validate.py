@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import pty
+import re
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -78,7 +79,9 @@ def test_broken_inputs_give_a_code_and_exit_1_without_traceback(tmp_path: Path):
         name = label.split(" ")[0]
         assert "Traceback" not in result.out + result.err, label
         assert result.code == 1, (label, result)
-        assert f"{name}  {EXPECTED[name]} error:" in result.out, (label, result.out)
+        # a schema violation names its cell ("schema.ipynb:cell 1 [1]  NBA004 error:")
+        assert re.search(rf"^{re.escape(name)}(:cell \d+ \[\d+\])?  {EXPECTED[name]} error:",
+                         result.out, re.M), (label, result.out)
         assert "fix: " in result.out
         assert result.out.rstrip().splitlines()[-1].startswith("1 notebook checked, 1 with errors")
         assert result.leftovers == [], label

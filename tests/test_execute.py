@@ -75,7 +75,10 @@ def test_exception_names_cell_type_and_message(tmp_path: Path) -> None:
     finding = result.findings[0]
     assert finding.cell == 3 and finding.cell_line == "values = {}"
     assert "KeyError" in finding.message and "'missing'" in finding.message
-    assert "cell 3" in finding.message
+    # one numbering: the message names the cell as JupyterLab numbers it (index 3 = cell 4),
+    # with the failing line of that cell
+    assert finding.message.startswith("cell 4 (`values = {}`) raised KeyError")
+    assert "line 2: `values['missing']`" in finding.message
     # the widget cell after the failure did not run: no NBA074 for it
     assert 4 not in result.cell_seconds
 

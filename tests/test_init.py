@@ -1,5 +1,5 @@
-"""``nbapps init``: the starter notebook validates clean, bad names and existing files are
-refused, and nothing is left half-written."""
+"""``nbapps init``: the starter notebook validates without errors (its starter text is a warning
+until replaced), bad names and existing files are refused, nothing is left half-written."""
 from __future__ import annotations
 
 import os
@@ -22,9 +22,18 @@ def _tags(cell) -> list[str]:
     return list(cell.get("metadata", {}).get("tags", []))
 
 
+def _edited(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
+    """The template after an author replaced its starter description, intro and tag."""
+    nb.metadata.nbapps.description = "How 100 grows at a yearly rate, for savers."
+    nb.metadata.nbapps.tags = ["finance"]
+    nb.cells[1].source = nb.cells[1].source.split("\n\n")[0] + "\n\nHow savings grow."
+    return nb
+
+
 @pytest.mark.kernel
 def test_created_notebook_validates_clean_when_run(tmp_path: Path):
     created = create_app("sales-report", tmp_path)
+    nbformat.write(_edited(nbformat.read(created.path, as_version=4)), created.path)
     report = validate_notebook(created.path, ValidationSettings(cell_timeout=60,
                                                                  total_timeout=180))
     assert report.findings == [], [f"{f.code} {f.message}" for f in report.findings]
@@ -50,7 +59,21 @@ def test_template_follows_the_conventions(tmp_path: Path):
     assert meta.description.endswith(".") and meta.tags and meta.test_parameters
     assert nb.metadata.kernelspec.name == "python3"
     report = validate_notebook(created.path, ValidationSettings(execute=False))
+    # an untouched template is not published without a word: its starter text is a warning
+    assert [(f.code, f.severity.value, f.cell_number) for f in report.findings] == [
+        ("NBA035", "warning", None), ("NBA035", "warning", 2)], report.findings
+    assert report.ok and report.exit_code == 0
+    assert "description" in report.findings[0].message and "`draft`" in \
+        report.findings[0].message
+    nbformat.write(_edited(nb), created.path)
+    report = validate_notebook(created.path, ValidationSettings(execute=False))
     assert report.findings == [], [f"{f.code} {f.message}" for f in report.findings]
+    # the heading follows the title: renaming the app only in the metadata is a warning
+    nb.metadata.nbapps.title = "KPI dashboard"
+    nbformat.write(nb, created.path)
+    [finding] = validate_notebook(created.path, ValidationSettings(execute=False)).findings
+    assert finding.code == "NBA036" and finding.cell_number == 2
+    assert "“KPI board”" in finding.message and "“KPI dashboard”" in finding.message
 
 
 def test_title_defaults_from_name():

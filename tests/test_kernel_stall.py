@@ -117,3 +117,30 @@ def test_sliced_get_msg_keeps_its_deadline_and_gets_replies() -> None:
             await km.shutdown_kernel(now=True)
 
     asyncio.run(scenario())
+
+
+def test_wait_for_ready_leaves_iopub_connected_and_flushed() -> None:
+    """Our ``wait_for_ready`` returns on the ``idle`` of its own ``kernel_info`` (not after
+    jupyter_client's 0.2 s silences): the first execute then sees all of its output, and no
+    message of the start-up is left to be mistaken for it."""
+
+    async def scenario() -> None:
+        km = NbappsKernelManager(kernel_name="python3")
+        await km.start_kernel()
+        kc = km.client()
+        try:
+            kc.start_channels()
+            await kc.wait_for_ready(timeout=60)
+            seen: list[dict] = []
+            reply = await kc.execute_interactive("print('first output')", timeout=30,
+                                                 output_hook=seen.append)
+            assert reply["content"]["status"] == "ok"
+            types = [m["msg_type"] for m in seen]
+            assert types[0] == "status" and types[-1] == "status", types
+            assert any(m["msg_type"] == "stream" and "first output" in m["content"]["text"]
+                       for m in seen)
+        finally:
+            kc.stop_channels()
+            await km.shutdown_kernel(now=True)
+
+    asyncio.run(scenario())

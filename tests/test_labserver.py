@@ -323,6 +323,18 @@ def test_publish_blocked_by_findings_never_contacts_the_gallery(api, jp_root_dir
     assert "NBA010" in {f["code"] for f in job["result"]["report"]["findings"]}
 
 
+def follow_submission(api, gallery: str, sub_id: int, timeout: float = 240) -> dict[str, Any]:
+    """Poll ``/nbapps/submissions/<id>`` (as the panel does) until the gallery's check ends."""
+    deadline = time.monotonic() + timeout
+    while True:
+        code, detail = api("GET", "submissions", str(sub_id), params={"gallery": gallery})
+        assert code == 200, detail
+        if detail["state"] != "validating":
+            return detail
+        assert time.monotonic() < deadline, f"still validating: {detail.get('check')}"
+        api.pause(0.5)
+
+
 @pytest.mark.kernel
 def test_publish_to_a_real_gallery_and_list_submissions(api, jp_root_dir, tmp_path,
                                                          lab_data_dir):
@@ -333,32 +345,87 @@ def test_publish_to_a_real_gallery_and_list_submissions(api, jp_root_dir, tmp_pa
         token = g.users["ana"].token
         api("POST", "settings", body={"gallery_url": g.url, "token": token})
         name = put(jp_root_dir, "sales.ipynb", meta={"title": "Lab sales"})
+        # the first publish names the app (the panel records it in the notebook, then saves)
+        code, ident = api("GET", "app", params={"path": name, "gallery": g.url,
+                                                "title": "Lab sales"})
+        assert code == 200 and ident == {"slug": "lab-sales", "source": "new"}, ident
+        put(jp_root_dir, name, meta={"title": "Lab sales", "slug": ident["slug"]})
         code, data = api("POST", "publish", body={"path": name, "gallery_url": g.url})
         assert code == 202
         job = wait_job(api, "publish", data["job"]["id"], timeout=180)
         assert job["state"] == "succeeded", job
         assert job["result"]["outcome"] == "submitted", job["result"]
         sub = job["result"]["submission"]
-        assert sub["state"] == "submitted" and sub["url"].startswith(g.url)
-        # the reviewer's queue has it
+        assert sub["app"] == "lab-sales" and sub["url"].startswith(g.url)
+        assert sub["state"] in ("validating", "submitted"), sub
+        # the panel follows the gallery's own check to its verdict
+        detail = follow_submission(api, g.url, sub["id"])
+        assert detail["state"] == "submitted", json.dumps(detail.get("check"))[:3000]
+        if "check" in detail:  # a gallery that runs submissions itself
+            assert detail["check"]["state"] == "passed", detail["check"]
         with g.client("rita") as c:
-            queue = c.get("/api/submissions", params={"state": "submitted"}).json()["items"]
-            assert sub["id"] in [i["id"] for i in queue]
             r = c.post(f"/api/submissions/{sub['id']}/decision",
                        json={"decision": "request_changes", "comment": "Add a legend"})
             assert r.status_code == 200, r.text
+            r = c.post(f"/api/submissions/{sub['id']}/comments", json={"comment": "And units"})
+            assert r.status_code == 201, r.text
+        # the reason reaches the analyst: the decision with its comment, and the comment thread
         code, subs = api("GET", "submissions", params={"path": name, "gallery": g.url})
         assert code == 200, subs
-        assert subs["app"] == sub["app"]
+        assert subs["app"] == "lab-sales"
         item = subs["items"][0]
         assert item["id"] == sub["id"] and item["state"] == "changes_requested"
         assert item["comment"] == "Add a legend"
-        assert [(c["author"], c["action"], c["text"]) for c in item["comments"]] == [
-            ("rita", "request_changes", "Add a legend")]
-        # a notebook published elsewhere (no local record) is found by its title's slug
+        decisions = [(r["actor"], r["action"], r["comment"]) for r in item["reviews"]
+                     if r["action"] == "request_changes"]
+        assert decisions == [("rita", "request_changes", "Add a legend")]
+        assert [(c["author"], c["comment"]) for c in item["comments"]] == [("rita", "And units")]
+        assert "manifest" not in item
+        code, one = api("GET", "submissions", str(sub["id"]), params={"gallery": g.url})
+        assert code == 200 and one["reviews"] == item["reviews"]
+
+        # another notebook with the same title is another app: it lists none of these
+        other = put(jp_root_dir, "copy.ipynb", meta={"title": "Lab sales"})
+        code, subs = api("GET", "submissions", params={"path": other, "gallery": g.url})
+        assert code == 200 and subs == {"gallery_url": g.url, "app": None, "items": []}
+        code, ident = api("GET", "app", params={"path": other, "gallery": g.url,
+                                                "title": "Lab sales"})
+        assert ident == {"slug": "lab-sales-2", "source": "new"}, ident
+        # ... while the published one finds its app by the slug it records, records or not
         (lab_data_dir / "lab-submissions.json").unlink()
         code, again = api("GET", "submissions", params={"path": name, "gallery": g.url})
         assert code == 200 and [i["id"] for i in again["items"]] == [sub["id"]]
+        # a notebook published before slugs were recorded (or from the CLI) keeps its app:
+        # the newest submission of that name came from a file of the same name
+        put(jp_root_dir, name, meta={"title": "Lab sales"})
+        code, ident = api("GET", "app", params={"path": name, "gallery": g.url,
+                                                "title": "Lab sales"})
+        assert ident == {"slug": "lab-sales", "source": "gallery"}, ident
+        # bad input
+        code, err = api("GET", "submissions", params={"path": name, "gallery": g.url,
+                                                      "app": "Not A Slug"})
+        assert code == 400 and err["error"] == "NBA100"
+        code, err = api("GET", "submissions", "999999", params={"gallery": g.url})
+        assert code == 404, err
+
+
+def test_submission_endpoints_need_a_token_for_that_gallery(api, jp_root_dir):
+    name = put(jp_root_dir, "t.ipynb")
+    for parts, params in ((("submissions", "5"), {}), (("app",), {"path": name}),
+                          (("submissions",), {"path": name})):
+        code, data = api("GET", *parts, params={"gallery": GALLERY, **params})
+        assert code == 400 and data["error"] == "NBA381", (parts, data)
+
+
+def test_publish_sends_the_recorded_app_slug(jp_root_dir):
+    from nbapps.labserver.gallery import notebook_slug
+
+    path = jp_root_dir / put(jp_root_dir, "s.ipynb", meta={"title": "T", "slug": "my-app"})
+    assert notebook_slug(path) == "my-app"
+    write_notebook(make_notebook(meta={"title": "T", "slug": "Bad Slug!"}), path)
+    assert notebook_slug(path) is None
+    (jp_root_dir / "broken.ipynb").write_text("{")
+    assert notebook_slug(jp_root_dir / "broken.ipynb") is None
 
 
 # -- authentication and authorization ---------------------------------------------------------
@@ -368,7 +435,8 @@ def _endpoints() -> list[tuple[str, str]]:
     """Every (method, path) the extension serves, from its route table."""
     out = []
     for pattern, handler in ROUTES:
-        path = pattern.replace("([0-9a-f]{32})", SAMPLE_ID).lstrip("/")
+        path = pattern.replace("([0-9a-f]{32})", SAMPLE_ID).replace("([0-9]{1,18})", "7")
+        path = path.lstrip("/")
         for method in ("GET", "POST", "PUT", "PATCH", "DELETE"):
             if getattr(handler, method.lower()) is not getattr(RequestHandler, method.lower()):
                 out.append((method, path))
@@ -380,8 +448,9 @@ def test_route_table_covers_the_documented_endpoints():
     assert {("POST", "nbapps/validate"), ("GET", f"nbapps/validate/{SAMPLE_ID}"),
             ("DELETE", f"nbapps/validate/{SAMPLE_ID}"), ("POST", "nbapps/publish"),
             ("GET", f"nbapps/publish/{SAMPLE_ID}"), ("DELETE", f"nbapps/publish/{SAMPLE_ID}"),
-            ("GET", "nbapps/submissions"), ("POST", "nbapps/settings")} <= endpoints
-    assert len(endpoints) == 13
+            ("GET", "nbapps/submissions"), ("GET", "nbapps/submissions/7"),
+            ("GET", "nbapps/app"), ("POST", "nbapps/settings")} <= endpoints
+    assert len(endpoints) == 15
 
 
 def test_every_endpoint_refuses_unauthenticated_requests(jp_fetch, run):

@@ -6,6 +6,7 @@ The minimal app of :mod:`tests.test_runner_fixtures` mounts the proxy with one l
 from __future__ import annotations
 
 import asyncio
+import html
 import json
 import re
 import time
@@ -16,6 +17,7 @@ import pytest
 from tornado.httpclient import HTTPClientError, HTTPRequest
 from tornado.websocket import websocket_connect
 
+from nbapps.runner import RunnerSettings
 from tests.test_runner_fixtures import Gallery, widget_app_notebook, write_bundle
 from tests.test_runner_security import _reply, kernel_id_of, kmsg
 
@@ -39,7 +41,9 @@ def gallery(tmp_path_factory):
         handler.redirect(f"/login?next=/apps/{slug}/")
         return False
 
-    g = Gallery(root, {"demo": demo}, authorize=authorize)
+    # messages above tornado's 10 MiB default must pass when the operator allows them
+    runner = RunnerSettings(pool_size=1, custom_pool_size=1, max_message_size=64 * 1024 * 1024)
+    g = Gallery(root, {"demo": demo}, authorize=authorize, runner=runner)
     g.policy = policy  # type: ignore[attr-defined]
     try:
         g.start()
@@ -105,14 +109,14 @@ def test_custom_parameters_are_checked_injected_and_typed(gallery, client):
 @pytest.mark.parametrize(("query", "problem"), [
     ("?n=seven", "expects an integer"),
     ("?rate=2", "maximum is 1"),
-    ("?bogus=1", "unknown parameter &#x27;bogus&#x27;"),
-    ("?template=nonexistent", "unknown parameter &#x27;template&#x27;"),
-    ("?theme=dark", "unknown parameter &#x27;theme&#x27;"),
+    ("?bogus=1", "unknown parameter 'bogus'"),
+    ("?template=nonexistent", "unknown parameter 'template'"),
+    ("?theme=dark", "unknown parameter 'theme'"),
 ])
 def test_bad_parameters_get_a_400_page_listing_the_parameters(gallery, client, query, problem):
     r = client.get(gallery.url(f"/apps/demo/{query}"))
     assert r.status_code == 400
-    assert problem in r.text
+    assert problem in html.unescape(r.text)
     for name in ("<code>n</code>", "<code>label</code>", "<code>rate</code>"):
         assert name in r.text
 
@@ -367,3 +371,114 @@ def test_runner_crash_closes_sockets_and_the_runner_is_restarted(gallery, client
     new = gallery.supervisor.runner_for("demo")
     assert new.pid != old.pid and gallery.supervisor.counters["crashes"] >= 1
     assert not old.dir.exists()
+
+
+# -- app isolation: tickets, the sandboxed page, waiting, failures ----------------------------
+
+def test_a_browser_gets_a_ticket_url_and_a_cold_app_waits_for_its_start(tmp_path):
+    """Without the gallery's frame, a browser opening an app goes to its ticket URL; the page
+    request waits for the runner's start (no waiting page, no reload); assets never start it."""
+    bundle = write_bundle(tmp_path / "b", widget_app_notebook())
+    g = Gallery(tmp_path, {"cold": bundle})
+    try:
+        g.start()
+        with httpx.Client(timeout=300, follow_redirects=False) as c:
+            asset = c.get(g.url("/apps/cold/voila/static/voila.js"))
+            assert asset.status_code in (404, 503)
+            assert not g.supervisor.knows("cold")  # an asset request started nothing
+            r = c.get(g.url("/apps/cold/?n=4"), headers={"Accept": "text/html"})
+            assert r.status_code == 302
+            m = re.fullmatch(r"/apps/cold/~t/([A-Za-z0-9_.-]+)/\?n=4", r.headers["location"])
+            assert m, r.headers["location"]
+            ticket_base = f"/apps/cold/~t/{m.group(1)}/"
+            page = c.get(g.url(r.headers["location"]))
+            assert page.status_code == 200 and shown_text(page.text) == ["RESULT 4 x 0.5 16"]
+            assert f'"baseUrl": "{ticket_base}"' in page.text
+            assert "allow-same-origin" not in page.headers["content-security-policy"]
+            preflight = c.options(g.url(f"{ticket_base}api/kernels/x"),
+                                  headers={"Origin": "null"})
+            assert preflight.status_code == 204
+            assert preflight.headers["access-control-allow-origin"] == "*"
+            js = c.get(g.url(f"{ticket_base}voila/static/voila.js"))
+            assert js.status_code == 200 and js.headers["access-control-allow-origin"] == "*"
+            again = c.get(g.url(f"{ticket_base}voila/static/voila.js"))  # from the gallery's
+            assert again.content == js.content  # memory now (shared by every app)
+            assert c.get(g.url(f"/apps/cold/~t/{'x' * 40}.{'y' * 24}/")).status_code == 403
+    finally:
+        g.stop()
+
+
+def test_a_failed_start_shows_a_reference_never_a_path(tmp_path, caplog):
+    g = Gallery(tmp_path, {"broken": tmp_path / "no-such-bundle"})
+    try:
+        g.start()
+        statuses = []
+        deadline = time.monotonic() + 60
+        with httpx.Client(timeout=60) as c:
+            while time.monotonic() < deadline:
+                r = c.get(g.url("/apps/broken/"))
+                statuses.append(r.status_code)
+                if "Reference:" in r.text:
+                    break
+                time.sleep(0.2)  # polling the runner's (failing) start
+        assert r.status_code == 503 and r.headers["retry-after"], statuses
+        ref = re.search(r'class="ref">([0-9A-F]{4}-[0-9A-F]{4})<', r.text).group(1)
+        for leak in (str(tmp_path), "no-such-bundle", "Traceback", "RunnerError"):
+            assert leak not in r.text, leak
+        logged = [rec.getMessage() for rec in caplog.records if ref in rec.getMessage()]
+        assert logged and "no-such-bundle" in logged[0]  # the details are in the server log
+    finally:
+        g.stop()
+
+
+def test_tickets_sign_one_app_one_viewer_for_a_while():
+    from nbapps.server.app_tickets import AppTickets, redact
+
+    tickets = AppTickets(lifetime=3600)
+    token = tickets.issue("demo", "ann", 7, now=1_000_000)
+    ticket = tickets.verify(token, "demo", now=1_000_100)
+    assert ticket is not None and (ticket.user, ticket.uid) == ("ann", 7)
+    assert ticket.expires >= 1_000_000 + 3600
+    assert tickets.issue("demo", "ann", 7, now=1_000_010) == token  # stable within a window
+    assert tickets.verify(token, "other", now=1_000_100) is None
+    assert tickets.verify(token, "demo", now=ticket.expires + 1) is None
+    assert AppTickets(lifetime=3600).verify(token, "demo", now=1_000_100) is None  # other key
+    payload, mac = token.split(".")
+    assert tickets.verify(f"{payload}x.{mac}", "demo", now=1_000_100) is None
+    assert tickets.verify(f"{payload}.{mac[:-1]}A", "demo", now=1_000_100) is None
+    anonymous = tickets.verify(tickets.issue("demo"), "demo")
+    assert anonymous is not None and anonymous.user == "" and anonymous.uid == 0
+    assert redact(f"/apps/demo/~t/{token}/voila/x.js?v=1") == "/apps/demo/~t/…/voila/x.js?v=1"
+
+
+def test_the_page_rewriter_keeps_the_ticket_across_chunk_boundaries():
+    from nbapps.server.proxy import _Chain, _Replacer, _Scrubber
+
+    page = (b'<script src="/apps/demo/voila/static/voila.js"></script>'
+            b'{"baseUrl": "/apps/demo/", "token": "SECRET"} /apps/demo/apps/demo/')
+    want = page.replace(b"/apps/demo/", b"/apps/demo/~t/T/").replace(b"SECRET", b"")
+    for size in (1, 2, 3, 7, 11, len(page)):
+        chain = _Chain([_Scrubber("SECRET"), _Replacer("/apps/demo/", "/apps/demo/~t/T/")])
+        out = b"".join(chain.feed(page[i:i + size]) for i in range(0, len(page), size))
+        assert out + chain.close() == want, size
+
+
+def test_the_asset_cache_is_bounded_and_shares_only_voilas_own_files():
+    from nbapps.server.app_assets import AssetCache
+
+    cache = AssetCache(max_bytes=3000, max_item=2000)
+    assert cache.key("voila/files/chart.svg", "") is None  # the app's own files: never shared
+    assert cache.key("voila/static/../files/x", "") is None
+    key = cache.key("voila/static/voila.js", "v=1")
+    assert key == "voila/static/voila.js?v=1"
+    js = b"console.log('x');" * 100
+    cache.put(key, [("Content-Type", "application/javascript"), ("Set-Cookie", "x=1")], js)
+    hit = cache.get(key)
+    assert hit is not None and hit.body == js and dict(hit.headers) == {
+        "Content-Type": "application/javascript"}
+    assert hit.gzipped is not None and len(hit.gzipped) < len(js)
+    cache.put("big", [], b"x" * 2001)  # over the item limit: not kept
+    assert cache.get("big") is None
+    for n in range(3):  # over the total: the least recently used goes
+        cache.put(f"voila/static/{n}.js", [("Content-Type", "image/png")], b"p" * 1000)
+    assert cache.get(key) is None and cache.get("voila/static/2.js") is not None

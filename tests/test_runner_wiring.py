@@ -1,4 +1,5 @@
-"""End to end: the real gallery server with the runner runtime wired in (make_runtime)."""
+"""End to end: the real gallery server with the runner runtime wired in (make_runtime), its
+settings from ``RuntimeConfiguration`` and its releases from the catalog (``CatalogAppSource``)."""
 from __future__ import annotations
 
 import asyncio
@@ -9,8 +10,7 @@ import httpx
 import psutil
 import pytest
 
-from nbapps.runner import RunnerSettings, SupervisorSettings
-from nbapps.runner.wiring import make_runtime
+from nbapps.runner.source import AppSource
 from tests.server_harness import build_archive, new_data_dir
 from tests.test_runner_fixtures import widget_app_notebook
 
@@ -23,20 +23,21 @@ def test_gallery_serves_an_approved_app_through_the_runtime(tmp_path):
     data_dir, db_url, users = new_data_dir(tmp_path)
     nb = widget_app_notebook()
     nb.metadata["nbapps"].update(title="Demo", description="d")
+    # the gallery's own check wants every widget cell to display something (NBA074)
+    nb.cells[-1].source += "\nfrom IPython.display import display\ndisplay('shown')"
     archive = build_archive(tmp_path / "bundle", nb)
 
     runtimes = []
 
     class Server(NbappsServer):
-        def make_runtime(self, ctx):  # what `nbapps serve` should do
-            runtimes.append(make_runtime(ctx, SupervisorSettings(
-                runtime_dir=ctx.data_dir / "runtime",
-                runner=RunnerSettings(pool_size=1, custom_pool_size=1))))
+        def make_runtime(self, ctx):  # what `nbapps serve` does, recorded
+            runtimes.append(super().make_runtime(ctx))
             return runtimes[-1]
 
     server = Server()
     server.initialize(["--port=0", f"--data-dir={data_dir}", f"--db-url={db_url}",
-                       "--log-level=WARN"])
+                       "--log-level=WARN", "--RuntimeConfiguration.pool_size=1",
+                       "--RuntimeConfiguration.custom_pool_size=1"])
     ready = threading.Event()
     thread = threading.Thread(
         target=lambda: asyncio.run(server.serve(ready=ready, install_signals=False)),
@@ -50,6 +51,19 @@ def test_gallery_serves_an_approved_app_through_the_runtime(tmp_path):
                         headers={"Content-Type": "application/gzip",
                                  "Authorization": f"Bearer {users['ana'].token}"})
         assert up.status_code == 201, up.text
+        runtime = runtimes[-1]
+        assert isinstance(runtime.source, AppSource)
+        assert runtime.settings.runner.pool_size == 1
+        assert runtime.settings.runner.url_prefix == "/apps/"
+        deadline = time.monotonic() + 240
+        while True:  # the gallery checks the submission before it can be approved
+            sub = httpx.get(f"{base}/api/submissions/{up.json()['id']}", timeout=30,
+                            headers={"Authorization": f"Bearer {users['ana'].token}"}).json()
+            if sub.get("state") != "validating":
+                assert sub["state"] == "submitted", sub["check"]
+                break
+            assert time.monotonic() < deadline, sub
+            time.sleep(0.2)
         decided = httpx.post(f"{base}/api/submissions/{up.json()['id']}/decision",
                              json={"decision": "approve", "comment": "ok"}, timeout=60,
                              headers={"Authorization": f"Bearer {users['rita'].token}"})

@@ -37,8 +37,12 @@ class FormParser(HTMLParser):
         self.inputs: dict[str, dict[str, str | None]] = {}
         self.selects: dict[str, list[dict[str, str | None]]] = {}
         self.labels: set[str] = set()
+        self.label_text: dict[str, str] = {}
+        self.hints: dict[str, str] = {}
         self._in_form = False
         self._select: str | None = None
+        self._text_for: dict[str, str] | None = None
+        self._key = ""
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         a = dict(attrs)
@@ -55,8 +59,17 @@ class FormParser(HTMLParser):
             self.selects[self._select].append(a)
         elif tag == "label":
             self.labels.add(str(a.get("for")))
+            self._text_for, self._key = self.label_text, str(a.get("for"))[2:]
+        elif tag == "span" and str(a.get("id", "")).endswith("-help"):
+            self._text_for, self._key = self.hints, str(a["id"])[2:-5]
+
+    def handle_data(self, data: str) -> None:
+        if self._text_for is not None:
+            self._text_for[self._key] = self._text_for.get(self._key, "") + data
 
     def handle_endtag(self, tag: str) -> None:
+        if tag in ("label", "span"):
+            self._text_for = None
         if tag == "form":
             self._in_form = False
         elif tag == "select":
@@ -98,7 +111,8 @@ def test_form_inputs_from_contract(gallery):
     p = FormParser()
     p.feed(page.text)
     assert p.form is not None
-    assert p.form["method"] == "get" and p.form["action"] == "/apps/form-app/"
+    # "Open app" goes to the app's frame (the running app in a gallery page)
+    assert p.form["method"] == "get" and p.form["action"] == "/app/form-app/open"
     n = p.inputs["n"]
     assert (n["type"], n["value"], n["min"], n["max"], n["step"]) == ("number", "5", "1", "10",
                                                                         "1")
@@ -117,9 +131,16 @@ def test_form_inputs_from_contract(gallery):
     assert json.loads(str(p.inputs["items"]["value"])) == [1, "a", True]
     assert json.loads(str(p.inputs["opts"]["value"])) == {"k": [1, 2]}
     assert {f"p-{x['name']}" for x in PARAMS} <= p.labels
-    # help text shown next to its input, hostile text escaped everywhere
-    assert 'id="p-n-help"' in page.text and "how many &lt;script&gt;" in page.text
-    assert HOSTILE not in page.text
+    # labels are the help comments (capitalised), else the name in words; the range is a hint
+    assert p.label_text == {"n": f"How many {HOSTILE}", "rate": "A rate", "flag": "Switch",
+                            "off": "Off", "region": "Sales region", "size": "Size",
+                            "label": "Label", "items": "Items", "opts": "Opts"}
+    assert p.hints == {"n": "1 to 10"}
+    # hostile text escaped everywhere
+    assert "How many &lt;script&gt;" in page.text and HOSTILE not in page.text
+    # no second list of the same facts below the form, one "Open app" action
+    assert "<th>Default</th>" not in page.text and page.text.count(">Open app<") == 1
+    assert 'id="share-link" href="/app/form-app/open"' in page.text
 
 
 def test_form_defaults_round_trip(gallery):

@@ -18,7 +18,7 @@ from tornado.web import RequestHandler
 
 from nbapps.server.authz import Authorizer
 from nbapps.server.routes import route_table
-from tests.server_harness import ROLE_USER, catalog_of, seed_version, thread_gallery
+from tests.server_harness import ROLE_USER, catalog_of, probe_gallery, seed_version, thread_gallery
 
 ROLES = ("anonymous", "viewer", "analyst", "reviewer", "admin")
 LONG = "x" * 10_001
@@ -46,6 +46,8 @@ PROBES: dict[tuple[str, str], Probe] = {
     ("app-thumbnail", "GET"): P(200),
     ("app-rollback", "POST"): P(409, body={"comment": "probe"}),
     ("app-runtime", "GET"): P(503),
+    ("app-open", "GET"): P(200),
+    ("api-app-status", "GET"): P(200),
     ("review-queue", "GET"): P(200),
     ("my-submissions", "GET"): P(200),
     ("submission", "GET"): P(200, expect={"analyst": 403}),
@@ -71,7 +73,9 @@ PROBES: dict[tuple[str, str], Probe] = {
     ("api-my-token", "DELETE"): P(404),
     ("api-apps", "GET"): P(200, query="q=probe"),
     ("api-tags", "GET"): P(200),
+    ("api-categories", "GET"): P(200),
     ("api-app", "GET"): P(200),
+    ("api-app", "PATCH"): P(400, body={"featured": 0}),
     ("api-app-rollback", "POST"): P(400, body={"comment": 5}),
     ("api-submissions", "GET"): P(200),
     ("api-submissions", "POST"): P(400, body=b""),
@@ -80,6 +84,8 @@ PROBES: dict[tuple[str, str], Probe] = {
     ("api-submission-withdraw", "POST"): P(400, body={"comment": 5}),
     ("api-submission-comments", "GET"): P(200, expect={"analyst": 403}),
     ("api-submission-comments", "POST"): P(400, body={"comment": ""}),
+    ("api-submission-check", "GET"): P(200, expect={"analyst": 403}),
+    ("api-submission-check", "POST"): P(400, body=b"{not json"),
     ("api-users", "GET"): P(200),
     ("api-users", "POST"): P(400, body={}),
     ("api-user", "GET"): P(404),
@@ -144,13 +150,7 @@ def test_api_methods_are_documented():
 
 @pytest.fixture(scope="module")
 def gallery(tmp_path_factory):
-    with thread_gallery(tmp_path_factory.mktemp("authz")) as g:
-        with catalog_of(g) as (cat, store):
-            live = seed_version(cat, store, slug="live-app", submitter="ana", title="Live app")
-            cat.decide(live.version.id, "rita", "approve", "ok")
-            sub = seed_version(cat, store, slug="alf-app", submitter="alf", title="Alf app")
-        g.values = {"slug": "live-app", "id": sub.version.id, "name": "nobody",  # type: ignore
-                    "prefix": "nba_zzzzzzzz", "path": ""}
+    with probe_gallery(tmp_path_factory.mktemp("authz")) as g:
         yield g
 
 

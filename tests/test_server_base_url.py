@@ -17,7 +17,7 @@ from nbapps.runner.config import RunnerSettings
 from nbapps.server.pages_auth import safe_next
 from nbapps.server.routes import normalize_base_url
 from tests.nbfactory import make_notebook
-from tests.server_harness import ROOT, build_archive, thread_gallery
+from tests.server_harness import ROOT, build_archive, thread_gallery, wait_checked
 
 BASE = "/team/gallery/"
 
@@ -93,6 +93,7 @@ def test_pages_links_redirects_and_cookies_keep_the_prefix(gallery, tmp_path):
         assert sub.status_code == 201, sub.text
         assert sub.json()["url"] == f"{gallery.url}/submissions/{sub.json()['id']}"
     sub_id = sub.json()["id"]
+    wait_checked(gallery, sub_id)  # the gallery's own check, before anyone decides
 
     with gallery.browser() as anon:
         r = anon.get("/review")
@@ -136,7 +137,8 @@ def test_pages_links_redirects_and_cookies_keep_the_prefix(gallery, tmp_path):
         assert outside(home.text) == []
         assert outside(vic.get("/?tag=prefix").text) == []
         app = vic.get("/app/prefixed-app")
-        assert f'href="{BASE}apps/prefixed-app/"' in app.text and outside(app.text) == []
+        # "Open app" goes to the app frame (<base>app/<slug>/open), itself under the prefix
+        assert f'"{BASE}app/prefixed-app/open"' in app.text and outside(app.text) == []
 
 
 def test_api_client_takes_the_prefixed_url(gallery):

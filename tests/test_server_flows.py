@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from tests.nbfactory import make_notebook
-from tests.server_harness import build_archive, catalog_of, thread_gallery
+from tests.server_harness import build_archive, catalog_of, thread_gallery, wait_checked
 
 
 @pytest.fixture(scope="module", params=["sqlite", pytest.param("postgresql",
@@ -67,7 +67,9 @@ def test_submit_review_publish(gallery, bundles):
     r = upload(g, "ana", bundles["v1"])
     assert r.status_code == 201, r.text
     sub = r.json()
-    assert sub["state"] == "submitted" and sub["created"] is True
+    # recorded at once; reviewable when the gallery's own check of the source has passed
+    assert sub["state"] == "validating" and sub["created"] is True
+    assert sub["check"]["state"] in ("queued", "running")
     assert urlsplit(sub["url"]).path == f"/submissions/{sub['id']}"
     # identical content again, even packed from another run: the same submission
     for data in (bundles["v1"], bundles["v1b"]):
@@ -76,6 +78,8 @@ def test_submit_review_publish(gallery, bundles):
         assert again.json()["id"] == sub["id"] and again.json()["created"] is False
 
     # not visible in the gallery before approval, nor through /apps/
+    checked = wait_checked(g, sub["id"])
+    assert checked["state"] == "submitted" and checked["check"]["state"] == "passed"
     with g.client("vic") as viewer:
         assert viewer.get("/api/apps", params={"q": "sales"}).json()["total"] == 0
         assert viewer.get("/api/apps/sales-board").status_code == 404
@@ -87,13 +91,18 @@ def test_submit_review_publish(gallery, bundles):
         assert queue.status_code == 200 and f"/submissions/{sub['id']}" in queue.text
         page = rita.get(f"/submissions/{sub['id']}")
         assert page.status_code == 200
-        assert "Validation report" in page.text and 'sandbox title="Executed notebook' in page.text
+        assert "Validation report" in page.text
+        assert 'sandbox="allow-scripts" title="Executed notebook' in page.text
         assert 'value="approve"' in page.text
         frame = rita.get(f"/submissions/{sub['id']}/notebook")
         assert frame.status_code == 200
         csp = frame.headers["Content-Security-Policy"]
-        assert "sandbox" in csp and "script-src" not in csp and "default-src 'none'" in csp
-        assert "<script" not in frame.text and "run 1" in frame.text
+        assert "sandbox" in csp and "default-src 'none'" in csp
+        # the gallery's run saved widget state: only the gallery's widget renderer may run
+        scripts = [d for d in csp.split(";") if d.strip().startswith("script-src")]
+        assert all("/static/widgets/" in d for d in scripts), csp
+        # the gallery's own run is shown, never the executed notebook the client uploaded
+        assert "run 1" not in frame.text and "run 2" not in frame.text
         thumb = rita.get(f"/submissions/{sub['id']}/thumbnail")
         assert thumb.status_code == 200 and thumb.content.startswith(b"\x89PNG")
         r = rita.post_form(f"/submissions/{sub['id']}/decision",
@@ -108,8 +117,8 @@ def test_submit_review_publish(gallery, bundles):
         assert vic.get("/?q=nothingmatches").text.count('class="card"') == 0
         assert vic.get("/?tag=eu").text.count('class="card"') == 1
         app = vic.get("/app/sales-board")
-        assert app.status_code == 200 and 'href="/apps/sales-board/"' in app.text
-        assert "<code>n</code>" in app.text and "how many" in app.text  # parameter table
+        assert app.status_code == 200 and 'action="/app/sales-board/open"' in app.text
+        assert 'name="n"' in app.text and "how many" in app.text.lower()  # the form's label
         assert vic.get("/app/sales-board/thumbnail").content.startswith(b"\x89PNG")
         runtime = vic.get("/apps/sales-board/")
         assert runtime.status_code == 503 and "not available yet" in runtime.text
@@ -124,11 +133,13 @@ def test_submit_review_publish(gallery, bundles):
     r2 = upload(g, "ana", bundles["v2"])
     assert r2.status_code == 201, r2.text
     v2 = r2.json()["id"]
+    assert wait_checked(g, v2)["state"] == "submitted"
     with g.browser("rob") as rob:
         page = rob.get(f"/submissions/{v2}").text
         assert "Changes against the live version" in page
-        assert '<span class="del">-  n = 3  # how many</span>' in page
-        assert '<span class="add">+  n = 5  # how many</span>' in page
+        # the edited parameters cell is one modified cell, with the inline change marked
+        assert "Source changes" in page and 'class="change-modified"' in page
+        assert "<del>3</del>" in page and "<ins>5</ins>" in page
     assert approve(g, "rob", v2).status_code == 200
     with g.client("vic") as viewer:
         assert viewer.get("/api/apps/sales-board").json()["live"]["id"] == v2
@@ -147,6 +158,7 @@ def test_four_eyes(gallery, tmp_path):
     r = upload(g, "rob", data)
     assert r.status_code == 201, r.text
     vid = r.json()["id"]
+    wait_checked(g, vid)
     own = approve(g, "rob", vid)
     assert own.status_code == 403 and own.json()["error"] == "NBA304"
     with g.browser("rob") as rob:
@@ -163,6 +175,7 @@ def test_concurrent_decisions_exactly_one_wins(gallery, tmp_path):
     for i in range(3):
         data = build_archive(tmp_path / f"c{i}", make_notebook(meta={"title": f"Race {i}"}))
         vid = upload(g, "ana", data).json()["id"]
+        wait_checked(g, vid)
         barrier = threading.Barrier(2)
         results: dict[str, int] = {}
 
@@ -189,6 +202,7 @@ def test_withdraw_request_changes_and_comments(gallery, tmp_path):
     g = gallery
     data = build_archive(tmp_path / "w", make_notebook(meta={"title": "Needs work"}))
     vid = upload(g, "alf", data).json()["id"]
+    wait_checked(g, vid)
     assert approve(g, "rita", vid, "request_changes", "add a legend").status_code == 200
     with g.client("alf") as alf:
         assert alf.post(f"/api/submissions/{vid}/comments",
@@ -236,11 +250,13 @@ def test_tampered_and_invalid_uploads_are_refused(gallery, bundles):
     manifest = json.loads(files["manifest.json"])
     manifest["sha256"] = "0" * 64
     tampered_hash = _tar_gz({**files, "manifest.json": json.dumps(manifest).encode()})
-    no_manifest = _tar_gz({k: v for k, v in files.items() if k != "manifest.json"})
+    no_notebook = _tar_gz({k: v for k, v in files.items()
+                           if k not in ("app.ipynb", "manifest.json")})
     cases = {
         "file changed": (tampered_file, 400, "NBA202"),
         "content hash changed": (tampered_hash, 400, "NBA202"),
-        "manifest missing": (no_manifest, 400, "NBA201"),
+        # (an archive without manifest is a source archive, what `nbapps publish` sends)
+        "no app.ipynb": (no_notebook, 400, "NBA206"),
         "bad manifest": (_tar_gz({**files, "manifest.json": b"{not json"}), 400, "NBA201"),
         "path escape": (_tar_gz({**files, "../evil.py": b"x"}), 400, "NBA204"),
         "symlink": (_tar_gz(files, link="data.csv"), 400, "NBA204"),

@@ -88,8 +88,8 @@ def test_observe_records_usage_and_chart(served):
     assert page.status_code == 200, page.text
     assert re.search(r'data-usage="views">6<', page.text)
     assert re.search(r'data-usage="errors">1<', page.text)
-    # one day with renders: the median of daily means is that mean (720 ms / 5)
-    assert re.search(r'data-usage="median-render-ms">144 ms<', page.text)
+    # no render time on the page: the proxy's milliseconds are not what a person waits
+    assert "median-render-ms" not in page.text and 'data-usage="empty"' not in page.text
     assert page.text.count('class="usage-bar') == 30
     assert f"{today.isoformat()}: 6 views, 1 errors" in page.text
     bars = re.findall(r'<rect x="(\d+)" y="(\d+)" width="8" height="(\d+)"', page.text)

@@ -60,14 +60,16 @@ def test_never_overwrites_with_other_content(store):
     data = make_tar({"a.txt": b"one"})
     h = sha(data)
     store.put(h, data)
-    # same content hash, other bytes (a rebuild: derived files differ): the stored one stays
+    # same key, other bytes: the stored object is what its key says, so it stays as it is
     assert store.put(h, b"rebuilt bytes") == BundleStore.key_for(h)
     assert store.get(h) == data
+    # an object that is not what its key says (planted, damaged) is never accepted
+    bad = sha(b"expected")
+    store._put_key(BundleStore.key_for(bad), b"planted", lambda b: True)
     with pytest.raises(StoreError) as err:
-        store.put(h, b"something else", strict=True)
+        store.put(bad, b"expected")
     assert err.value.code == "NBA312"
-    assert store.get(h) == data
-    store.put(h, data, strict=True)
+    assert store.get(bad) == b"planted"
 
 
 def test_missing_and_invalid_hash(store):
@@ -119,44 +121,122 @@ def test_default_url_is_in_data_dir(tmp_path, monkeypatch):
     assert (tmp_path / "dd" / "bundles").is_dir()
 
 
-def make_bundle(files: dict[str, bytes]) -> tuple[str, bytes]:
+def make_bundle(files: dict[str, bytes], derived: dict[str, bytes] | None = None
+                ) -> tuple[str, bytes]:
     """A minimal valid bundle archive (manifest per nbapps.bundle) and its content hash."""
     from nbapps.bundle import content_hash
 
     entries = [{"path": p, "sha256": sha(d), "size": len(d), "derived": False}
                for p, d in files.items()]
+    entries += [{"path": p, "sha256": sha(d), "size": len(d), "derived": True}
+                for p, d in (derived or {}).items()]
     digest = content_hash(entries)
     manifest = {"schema_version": 1, "sha256": digest, "title": "T", "slug": "t",
                 "notebook": "app.ipynb", "files": entries}
-    return digest, make_tar({**files, "manifest.json": json.dumps(manifest).encode()})
+    return digest, make_tar({**files, **(derived or {}),
+                             "manifest.json": json.dumps(manifest).encode()})
 
 
-def test_extract_verifies_the_bundle(store, tmp_path):
-    files = {"app.ipynb": b"{}", "data/x.csv": b"1,2\n"}
-    digest, data = make_bundle(files)
-    store.put(digest, data)
-    (tmp_path / "out").mkdir()  # an empty folder is fine
-    out = store.extract(digest, tmp_path / "out")
-    assert (out / "data" / "x.csv").read_bytes() == b"1,2\n"
-    with pytest.raises(BundleError) as err:  # not empty any more
-        store.extract(digest, tmp_path / "out")
+def notebook(files: list[str] | None = None, thumbnail: str | None = None) -> bytes:
+    import nbformat
+
+    from tests.nbfactory import make_notebook
+
+    meta = {"files": files or []}
+    if thumbnail:
+        meta["thumbnail"] = thumbnail
+    return nbformat.writes(make_notebook(meta=meta)).encode()
+
+
+def test_sources_are_canonical_and_addressed_by_their_files(store, tmp_path):
+    from nbapps.bundle import pack_source, source_hash
+
+    files = {"app.ipynb": notebook(["data"]), "data/x.csv": b"1,2\n", "data/y.csv": b"3\n"}
+    stored = store.put_source(files)
+    assert stored.sha256 == source_hash(files)
+    assert stored.key == f"sources/{stored.sha256[:2]}/{stored.sha256}.tar.gz"
+    assert store.get_key(stored.key) == pack_source(files)  # canonical: same files, same bytes
+    assert pack_source(dict(reversed(list(files.items())))) == pack_source(files)
+    assert store.put_source(dict(files)) == stored  # again: kept, same answer
+    back = store.read_source(stored.sha256)
+    assert back.files == files and back.sha256 == stored.sha256 and not back.legacy
+    out = store.extract_source(stored.sha256, tmp_path / "src")
+    assert (tmp_path / "src" / "data" / "x.csv").read_bytes() == b"1,2\n"
+    assert out.files == files
+    with pytest.raises(BundleError) as err:
+        store.extract_source(stored.sha256, tmp_path / "src")
     assert err.value.code == "NBA205"
-    # an object whose content is not what its key says is refused and nothing is left
-    other, other_data = make_bundle({"app.ipynb": b'{"x": 1}'})
-    store.put(digest[::-1], other_data)
+
+
+def test_an_existing_source_is_kept_only_if_it_is_what_its_address_says(store):
+    import gzip
+
+    from nbapps.bundle import pack_source, source_hash
+
+    files = {"app.ipynb": notebook(), "d.csv": b"1\n"}
+    digest = source_hash(files)
+    key = BundleStore.source_key(digest)
+    # the same files packed by another zlib (other bytes, same files): accepted, kept as is
+    other_zlib = gzip.compress(gzip.decompress(pack_source(files)), compresslevel=1, mtime=0)
+    assert other_zlib != pack_source(files)
+    store._put_key(key, other_zlib, lambda b: True)
+    assert store.put_source(files).key == key
+    assert store.get_key(key) == other_zlib
+    assert store.read_source(digest).files == files
+    # an object under an address whose files are something else: refused, nothing changes
+    files2 = {"app.ipynb": notebook(), "d.csv": b"2\n"}
+    key2 = BundleStore.source_key(source_hash(files2))
+    store._put_key(key2, pack_source(files), lambda b: True)  # planted by someone else
+    with pytest.raises(StoreError) as err:
+        store.put_source(files2)
+    assert err.value.code == "NBA312"
     with pytest.raises(BundleError) as err:
-        store.extract(digest[::-1], tmp_path / "bad")
-    assert err.value.code == "NBA202" and not (tmp_path / "bad").exists()
-    # a tampered file inside the archive is caught by verification
-    tampered = make_tar({"app.ipynb": b"{}", "data/x.csv": b"9,9\n",
-                         "manifest.json": _manifest_of(data)})
-    store.put(sha(tampered), tampered)
-    with pytest.raises(BundleError) as err:
-        store.extract(sha(tampered), tmp_path / "t")
+        store.read_source(source_hash(files2))
     assert err.value.code == "NBA202"
-    plain = make_tar({"a.txt": b"x"})
-    store.put(sha(plain), plain)
-    assert (store.extract(sha(plain), tmp_path / "p", verify=False) / "a.txt").exists()
+    assert store.get_key(key2) == pack_source(files)
+
+
+def test_blobs_are_addressed_by_their_bytes(store):
+    digest = store.put_blob(b"report")
+    assert digest == sha(b"report") and store.has_blob(digest)
+    assert store.get_blob(digest) == b"report"
+    assert store.put_blob(b"report") == digest
+    key = BundleStore.blob_key(sha(b"other"))
+    store._put_key(key, b"not other", lambda b: True)  # tampered object
+    with pytest.raises(StoreError):
+        store.get_blob(sha(b"other"))
+    with pytest.raises(StoreError):
+        store.put_blob(b"other")
+    with pytest.raises(NotFound):
+        store.get_blob("0" * 64)
+
+
+def test_keys_outside_the_store_namespaces_are_refused(store):
+    for key in ("../x", "sources/ab/../../etc", "blobs/zz/" + "0" * 64, "/abs/" + "0" * 64):
+        with pytest.raises(BundleError):
+            store.get_key(key)
+
+
+def test_legacy_archives_give_only_their_source_files(store, tmp_path):
+    """A client archive of an earlier nbapps: only app.ipynb and what it declares is source;
+    the executed notebook, thumbnail, manifest and extra files are never read as such."""
+    from nbapps.bundle import source_hash
+
+    files = {"app.ipynb": notebook(["x.csv"], thumbnail="thumbnail.png"), "x.csv": b"1\n"}
+    digest, data = make_bundle({**files, "extra.js": b"alert(1)"},
+                               derived={"executed.ipynb": b"{}", "thumbnail.png": b"PNG"})
+    store.put(digest, data)
+    legacy = store.read_source(digest)
+    assert legacy.legacy and legacy.files == files and legacy.sha256 == source_hash(files)
+    out = store.extract_source(digest, tmp_path / "legacy")
+    assert out.files == files
+    assert sorted(p.name for p in (tmp_path / "legacy").iterdir()) == ["app.ipynb", "x.csv"]
+    # an archive without app.ipynb has no source
+    no_nb = make_tar({"other.ipynb": b"{}"})
+    store.put(sha(no_nb), no_nb)
+    with pytest.raises(BundleError) as err:
+        store.read_source(sha(no_nb))
+    assert err.value.code == "NBA206"
 
 
 def _manifest_of(archive: bytes) -> bytes:

@@ -103,8 +103,13 @@ def test_render_json_is_a_stable_document(tree: Path):
     first = doc["notebooks"][0]
     assert set(first) == {"path", "title", "ok", "exit_code", "errors", "warnings", "duration",
                           "findings", "runs", "parameters", "notes"}
-    assert set(first["findings"][0]) == {"code", "message", "cell", "cell_line", "severity",
-                                         "hint", "path"}
+    assert set(first["findings"][0]) == {"code", "message", "cell", "cell_index", "cell_line",
+                                         "severity", "hint", "path"}
+    # one numbering for people: `cell` is 1-based as in the text report; tools get cell_index
+    cell_findings = [f for r in doc["notebooks"] for f in r["findings"] if f["cell"] is not None]
+    assert cell_findings and all(f["cell"] == f["cell_index"] + 1 for f in cell_findings)
+    text = render_text(reports, color=False)
+    assert all(f":cell {f['cell']} [{f['cell_line']}]" in text for f in cell_findings)
     assert first["parameters"][0] == {"name": "n", "type": "int", "default": 3,
                                       "help": "how many", "choices": None, "min": None,
                                       "max": None}

@@ -81,6 +81,15 @@ def test_kernel_not_installed_names_it_and_the_installed_ones(tmp_path: Path):
     assert "'julia-9.9'" in message and "python3" in message
 
 
+def test_kernel_names_resolve_as_jupyter_client_does(tmp_path: Path):
+    """papermill (jupyter_client) runs `python` as `python3` and finds kernels whatever the
+    case of their name: no NBA011 for what would run."""
+    for name in ("python", "Python3", "python3"):
+        report = check(tmp_path, kernelspec={"name": name, "display_name": "Python",
+                                             "language": "python"})
+        assert "NBA011" not in codes(report), name
+
+
 def test_kernel_override_is_checked_instead(tmp_path: Path):
     path = write_notebook(make_notebook(), tmp_path / "a.ipynb")
     report = validate_notebook(path, ValidationSettings(execute=False, kernel_name="nope-kernel"))
@@ -278,3 +287,23 @@ def test_report_json_is_serialisable(tmp_path: Path):
     assert data["errors"] == 1 and data["warnings"] == 1 and data["exit_code"] == 1
     assert {f["code"] for f in data["findings"]} == {"NBA030", "NBA061"}
     assert all(f["path"].endswith("app.ipynb") for f in data["findings"])
+
+
+@pytest.mark.parametrize("source, heading", [
+    ("# Sales *dashboard*\n\ntext", "Sales dashboard"),
+    ("intro\n\nSales dashboard\n===============\n", "Sales dashboard"),
+    ("```\n# not a heading\n```\n# [Sales](http://x) dashboard #", "Sales dashboard"),
+    ("## Section only\n", None),
+])
+def test_first_heading(source, heading):
+    from nbapps.validation.rules import first_heading
+
+    assert first_heading(source) == heading
+
+
+def test_heading_that_matches_the_title_up_to_case_and_marks_is_fine(tmp_path: Path):
+    head = new_markdown_cell("# test APP.", metadata={"tags": ["widget"]})
+    assert codes(check(tmp_path, extra=[head])) == []
+    other = new_markdown_cell("# My app", metadata={"tags": ["widget"]})
+    report = check(tmp_path, extra=[other])
+    assert codes(report) == ["NBA036"] and report.ok and report.findings[0].cell_number == 3

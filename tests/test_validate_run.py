@@ -64,3 +64,22 @@ def test_cell_timeout_comes_from_the_notebook_metadata(tmp_path: Path):
     elapsed = time.perf_counter() - start
     assert [f.code for f in report.findings] == ["NBA071"]
     assert report.exit_code == 3 and elapsed < 25
+
+
+def test_kernel_named_python_runs_as_python3(tmp_path: Path):
+    """What NBA011 promises: a notebook whose kernelspec says `python` (and no language, so
+    papermill asks the kernelspec) runs, with parameters, and has no finding."""
+    report = validate(tmp_path, kernelspec={"name": "python", "display_name": "Python"},
+                      meta={"test_parameters": [{"n": 5}]})
+    assert report.findings == [] and [r["ok"] for r in report.runs] == [True, True]
+
+
+def test_nba070_names_the_failing_line_and_the_last_frame(tmp_path: Path):
+    helper = "def pick(d):\n    return d['nope']\n"
+    report = validate(tmp_path, extra=[helper, "x = 1\nvalues = {}\npick(values)"])
+    [finding] = report.findings
+    assert finding.code == "NBA070" and finding.cell == 3
+    assert finding.message.startswith("cell 4 (`x = 1`) raised KeyError: 'nope' (line 3: "
+                                      "`pick(values)`; last frame: cell 3, line 2, in pick: "
+                                      "`return d['nope']`)"), finding.message
+    assert finding.to_dict()["cell"] == 4 and finding.to_dict()["cell_index"] == 3

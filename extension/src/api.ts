@@ -8,6 +8,7 @@ import { ServerConnection } from '@jupyterlab/services';
 import { ContractParameter } from './contract';
 import { Finding } from './findings';
 import { JobSnapshot, PublishResult, Submission } from './publish';
+import { SubmissionRecord } from './submissions';
 
 /** An error answer of the nbapps endpoints: `{error: "NBA…", message, hint}`. */
 export class ApiError extends Error {
@@ -111,19 +112,22 @@ export interface ValidateJob extends Omit<JobSnapshot, 'result'> {
   result?: { report: ReportData } | null;
 }
 
-export interface SubmissionItem extends Submission {
-  number?: number;
-  title?: string;
-  created_at?: string;
-  decided_by?: string | null;
-  comment?: string | null;
-  comments?: { author?: string | null; action?: string | null; text?: string | null; at?: string | null }[];
-}
+export type SubmissionItem = SubmissionRecord & Submission;
 
 export interface SubmissionsAnswer {
   gallery_url: string;
+  /** The gallery app (slug) the list is of; null: this notebook was never published. */
   app: string | null;
   items: SubmissionItem[];
+}
+
+export interface AppIdentity {
+  /** The app slug to record in `metadata.nbapps.slug` before the first submission. */
+  slug: string;
+  /** Where it comes from: `notebook` (already recorded), `record` (this server published the
+   * notebook before), `gallery` (an app of the user's published from a file of this name),
+   * `new` (a free name derived from the title). */
+  source: 'notebook' | 'record' | 'gallery' | 'new';
 }
 
 export type JobKind = 'validate' | 'publish';
@@ -178,8 +182,17 @@ export const api = {
   cancelJob(kind: JobKind, id: string): Promise<JobSnapshot> {
     return requestAPI(`${kind}/${encodeURIComponent(id)}`, { method: 'DELETE' });
   },
-  submissions(path: string, galleryUrl: string): Promise<SubmissionsAnswer> {
-    return requestAPI('submissions', {}, { path, gallery: galleryUrl });
+  /** This notebook's submissions (of app `app`, the notebook's recorded slug, when given). */
+  submissions(path: string, galleryUrl: string, app?: string | null): Promise<SubmissionsAnswer> {
+    return requestAPI('submissions', {}, { path, gallery: galleryUrl, app: app ?? undefined });
+  },
+  /** One submission as the gallery shows it now (state, check, reviews, comments). */
+  submission(galleryUrl: string, id: string | number): Promise<SubmissionItem> {
+    return requestAPI(`submissions/${encodeURIComponent(String(id))}`, {}, { gallery: galleryUrl });
+  },
+  /** The gallery app a notebook without a recorded slug will publish to. */
+  appIdentity(path: string, galleryUrl: string, title: string): Promise<AppIdentity> {
+    return requestAPI('app', {}, { path, gallery: galleryUrl, title });
   }
 };
 

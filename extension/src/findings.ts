@@ -1,8 +1,9 @@
 /**
  * Validation findings (from `nbapps.findings.Finding.to_dict()`) and where they point in the
- * open notebook. A finding names its cell by 0-based index plus that cell's first non-empty
- * line; the notebook may have changed since validation, so the line is used to find the cell
- * again when the index no longer matches.
+ * open notebook. A finding names its cell twice: `cell`, the 1-based number people see (as
+ * JupyterLab counts), and `cell_index`, the 0-based index tools use; plus that cell's first
+ * non-empty line. The notebook may have changed since validation, so the line is used to find
+ * the cell again when the index no longer matches.
  */
 
 export type Severity = 'error' | 'warning';
@@ -10,7 +11,10 @@ export type Severity = 'error' | 'warning';
 export interface Finding {
   code: string;
   message: string;
+  /** 1-based cell number, as JupyterLab shows it. */
   cell?: number | null;
+  /** 0-based cell index (missing from servers older than the 1-based numbering). */
+  cell_index?: number | null;
   cell_line?: string | null;
   severity?: Severity | string;
   hint?: string;
@@ -30,6 +34,20 @@ export function firstLine(source: string | readonly string[], limit = 80): strin
 }
 
 /**
+ * The 0-based index a finding states: `cell_index`, else `cell` - 1 (a server that sends only
+ * the 1-based number); null for whole-notebook findings.
+ */
+export function cellIndexOf(finding: Pick<Finding, 'cell' | 'cell_index'>): number | null {
+  if (typeof finding.cell_index === 'number' && Number.isInteger(finding.cell_index)) {
+    return finding.cell_index;
+  }
+  if (typeof finding.cell === 'number' && Number.isInteger(finding.cell)) {
+    return finding.cell - 1;
+  }
+  return null;
+}
+
+/**
  * The index of the cell a finding points at in a notebook whose cells have these sources, or
  * null for whole-notebook findings and findings whose cell is gone.
  *
@@ -37,10 +55,10 @@ export function firstLine(source: string | readonly string[], limit = 80): strin
  * the matching cell nearest to the stated index; else the stated index if it still exists.
  */
 export function locateFinding(
-  finding: Pick<Finding, 'cell' | 'cell_line'>,
+  finding: Pick<Finding, 'cell' | 'cell_index' | 'cell_line'>,
   sources: readonly string[]
 ): number | null {
-  const index = typeof finding.cell === 'number' ? finding.cell : null;
+  const index = cellIndexOf(finding);
   if (index === null) {
     return null;
   }
@@ -62,6 +80,21 @@ export function locateFinding(
     return best;
   }
   return inRange ? index : null;
+}
+
+/**
+ * The cell number to show beside a finding: where its cell is now (1-based), else the number
+ * the finding states (its cell is gone or moved beyond recognition), else null.
+ */
+export function shownCellNumber(
+  finding: Pick<Finding, 'cell' | 'cell_index'>,
+  located: number | null
+): number | null {
+  if (located !== null) {
+    return located + 1;
+  }
+  const index = cellIndexOf(finding);
+  return index === null ? null : index + 1;
 }
 
 export function isError(f: Pick<Finding, 'severity'>): boolean {

@@ -99,21 +99,32 @@ const plugin: JupyterFrontEndPlugin<void> = {
       app.commands.notifyCommandChanged(CommandIDs.toggleParameters);
     };
 
+    /** One notification per publish, for the state it ended in (the session calls it once). */
     const onPublishFinished = (session: AppSession, state: PublishState) => {
       const name = session.panel.context.path;
+      const show = { label: 'Show', callback: () => app.shell.activateById(panel.id) };
       if (state.phase === 'submitted') {
         const url = state.submission.url;
-        Notification.success(`${name}: submitted for review (#${state.submission.id}).`, {
-          autoClose: 8000,
-          actions: url ? [{ label: 'Open', callback: () => window.open(url, '_blank') }] : []
-        });
+        const checked =
+          state.submission.check?.state === 'passed' ? " and passed the gallery's check" : '';
+        Notification.success(
+          `${name}: submitted for review (#${state.submission.id})${checked}.`,
+          {
+            autoClose: 8000,
+            actions: url ? [{ label: 'Open', callback: () => window.open(url, '_blank') }] : []
+          }
+        );
       } else if (state.phase === 'blocked') {
         Notification.warning(
           `${name}: not published, ${state.findings.length} problem(s) to fix.`,
-          {
-            autoClose: 8000,
-            actions: [{ label: 'Show', callback: () => app.shell.activateById(panel.id) }]
-          }
+          { autoClose: 8000, actions: [show] }
+        );
+      } else if (state.phase === 'rejected') {
+        Notification.error(
+          state.error
+            ? `${name}: the gallery could not check submission #${state.submission.id}.`
+            : `${name}: submission #${state.submission.id} failed the gallery's check.`,
+          { autoClose: false, actions: [show] }
         );
       } else if (state.phase === 'failed') {
         Notification.error(`${name}: publishing failed. ${state.error}`, { autoClose: false });
@@ -131,11 +142,11 @@ const plugin: JupyterFrontEndPlugin<void> = {
         const m = new TagMarkers(nbPanel.content);
         m.tagsChanged.connect(refreshToggles);
         markers.set(nbPanel, m);
-        // error findings get a mark on their cell
+        // error findings (local, or of a failed gallery check) get a mark on their cell
         session.changed.connect(s => {
           const sources = s.cellSources();
           const cells = new Set<number>();
-          for (const f of s.report?.findings ?? []) {
+          for (const f of s.markedFindings()) {
             const at = isError(f) ? locateFinding(f, sources) : null;
             if (at !== null) {
               cells.add(at);

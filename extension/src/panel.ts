@@ -3,18 +3,18 @@
  * validation findings, publish progress, submissions) and the gallery connection.
  */
 import { Dialog, showDialog } from '@jupyterlab/apputils';
-import { NotebookPanel } from '@jupyterlab/notebook';
 import { Widget } from '@lumino/widgets';
 
 import { SubmissionItem, errorText } from './api';
 import { LabConfig } from './config';
-import { contractRows } from './contract';
+import { ContractRow, contractRows } from './contract';
 import { h } from './dom';
-import { Finding, isError, locateFinding, summarize } from './findings';
+import { Finding, isError, locateFinding, shownCellNumber, summarize } from './findings';
 import { nbappsIcon } from './icons';
+import { MetaForm } from './metaform';
 import { canCancel, progressOf } from './publish';
-import { formFromMeta, metaFromForm } from './meta';
 import { AppSession } from './session';
+import { checkLine, decisionOf, notesOf } from './submissions';
 
 class TokenBody extends Widget {
   constructor(gallery: string) {
@@ -59,8 +59,13 @@ export class NbappsPanel extends Widget {
     this.addClass('nbapps-Panel');
     this.title.icon = nbappsIcon;
     this.title.caption = 'nbapps: app view of this notebook';
-    this.node.append(this._head, this._formBox, this._body);
+    this.node.append(this._head, this._form.node, this._body);
     config.changed.connect(() => this.render(), this);
+  }
+
+  dispose(): void {
+    this._form.dispose();
+    super.dispose();
   }
 
   get session(): AppSession | null {
@@ -73,16 +78,9 @@ export class NbappsPanel extends Widget {
       return;
     }
     this._session?.changed.disconnect(this.render, this);
-    this._panelModelDisconnect?.();
     this._session = session;
     session?.changed.connect(this.render, this);
-    const model = session?.panel.content.model;
-    if (model) {
-      const onMeta = () => this._renderForm(false);
-      model.metadataChanged.connect(onMeta);
-      this._panelModelDisconnect = () => model.metadataChanged.disconnect(onMeta);
-    }
-    this._renderForm(true);
+    this._form.bind(session?.panel.content.model ?? null);
     this.render();
   }
 
@@ -161,6 +159,21 @@ export class NbappsPanel extends Widget {
     );
   }
 
+  private _submissionLink(sub: { id: string | number; url?: string | null }): HTMLElement | string {
+    return sub.url
+      ? h(
+          'a',
+          {
+            href: sub.url,
+            target: '_blank',
+            rel: 'noopener noreferrer',
+            className: 'nbapps-submission-link'
+          },
+          `#${sub.id}`
+        )
+      : `#${sub.id}`;
+  }
+
   private _publishSection(s: AppSession): HTMLElement | null {
     const state = s.publish;
     if (state.phase === 'idle') {
@@ -191,6 +204,24 @@ export class NbappsPanel extends Widget {
         )
       );
     }
+    if (state.phase === 'checking') {
+      children.push(
+        h(
+          'div',
+          { className: 'nbapps-publish-result nbapps-muted' },
+          'Submission ',
+          this._submissionLink(state.submission),
+          ' is being run by the gallery; a reviewer sees it once that run passes.'
+        ),
+        state.pollError
+          ? h(
+              'div',
+              { className: 'nbapps-muted nbapps-poll-error' },
+              `Still trying: ${state.pollError}`
+            )
+          : null
+      );
+    }
     if (state.phase === 'submitted') {
       const sub = state.submission;
       children.push(
@@ -198,24 +229,32 @@ export class NbappsPanel extends Widget {
           'div',
           { className: 'nbapps-publish-result' },
           'Submission ',
-          sub.url
-            ? h(
-                'a',
-                {
-                  href: sub.url,
-                  target: '_blank',
-                  rel: 'noopener noreferrer',
-                  className: 'nbapps-submission-link'
-                },
-                `#${sub.id}`
-              )
-            : `#${sub.id}`,
-          ` is ${sub.state ?? 'submitted'}; a reviewer will look at it.`
+          this._submissionLink(sub),
+          ` is ${(sub.state ?? 'submitted').replace(/_/g, ' ')}; a reviewer will look at it.`
         )
       );
-      if (state.warnings.length) {
+      if (state.galleryFindings.length) {
+        children.push(this._galleryFindings(s, state.galleryFindings));
+      } else if (state.warnings.length) {
         children.push(this._findingList(s, state.warnings));
       }
+    }
+    if (state.phase === 'rejected') {
+      children.push(
+        h(
+          'div',
+          { className: 'nbapps-error nbapps-check-failed' },
+          state.error
+            ? 'The gallery could not run its check of submission '
+            : 'The gallery ran submission ',
+          this._submissionLink(state.submission),
+          state.error
+            ? `${state.submission.check?.message ? `: ${state.submission.check.message}` : ''}. ` +
+                'Publish again; if it keeps happening, tell the gallery admins.'
+            : ' itself and it failed, so it cannot be approved. Fix these, then publish again:'
+        ),
+        state.findings.length ? this._galleryFindings(s, state.findings) : null
+      );
     }
     if (state.phase === 'blocked') {
       children.push(
@@ -226,7 +265,7 @@ export class NbappsPanel extends Widget {
     if (state.phase === 'failed') {
       children.push(h('div', { className: 'nbapps-error' }, state.error));
     }
-    if (!canCancel(state) && state.phase !== 'cancelling') {
+    if (!canCancel(state) && state.phase !== 'cancelling' && state.phase !== 'checking') {
       children.push(
         h(
           'button',
@@ -240,6 +279,16 @@ export class NbappsPanel extends Widget {
       { className: `nbapps-section nbapps-publish-box nbapps-phase-${state.phase}` },
       h('h3', {}, 'Publish'),
       ...children
+    );
+  }
+
+  /** Findings of the gallery's own run, marked as such. */
+  private _galleryFindings(s: AppSession, findings: readonly Finding[]): HTMLElement {
+    return h(
+      'div',
+      { className: 'nbapps-gallery-findings' },
+      h('div', { className: 'nbapps-source-label' }, "The gallery's findings"),
+      this._findingList(s, findings, 'gallery')
     );
   }
 
@@ -264,30 +313,7 @@ export class NbappsPanel extends Widget {
         'div',
         {},
         rows.length
-          ? h(
-              'table',
-              { className: 'nbapps-contract' },
-              h(
-                'thead',
-                {},
-                h('tr', {}, ...['name', 'type', 'default', 'allowed', 'help'].map(c => h('th', {}, c)))
-              ),
-              h(
-                'tbody',
-                {},
-                ...rows.map(r =>
-                  h(
-                    'tr',
-                    { 'data-name': r.name },
-                    h('td', { className: 'nbapps-mono' }, r.name),
-                    h('td', {}, r.type),
-                    h('td', { className: 'nbapps-mono' }, r.default),
-                    h('td', {}, r.allowed),
-                    h('td', {}, r.help)
-                  )
-                )
-              )
-            )
+          ? this._contractTable(rows)
           : h('p', { className: 'nbapps-muted' }, 'The parameters cell defines no parameters.'),
         ...problems.map(p => h('p', { className: 'nbapps-error' }, p))
       );
@@ -295,13 +321,46 @@ export class NbappsPanel extends Widget {
     return h('section', { className: 'nbapps-section' }, h('h3', {}, 'Parameters'), body);
   }
 
-  private _findingList(s: AppSession, findings: readonly Finding[]): HTMLElement {
+  private _contractTable(rows: ContractRow[]): HTMLElement {
+    const head = ['name', 'type', 'default', 'allowed', 'help'].map(c => h('th', {}, c));
+    return h(
+      'div',
+      { className: 'nbapps-contract-box' },
+      h(
+        'table',
+        { className: 'nbapps-contract' },
+        h('thead', {}, h('tr', {}, ...head)),
+        h(
+          'tbody',
+          {},
+          ...rows.map(r =>
+            h(
+              'tr',
+              { 'data-name': r.name },
+              h('td', { className: 'nbapps-mono' }, r.name),
+              h('td', {}, r.type),
+              h('td', { className: 'nbapps-mono' }, r.default),
+              h('td', {}, r.allowed),
+              h('td', {}, r.help)
+            )
+          )
+        )
+      )
+    );
+  }
+
+  private _findingList(
+    s: AppSession,
+    findings: readonly Finding[],
+    source: 'local' | 'gallery' = 'local'
+  ): HTMLElement {
     const sources = s.cellSources();
     return h(
       'ul',
-      { className: 'nbapps-findings' },
+      { className: `nbapps-findings nbapps-findings-${source}` },
       ...findings.map(f => {
         const at = locateFinding(f, sources);
+        const number = shownCellNumber(f, at);
         return h(
           'li',
           {
@@ -309,7 +368,9 @@ export class NbappsPanel extends Widget {
               at === null ? '' : ' nbapps-clickable'
             }`,
             'data-code': f.code,
-            'data-cell': at === null ? null : String(at),
+            'data-cell': number === null ? null : String(number),
+            'data-cell-index': at === null ? null : String(at),
+            'data-source': source,
             title: at === null ? 'About the whole notebook' : `Go to cell ${at + 1}`,
             onclick: () => void s.revealFinding(f)
           },
@@ -317,7 +378,7 @@ export class NbappsPanel extends Widget {
             'div',
             { className: 'nbapps-finding-head' },
             h('span', { className: 'nbapps-code' }, f.code),
-            at === null ? null : h('span', { className: 'nbapps-cellref' }, `cell ${at + 1}`)
+            number === null ? null : h('span', { className: 'nbapps-cellref' }, `cell ${number}`)
           ),
           h('div', { className: 'nbapps-finding-message' }, f.message),
           f.hint ? h('div', { className: 'nbapps-hint' }, f.hint) : null
@@ -347,7 +408,13 @@ export class NbappsPanel extends Widget {
   }
 
   private _submission(item: SubmissionItem): HTMLElement {
-    const comments = item.comments ?? [];
+    const decision = decisionOf(item);
+    const check = checkLine(item);
+    const notes = notesOf(item);
+    const when = (at: string | null | undefined) =>
+      at
+        ? h('span', { className: 'nbapps-muted nbapps-when' }, new Date(at).toLocaleString())
+        : null;
     return h(
       'li',
       { className: 'nbapps-submission', 'data-id': String(item.id) },
@@ -366,28 +433,43 @@ export class NbappsPanel extends Widget {
           { className: `nbapps-state nbapps-state-${item.state ?? 'unknown'}` },
           (item.state ?? 'unknown').replace(/_/g, ' ')
         ),
-        item.created_at
-          ? h('span', { className: 'nbapps-muted' }, new Date(item.created_at).toLocaleString())
-          : null
+        when(item.created_at)
       ),
-      item.comment && !comments.length
+      check
         ? h(
             'div',
-            { className: 'nbapps-comment' },
-            item.decided_by ? `${item.decided_by}: ` : '',
-            item.comment
+            {
+              className:
+                'nbapps-check-line ' + (item.state === 'failed' ? 'nbapps-error' : 'nbapps-muted')
+            },
+            check
           )
         : null,
-      ...comments.map(c =>
+      decision
+        ? h(
+            'div',
+            { className: `nbapps-decision nbapps-decision-${decision.action}` },
+            h(
+              'div',
+              { className: 'nbapps-decision-head' },
+              h('span', { className: 'nbapps-decision-label' }, decision.label),
+              when(decision.at)
+            ),
+            decision.comment
+              ? h('div', { className: 'nbapps-comment nbapps-decision-comment' }, decision.comment)
+              : null
+          )
+        : null,
+      ...notes.map(n =>
         h(
           'div',
           { className: 'nbapps-comment' },
           h(
             'span',
             { className: 'nbapps-comment-author' },
-            `${c.author ?? 'someone'}${c.action && c.action !== 'comment' ? ` (${c.action.replace(/_/g, ' ')})` : ''}: `
+            `${n.author}${n.action ? ` (${n.action.toLowerCase()})` : ''}: `
           ),
-          c.text ?? ''
+          n.text
         )
       )
     );
@@ -418,7 +500,13 @@ export class NbappsPanel extends Widget {
         ? h('p', { className: 'nbapps-muted' }, 'Press Refresh to load them from the gallery.')
         : null,
       subs && !items.length
-        ? h('p', { className: 'nbapps-muted' }, 'Nothing submitted from this notebook yet.')
+        ? h(
+            'p',
+            { className: 'nbapps-muted' },
+            subs.app
+              ? `Nothing submitted to app ${subs.app} yet.`
+              : 'Nothing submitted from this notebook yet.'
+          )
         : null,
       items.length
         ? h('ul', { className: 'nbapps-submissions' }, ...items.map(i => this._submission(i)))
@@ -518,65 +606,9 @@ export class NbappsPanel extends Widget {
     this.render();
   }
 
-  // -- metadata form ---------------------------------------------------------------------------
-
-  private _renderForm(force: boolean): void {
-    const panel: NotebookPanel | undefined = this._session?.panel;
-    const model = panel?.content.model;
-    if (!model) {
-      this._formBox.replaceChildren();
-      return;
-    }
-    if (!force && this._formBox.contains(document.activeElement)) {
-      return; // the user is typing; do not overwrite their input
-    }
-    const form = formFromMeta(model.getMetadata('nbapps'));
-    const title = h('input', {
-      className: 'jp-mod-styled nbapps-meta-title',
-      value: form.title,
-      placeholder: 'Sales by region'
-    });
-    const description = h('textarea', {
-      className: 'jp-mod-styled nbapps-meta-description',
-      rows: 3,
-      placeholder: 'What the app shows and for whom.'
-    });
-    description.value = form.description;
-    const tags = h('input', {
-      className: 'jp-mod-styled nbapps-meta-tags',
-      value: form.tags,
-      placeholder: 'sales, weekly'
-    });
-    const save = () => {
-      const current = model.getMetadata('nbapps');
-      const next = metaFromForm(current, {
-        title: title.value,
-        description: description.value,
-        tags: tags.value
-      });
-      if (JSON.stringify(next) !== JSON.stringify(current ?? {})) {
-        model.setMetadata('nbapps', next);
-      }
-    };
-    for (const el of [title, description, tags]) {
-      el.addEventListener('change', save);
-    }
-    this._formBox.replaceChildren(
-      h(
-        'section',
-        { className: 'nbapps-section nbapps-meta' },
-        h('h3', {}, 'App details'),
-        h('label', {}, 'Title', title),
-        h('label', {}, 'Description', description),
-        h('label', {}, 'Tags (comma-separated)', tags)
-      )
-    );
-  }
-
   private _session: AppSession | null = null;
   private _autoLoaded = new WeakSet<AppSession>();
-  private _panelModelDisconnect: (() => void) | null = null;
   private _head = h('div', { className: 'nbapps-head' });
-  private _formBox = h('div', {});
+  private _form = new MetaForm();
   private _body = h('div', { className: 'nbapps-body' });
 }

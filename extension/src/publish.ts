@@ -1,20 +1,33 @@
 /**
- * The "Publish app" flow as a pure state machine: save → validate → bundle → submit, with
- * cancel, driven by the snapshots of the server's publish job (`/nbapps/publish/<id>`).
+ * The "Publish app" flow as a pure state machine: save → validate → bundle → submit (the
+ * server's publish job, `/nbapps/publish/<id>`, with cancel) → check (the gallery runs the
+ * submission itself; followed through `/nbapps/submissions/<id>`). The local validation is the
+ * fast first check; the gallery's verdict is the one that counts.
  * The UI renders `PublishState`; the controller feeds it events and acts on the new state.
  */
-import { Finding } from './findings';
+import {
+  CheckedSubmission,
+  GalleryCheck,
+  checkFindings,
+  checkLabel,
+  checkOutcome
+} from './check';
+import { Finding, isError } from './findings';
 
-/** Steps as the server's publish job reports them (`step`), plus the local save. */
-export const PUBLISH_STEPS = ['save', 'validate', 'bundle', 'submit'] as const;
+/** Steps as the server's publish job reports them (`step`), the local save, the gallery check. */
+export const PUBLISH_STEPS = ['save', 'validate', 'bundle', 'submit', 'check'] as const;
 export type PublishStep = (typeof PUBLISH_STEPS)[number];
 
 export const STEP_LABELS: Record<PublishStep, string> = {
   save: 'Saving the notebook',
   validate: 'Validating and running the notebook',
   bundle: 'Building the bundle',
-  submit: 'Submitting to the gallery'
+  submit: 'Submitting to the gallery',
+  check: 'Checking on the gallery'
 };
+
+/** The job's own steps (a job never reports `save` or `check`). */
+const JOB_STEPS: readonly string[] = ['validate', 'bundle', 'submit'];
 
 export type JobState = 'queued' | 'running' | 'succeeded' | 'failed' | 'cancelled';
 
@@ -28,10 +41,14 @@ export interface JobSnapshot {
   error?: { message?: string; error?: string; hint?: string } | null;
 }
 
-export interface Submission {
+export interface Submission extends CheckedSubmission {
   id: string | number;
   url?: string | null;
   state?: string | null;
+  /** The gallery app (slug) the submission belongs to. */
+  app?: string | null;
+  number?: number | null;
+  check?: GalleryCheck | null;
   [key: string]: unknown;
 }
 
@@ -47,8 +64,18 @@ export type PublishState =
   | { phase: 'starting' }
   | { phase: 'running'; jobId: string; step: PublishStep; message: string }
   | { phase: 'cancelling'; jobId: string | null }
-  | { phase: 'submitted'; submission: Submission; warnings: Finding[] }
+  /** Submitted; the gallery is running its own check (`pollError`: the last poll failed). */
+  | {
+      phase: 'checking';
+      submission: Submission;
+      warnings: Finding[];
+      pollError: string | null;
+    }
+  /** Waiting for review. `galleryFindings`: warnings of the gallery's check, if it ran one. */
+  | { phase: 'submitted'; submission: Submission; warnings: Finding[]; galleryFindings: Finding[] }
   | { phase: 'blocked'; findings: Finding[] }
+  /** The gallery's check failed (`error`: it could not run its check at all). */
+  | { phase: 'rejected'; submission: Submission; findings: Finding[]; error: boolean }
   | { phase: 'failed'; error: string }
   | { phase: 'cancelled' };
 
@@ -58,14 +85,23 @@ export type PublishEvent =
   | { type: 'job'; job: JobSnapshot }
   | { type: 'cancel' }
   | { type: 'error'; message: string }
+  /** A fresh answer of `GET /api/submissions/<id>` for the submission being checked. */
+  | { type: 'check'; submission: Submission }
+  | { type: 'checkError'; message: string }
   | { type: 'reset' };
 
 export const IDLE: PublishState = { phase: 'idle' };
 
-const TERMINAL = new Set(['idle', 'submitted', 'blocked', 'failed', 'cancelled']);
+const TERMINAL = new Set(['idle', 'submitted', 'blocked', 'rejected', 'failed', 'cancelled']);
 
+/** A publish is under way (a new one cannot start; ending it notifies once). */
 export function isBusy(state: PublishState): boolean {
   return !TERMINAL.has(state.phase);
+}
+
+/** A new publish may start: nothing runs, or only the gallery check is being followed. */
+export function canStart(state: PublishState): boolean {
+  return !isBusy(state) || state.phase === 'checking';
 }
 
 export function canCancel(state: PublishState): boolean {
@@ -73,9 +109,7 @@ export function canCancel(state: PublishState): boolean {
 }
 
 function asStep(step: string | null | undefined): PublishStep {
-  return (PUBLISH_STEPS as readonly string[]).includes(step ?? '')
-    ? (step as PublishStep)
-    : 'validate';
+  return JOB_STEPS.includes(step ?? '') ? (step as PublishStep) : 'validate';
 }
 
 function errorText(job: JobSnapshot): string {
@@ -98,16 +132,31 @@ function finished(job: JobSnapshot): PublishState {
   const result = job.result;
   const findings = result?.report?.findings ?? [];
   if (result?.outcome === 'submitted' && result.submission) {
-    return {
-      phase: 'submitted',
-      submission: result.submission,
-      warnings: findings.filter(f => (f.severity ?? 'error') !== 'error')
-    };
+    return checked(result.submission, findings.filter(f => !isError(f)));
   }
   if (result?.outcome === 'blocked') {
-    return { phase: 'blocked', findings: findings.filter(f => (f.severity ?? 'error') === 'error') };
+    return { phase: 'blocked', findings: findings.filter(isError) };
   }
   return { phase: 'failed', error: 'The server sent a result this version does not understand.' };
+}
+
+/** The state a submission (new, or polled again) leads to, by the gallery's check. */
+function checked(submission: Submission, warnings: Finding[]): PublishState {
+  switch (checkOutcome(submission)) {
+    case 'pending':
+      return { phase: 'checking', submission, warnings, pollError: null };
+    case 'failed':
+      return { phase: 'rejected', submission, findings: checkFindings(submission), error: false };
+    case 'error':
+      return { phase: 'rejected', submission, findings: checkFindings(submission), error: true };
+    default:
+      return {
+        phase: 'submitted',
+        submission,
+        warnings,
+        galleryFindings: checkFindings(submission)
+      };
+  }
 }
 
 function jobIdOf(state: PublishState): string | null {
@@ -118,7 +167,7 @@ function jobIdOf(state: PublishState): string | null {
 export function publishReducer(state: PublishState, event: PublishEvent): PublishState {
   switch (event.type) {
     case 'start':
-      return isBusy(state) ? state : { phase: 'saving' };
+      return canStart(state) ? { phase: 'saving' } : state;
     case 'reset':
       return isBusy(state) ? state : IDLE;
     case 'saved':
@@ -132,7 +181,19 @@ export function publishReducer(state: PublishState, event: PublishEvent): Publis
     case 'cancel':
       return canCancel(state) ? { phase: 'cancelling', jobId: jobIdOf(state) } : state;
     case 'error':
-      return isBusy(state) ? { phase: 'failed', error: event.message } : state;
+      return isBusy(state) && state.phase !== 'checking'
+        ? { phase: 'failed', error: event.message }
+        : state;
+    case 'check':
+      if (
+        state.phase !== 'checking' ||
+        String(event.submission.id) !== String(state.submission.id)
+      ) {
+        return state; // not following this one (any more)
+      }
+      return checked({ ...state.submission, ...event.submission }, state.warnings);
+    case 'checkError':
+      return state.phase === 'checking' ? { ...state, pollError: event.message } : state;
     case 'job': {
       const job = event.job;
       const ours = jobIdOf(state);
@@ -177,10 +238,27 @@ export function progressOf(state: PublishState): Progress {
       return { fraction: of('validate'), label: 'Starting…' };
     case 'running':
       return { fraction: of(state.step), label: state.message };
+    case 'checking':
+      return { fraction: of('check'), label: checkLabel(state.submission.check) };
     case 'cancelling':
       return { fraction: null, label: 'Cancelling…' };
     case 'submitted':
-      return { fraction: 1, label: 'Submitted for review' };
+      return {
+        fraction: 1,
+        label: state.submission.check?.state === 'passed'
+          ? "Passed the gallery's check: submitted for review"
+          : 'Submitted for review'
+      };
+    case 'rejected': {
+      if (state.error) {
+        return { fraction: null, label: 'The gallery could not check this submission' };
+      }
+      const n = state.findings.filter(isError).length;
+      return {
+        fraction: null,
+        label: `Failed the gallery's check${n ? `: ${n} problem${n === 1 ? '' : 's'} to fix` : ''}`
+      };
+    }
     case 'blocked': {
       const n = state.findings.length;
       return { fraction: null, label: `Not published: ${n} problem${n === 1 ? '' : 's'} to fix` };

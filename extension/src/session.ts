@@ -1,7 +1,8 @@
 /**
- * The nbapps state of one open notebook: its last validation, contract, publish flow and
- * submissions, plus the actions on them. The sidebar renders the session of the current
- * notebook; commands call its actions.
+ * The nbapps state of one open notebook: its last validation, contract, publish flow (up to the
+ * gallery's verdict) and submissions, plus the actions on them. The sidebar renders the session
+ * of the current notebook; commands call its actions. Disposing the session (the notebook
+ * closes) stops every poll it runs.
  */
 import { NotebookPanel } from '@jupyterlab/notebook';
 import { ISignal, Signal } from '@lumino/signaling';
@@ -16,15 +17,32 @@ import {
   errorText,
   pollJob
 } from './api';
-import { locateFinding } from './findings';
-import { IDLE, JobSnapshot, PublishEvent, PublishState, isBusy, publishReducer } from './publish';
+import { checkKey, pollDelay } from './check';
+import { Finding, locateFinding } from './findings';
+import { KernelInfoGuard } from './kernelinfo';
+import { appSlugOf, formFromMeta } from './meta';
+import {
+  IDLE,
+  JobSnapshot,
+  PublishEvent,
+  PublishState,
+  canStart,
+  isBusy,
+  publishReducer
+} from './publish';
 import { PARAMETERS_TAG, hasTag } from './tags';
 
 export interface SessionEnv {
   galleryUrl(): string;
   executeOnValidate(): boolean;
-  /** Called when a publish flow ends (for notifications). */
+  /** Called once when a publish flow ends, with its final state (for notifications). */
   onPublishFinished?(session: AppSession, state: PublishState): void;
+}
+
+/** One following of a gallery check (stopped: no more polls). */
+interface FollowHandle {
+  stopped: boolean;
+  timer: ReturnType<typeof setTimeout> | undefined;
 }
 
 export interface ValidationView {
@@ -44,6 +62,7 @@ export class AppSession {
     const model = panel.content.model;
     model?.contentChanged.connect(this._scheduleContract, this);
     model?.metadataChanged.connect(this._scheduleContract, this);
+    this._kernelGuard = new KernelInfoGuard(panel);
     void panel.context.ready.then(() => this.refreshContract());
   }
 
@@ -83,8 +102,16 @@ export class AppSession {
     this._disposed = true;
     this._validatePoll?.stop();
     this._publishPoll?.stop();
+    this._stopFollowing();
+    this._kernelGuard.dispose();
     clearTimeout(this._contractTimer);
     Signal.clearData(this);
+  }
+
+  /** The findings to mark on cells: the last validation's, and a failed gallery check's. */
+  markedFindings(): Finding[] {
+    const gallery = this.publish.phase === 'rejected' ? this.publish.findings : [];
+    return [...(this.report?.findings ?? []), ...gallery];
   }
 
   /** Current sources of the notebook's cells, for locating findings. */
@@ -100,7 +127,11 @@ export class AppSession {
   }
 
   /** Select, reveal and briefly highlight the cell a finding points at. */
-  async revealFinding(finding: { cell?: number | null; cell_line?: string | null }): Promise<boolean> {
+  async revealFinding(finding: {
+    cell?: number | null;
+    cell_index?: number | null;
+    cell_line?: string | null;
+  }): Promise<boolean> {
     const index = locateFinding(finding, this.cellSources());
     if (index === null) {
       return false;
@@ -192,60 +223,116 @@ export class AppSession {
   private _dispatch(event: PublishEvent): void {
     const before = this.publish;
     this.publish = publishReducer(this.publish, event);
-    if (this.publish !== before) {
-      this._emit();
-      if (isBusy(before) && !isBusy(this.publish)) {
-        this._publishFinished();
-      }
+    if (this.publish === before) {
+      return;
+    }
+    this._emit();
+    if (this.publish.phase === 'checking' && before.phase !== 'checking') {
+      this._followCheck();
+    }
+    if (isBusy(before) && !isBusy(this.publish)) {
+      this._publishFinished();
     }
   }
 
-  /** Save, validate, bundle and submit; resolves with the final state. */
+  /** The current phase (a method: TypeScript narrows `this.publish` across awaits). */
+  private _phase(): PublishState['phase'] {
+    return this.publish.phase;
+  }
+
+  /** The gallery app recorded in the notebook (`metadata.nbapps.slug`), if any. */
+  get appSlug(): string | null {
+    return appSlugOf(this.panel.content.model?.getMetadata('nbapps'));
+  }
+
+  /**
+   * Save, validate, bundle, submit, then follow the gallery's own check; resolves with the final
+   * state. The first publish records the gallery app in `metadata.nbapps.slug` before saving,
+   * so the submitted notebook carries its identity.
+   */
   async publishApp(): Promise<PublishState> {
-    if (isBusy(this.publish)) {
+    if (!canStart(this.publish)) {
       return this.publish;
     }
+    this._stopFollowing();
+    this._finishRun(); // a publish still waiting for the gallery's verdict is left behind
+    const run = ++this._run;
     this._dispatch({ type: 'start' });
-    try {
-      await this.panel.context.save();
-    } catch (err) {
-      this._dispatch({ type: 'error', message: `Could not save the notebook: ${errorText(err)}` });
-      return this.publish;
-    }
-    this._dispatch({ type: 'saved' });
-    if (this.publish.phase !== 'starting') {
-      return this.publish; // cancelled while saving
-    }
+    const done = new Promise<PublishState>(resolve => (this._publishResolve = resolve));
     const gallery = this.env.galleryUrl();
     if (!gallery) {
       this._dispatch({
         type: 'error',
         message: 'No gallery URL: set it in Settings → Settings Editor → nbapps.'
       });
-      return this.publish;
+      return done;
     }
-    return new Promise<PublishState>(resolve => {
-      this._publishResolve = resolve;
-      api
-        .startJob('publish', { path: this.path, gallery_url: gallery })
-        .then(({ job }) => {
-          if (this.publish.phase === 'cancelling') {
-            void api.cancelJob('publish', job.id).catch(() => undefined);
-          }
-          this._publishPoll = pollJob<JobSnapshot>(
-            'publish',
-            job,
-            snap => {
-              if (snap.state === 'succeeded') {
-                this.adoptReport(snap.result?.report as ReportData | undefined);
-              }
-              this._dispatch({ type: 'job', job: snap });
-            },
-            err => this._dispatch({ type: 'error', message: errorText(err) })
-          );
-        })
-        .catch(err => this._dispatch({ type: 'error', message: errorText(err) }));
-    });
+    try {
+      await this._ensureAppSlug(gallery);
+    } catch (err) {
+      this._dispatch({ type: 'error', message: errorText(err) });
+      return done;
+    }
+    if (run !== this._run) {
+      return done;
+    }
+    if (this.publish.phase !== 'saving') {
+      this._dispatch({ type: 'saved' }); // cancelled meanwhile: it never started
+      return done;
+    }
+    try {
+      await this.panel.context.save();
+    } catch (err) {
+      this._dispatch({ type: 'error', message: `Could not save the notebook: ${errorText(err)}` });
+      return done;
+    }
+    this._dispatch({ type: 'saved' });
+    if (this._phase() !== 'starting') {
+      return done; // cancelled while saving
+    }
+    api
+      .startJob('publish', { path: this.path, gallery_url: gallery })
+      .then(({ job }) => {
+        if (run !== this._run) {
+          return;
+        }
+        if (this._phase() === 'cancelling') {
+          void api.cancelJob('publish', job.id).catch(() => undefined);
+        }
+        this._publishPoll = pollJob<JobSnapshot>(
+          'publish',
+          job,
+          snap => {
+            if (snap.state === 'succeeded') {
+              this.adoptReport(snap.result?.report as ReportData | undefined);
+            }
+            this._dispatch({ type: 'job', job: snap });
+          },
+          err => this._dispatch({ type: 'error', message: errorText(err) })
+        );
+      })
+      .catch(err => this._dispatch({ type: 'error', message: errorText(err) }));
+    return done;
+  }
+
+  /**
+   * Record the gallery app in the notebook if none is. The lab server proposes it: the app this
+   * notebook was published to before, else a name from the title that no other app of the
+   * user's has (two notebooks with one title are two apps).
+   */
+  private async _ensureAppSlug(gallery: string): Promise<void> {
+    const model = this.panel.content.model;
+    if (!model || this.appSlug) {
+      return;
+    }
+    const title = formFromMeta(model.getMetadata('nbapps')).title;
+    const { slug } = await api.appIdentity(this.path, gallery, title);
+    if (this.appSlug) {
+      return; // recorded meanwhile (another view of the notebook)
+    }
+    const meta = model.getMetadata('nbapps');
+    const base = meta && typeof meta === 'object' && !Array.isArray(meta) ? meta : {};
+    model.setMetadata('nbapps', { ...base, slug });
   }
 
   async cancelPublish(): Promise<void> {
@@ -266,13 +353,78 @@ export class AppSession {
     this._dispatch({ type: 'reset' });
   }
 
+  /** Poll the submission until the gallery's check ends: quickly at first, then less often. */
+  private _followCheck(): void {
+    this._stopFollowing();
+    const state = this.publish;
+    if (state.phase !== 'checking') {
+      return;
+    }
+    const id = state.submission.id;
+    const gallery = this.env.galleryUrl();
+    const follow: FollowHandle = { stopped: false, timer: undefined };
+    this._follow = follow;
+    let attempt = 0;
+    let key = checkKey(state.submission);
+    const schedule = () => {
+      if (!follow.stopped) {
+        follow.timer = setTimeout(tick, pollDelay(attempt++));
+      }
+    };
+    const tick = async () => {
+      try {
+        const sub = await api.submission(gallery, id);
+        if (follow.stopped) {
+          return;
+        }
+        if (checkKey(sub) !== key) {
+          key = checkKey(sub);
+          attempt = 0; // something moved: look again soon
+        }
+        this._dispatch({ type: 'check', submission: sub });
+      } catch (err) {
+        if (follow.stopped) {
+          return;
+        }
+        this._dispatch({ type: 'checkError', message: errorText(err) });
+      }
+      if (this._phase() === 'checking') {
+        schedule();
+      } else {
+        follow.stopped = true;
+      }
+    };
+    schedule();
+  }
+
+  private _stopFollowing(): void {
+    if (this._follow) {
+      this._follow.stopped = true;
+      clearTimeout(this._follow.timer);
+      this._follow = null;
+    }
+  }
+
   private _publishFinished(): void {
     this._publishPoll?.stop();
+    this._stopFollowing();
     const state = this.publish;
-    if (state.phase === 'submitted' || state.phase === 'blocked') {
+    if (state.phase === 'submitted' || state.phase === 'blocked' || state.phase === 'rejected') {
       void this.refreshSubmissions();
     }
-    this.env.onPublishFinished?.(this, state);
+    this._finishRun();
+  }
+
+  /** Tell the environment (once per publish) how it ended, and resolve `publishApp`. */
+  private _finishRun(): void {
+    if (this._notified === this._run) {
+      return;
+    }
+    this._notified = this._run;
+    const state = this.publish;
+    if (this._run > 0 && !isBusy(state)) {
+      this.env.onPublishFinished?.(this, state);
+    }
     this._publishResolve?.(state);
     this._publishResolve = null;
   }
@@ -341,7 +493,7 @@ export class AppSession {
     this.submissionsLoading = true;
     this._emit();
     try {
-      this.submissions = await api.submissions(this.path, gallery);
+      this.submissions = await api.submissions(this.path, gallery, this.appSlug);
       this.submissionsError = null;
     } catch (err) {
       this.submissionsError = errorText(err);
@@ -361,6 +513,11 @@ export class AppSession {
   private _validatePoll: { stop: () => void } | null = null;
   private _publishPoll: { stop: () => void } | null = null;
   private _publishResolve: ((s: PublishState) => void) | null = null;
+  private _follow: FollowHandle | null = null;
+  /** Publish runs started / notified (one notification per run). */
+  private _run = 0;
+  private _notified = 0;
+  private _kernelGuard: KernelInfoGuard;
   private _contractTimer: ReturnType<typeof setTimeout> | undefined;
   private _lastContractKey = '';
 }

@@ -15,6 +15,7 @@ from ..slugs import slugify
 from .apps import AppsMixin
 from .audit import AuditMixin
 from .db import CatalogBase, CatalogUnavailable, SchemaTooNew, open_catalog
+from .jobs import JobInfo, JobsMixin, QueueFull
 from .usage import UsageMixin
 from .users import UsersMixin
 from .values import (
@@ -32,12 +33,14 @@ from .values import (
 from .versions import VersionsMixin, normalize_tags
 
 
-class Catalog(UsersMixin, VersionsMixin, AppsMixin, AuditMixin, UsageMixin, CatalogBase):
+class Catalog(UsersMixin, VersionsMixin, JobsMixin, AppsMixin, AuditMixin, UsageMixin,
+              CatalogBase):
     """The catalog facade; see the mixins for the methods by concern."""
 
 
 __all__ = [
     "AppDetail", "AppPage", "AppSummary", "AuditEvent", "Catalog", "CatalogUnavailable",
+    "JobInfo", "QueueFull",
     "ReviewInfo", "SchemaTooNew", "Submission", "TokenInfo", "UsagePoint", "UserInfo",
     "VersionInfo", "normalize_tags", "open_catalog", "slugify",
 ]

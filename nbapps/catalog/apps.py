@@ -1,5 +1,9 @@
 """Apps: details with history, gallery listing + full-text search, tags, rollback.
 
+Curation: an admin puts apps on the front page in a given order (``featured``: 1 first) and
+files them under a ``category`` (:meth:`AppsMixin.set_curation`); the default listing order
+("featured") shows featured apps first in that order, then the others newest first.
+
 Search: the query text is split into words (letters and digits only), so quotes, ``*``,
 ``NEAR``, ``-``, ``:`` and the like are plain text and can never cause a syntax error. Words are
 AND-ed with prefix matching: SQLite FTS5 ``"w1"* "w2"*`` over ``apps_fts`` (bm25 ranking, title
@@ -15,6 +19,7 @@ from typing import Any
 from sqlalchemy import Float, Integer, func, literal_column, select, text
 from sqlalchemy.orm import Session, aliased
 
+from ..accounts import Permission, Role
 from ..errors import Conflict, NotFound, PermissionDenied, UsageError
 from ..review import State, can_rollback
 from .audit import append_event
@@ -32,7 +37,9 @@ from .versions import (
     version_query,
 )
 
-SORTS = ("relevance", "updated", "title", "views")
+SORTS = ("relevance", "featured", "updated", "title", "views")
+MAX_CATEGORY_LEN = 64
+_CATEGORY_RE = re.compile(r"[^\w-]+")
 MAX_PER_PAGE = 100
 MAX_QUERY_WORDS = 16
 _WORD_RE = re.compile(r"[^\W_]+")
@@ -51,16 +58,28 @@ def query_words(q: str | None) -> list[str]:
 def _summary_columns() -> tuple[Any, ...]:
     return (App.id, App.slug, App.title, App.description, App.tags_text, Author.name,
             App.created_at, App.updated_at, App.view_count, App.live_version_id, Live.sha256,
-            Live.number, Live.thumbnail)
+            Live.number, Live.thumbnail, App.featured, App.category)
 
 
 def _summary(row: Any) -> AppSummary:
     (app_id, slug, title, description, tags_text, author, created, updated, views, live_id,
-     live_sha, live_number, thumb) = row
+     live_sha, live_number, thumb, featured, category) = row
     return AppSummary(id=app_id, slug=slug, title=title, description=description,
                       tags=split_tags(tags_text), author=author, created_at=created,
                       updated_at=updated, views=int(views or 0), live_version_id=live_id,
-                      live_sha256=live_sha, live_number=live_number, thumbnail=thumb)
+                      live_sha256=live_sha, live_number=live_number, thumbnail=thumb,
+                      featured=featured, category=category)
+
+
+def normalize_category(value: Any) -> str | None:
+    """A category as stored: lowercased, runs of other characters → '-', at most 64
+    characters; empty or None → None. UsageError NBA331 for a non-string."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise UsageError("category must be a string or null", code="NBA331")
+    norm = _CATEGORY_RE.sub("-", fold(value).strip()).strip("-_")[:MAX_CATEGORY_LEN]
+    return norm or None
 
 
 def _base_select(*columns: Any) -> Any:
@@ -97,22 +116,24 @@ class AppsMixin(CatalogBase):
         per_page: int = 24,
         author: str | None = None,
         live_only: bool = True,
+        category: str | None = None,
     ) -> AppPage:
         """Gallery listing and search: two indexed queries (page + count), no N+1.
 
         ``q``: full-text search over title, description, tags (words AND-ed, prefix match;
         any input is safe: quotes and FTS operators are treated as text). ``tags``: apps
-        having ALL of them. ``sort``: "relevance" (default with ``q``), "updated" (default,
-        newest first), "title", "views". ``live_only``: only apps with a live version.
-        UsageError NBA100 for an unknown sort.
+        having ALL of them. ``category``: apps filed under it. ``sort``: "relevance" (default
+        with ``q``), "featured" (default: featured apps in their order, then newest first),
+        "updated" (newest first), "title", "views". ``live_only``: only apps with a live
+        version. UsageError NBA100 for an unknown sort.
         """
         words = query_words(q)
-        sort = sort or ("relevance" if words else "updated")
+        sort = sort or ("relevance" if words else "featured")
         if sort not in SORTS:
             raise UsageError(f"unknown sort {sort!r} (one of: {', '.join(SORTS)})",
                              code="NBA100")
         if sort == "relevance" and not words:
-            sort = "updated"
+            sort = "featured"
         page = max(1, int(page))
         per_page = max(1, min(int(per_page), MAX_PER_PAGE))
 
@@ -123,6 +144,8 @@ class AppsMixin(CatalogBase):
             conditions.append(Author.name == author)
         for tag in normalize_tags(tags):
             conditions.append(App.id.in_(select(AppTag.app_id).where(AppTag.tag == tag)))
+        if category:
+            conditions.append(App.category == normalize_category(category))
 
         rank: Any = None
         stmt = _base_select(*_summary_columns())
@@ -154,6 +177,8 @@ class AppsMixin(CatalogBase):
             order = [func.lower(App.title), App.title]
         elif sort == "views":
             order = [App.view_count.desc(), App.updated_at.desc()]
+        elif sort == "featured":  # featured first, in their order (NULLs last on both DBs)
+            order = [App.featured.is_(None), App.featured, App.updated_at.desc()]
         else:
             order = [App.updated_at.desc()]
         stmt = stmt.order_by(*order, App.id.desc()).limit(per_page).offset(
@@ -176,6 +201,46 @@ class AppsMixin(CatalogBase):
             max(1, min(int(limit), 10_000)))
         with self._read() as s:
             return [(tag, int(count)) for tag, count in s.execute(stmt)]
+
+    def list_categories(self, *, live_only: bool = True) -> list[tuple[str, int]]:
+        """(category, number of apps) pairs, by name."""
+        n = func.count(App.id)
+        stmt = select(App.category, n).where(App.category.is_not(None))
+        if live_only:
+            stmt = stmt.where(App.live_version_id.is_not(None))
+        stmt = stmt.group_by(App.category).order_by(App.category)
+        with self._read() as s:
+            return [(cat, int(count)) for cat, count in s.execute(stmt)]
+
+    def set_curation(self, slug: str, actor: str, *, featured: Any = ...,
+                     category: Any = ..., ip: str | None = None) -> AppDetail:
+        """Set an app's front-page position (``featured``: an integer ≥ 1, or None to take it
+        off) and/or ``category`` (None to clear); arguments left out are unchanged. Admins
+        only (NBA301); NBA331 for bad values. Audited as ``app.curate``."""
+        changes: dict[str, Any] = {}
+        if featured is not ...:
+            if featured is not None and (isinstance(featured, bool)
+                                         or not isinstance(featured, int)
+                                         or not 1 <= featured <= 1_000_000):
+                raise UsageError("featured must be a whole number from 1 (first) or null",
+                                 code="NBA331")
+            changes["featured"] = featured
+        if category is not ...:
+            changes["category"] = normalize_category(category)
+        with self._write() as s:
+            user = acting_user(s, actor)
+            if not Role.parse(user.role).can(Permission.CURATE):
+                raise PermissionDenied("only admins curate the gallery", code="NBA301")
+            app = s.scalars(select(App).where(App.slug == slug).with_for_update()).first()
+            if app is None:
+                raise NotFound(f"no app named {slug!r}")
+            for key, value in changes.items():
+                setattr(app, key, value)
+            if changes:
+                append_event(s, "app.curate", actor=user.name, target=slug, ip=ip,
+                             details=dict(changes))
+            s.flush()
+            return self._app_detail(s, slug)
 
     def rollback(self, slug: str, actor: str, comment: str = "",
                  *, ip: str | None = None) -> AppDetail:

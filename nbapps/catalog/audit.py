@@ -2,6 +2,10 @@
 
 Other repository modules add their events with :func:`append_event` inside their own
 transaction, so an action and its audit event commit (or vanish) together.
+
+Every field is bounded, whatever a caller passes: actor, action, target and address are clipped
+to their column sizes, text in ``details`` to :data:`MAX_DETAIL_TEXT` characters (a review
+comment fits; a megabyte of input does not land in the log).
 """
 from __future__ import annotations
 
@@ -18,6 +22,10 @@ from .models import AuditEventRow, utcnow
 from .values import AuditEvent
 
 _MAX = {"actor": 100, "action": 64, "target": 300, "ip": 64}
+#: longest text value kept in ``details`` (longer ones are cut and end with "…")
+MAX_DETAIL_TEXT = 20_000
+#: deepest nesting kept in ``details`` (deeper values become the text "…")
+MAX_DETAIL_DEPTH = 8
 
 
 def _clip(value: str | None, field: str) -> str | None:
@@ -27,10 +35,22 @@ def _clip(value: str | None, field: str) -> str | None:
 
 
 def _jsonable(details: dict[str, Any] | None) -> dict[str, Any]:
-    """A JSON-safe copy of ``details`` (datetimes, paths, enums become strings)."""
+    """A JSON-safe, bounded copy of ``details`` (datetimes, paths, enums become strings)."""
     if not details:
         return {}
-    return dict(json.loads(json.dumps(dict(details), default=str)))
+    return dict(_bounded(json.loads(json.dumps(_bounded(dict(details), 0), default=str)), 0))
+
+
+def _bounded(value: Any, depth: int) -> Any:
+    if isinstance(value, str):
+        return value if len(value) <= MAX_DETAIL_TEXT else value[:MAX_DETAIL_TEXT] + "\u2026"
+    if isinstance(value, dict | list | tuple) and depth >= MAX_DETAIL_DEPTH:
+        return "\u2026"
+    if isinstance(value, dict):
+        return {str(k)[:_MAX["target"]]: _bounded(v, depth + 1) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_bounded(v, depth + 1) for v in value]
+    return value
 
 
 def append_event(

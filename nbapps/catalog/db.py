@@ -27,7 +27,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from ..datadir import resolve_data_dir, resolve_db_url
+from ..datadir import prepare_sqlite_file, resolve_data_dir, resolve_db_url
 from ..errors import NbappsError
 
 if TYPE_CHECKING:
@@ -76,8 +76,8 @@ def head_revision() -> str:
 
 def _sqlite_engine(url: str, echo: bool) -> Engine:
     u = make_url(url)
-    if u.database and u.database != ":memory:":
-        Path(u.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+    if u.database and u.database != ":memory:" and not u.database.startswith("file:"):
+        prepare_sqlite_file(Path(u.database).expanduser())  # 0600, also under umask 022
     engine = create_engine(
         url, echo=echo, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000,
                                       "check_same_thread": False},

@@ -86,6 +86,22 @@ class ApiToken(Base):
     user: Mapped[User] = relationship(lazy="joined", innerjoin=True)
 
 
+class LoginSession(Base):
+    """A browser login: the signed session cookie holds its random id, the catalog only the
+    id's SHA-256. Ended (``revoked_at``) by logout, a new password, disabling the user or an
+    admin; rows past ``expires_at`` are deleted (:mod:`nbapps.catalog.sessions`)."""
+
+    __tablename__ = "sessions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    id_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_seen_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(index=True)
+    revoked_at: Mapped[datetime | None]
+
+
 class App(Base):
     __tablename__ = "apps"
 
@@ -106,6 +122,9 @@ class App(Base):
     view_count: Mapped[int] = mapped_column(BigInteger, default=0)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    # curation (migration 0004): front-page position (1 first, None: not featured) and section
+    featured: Mapped[int | None] = mapped_column(Integer, index=True)
+    category: Mapped[str | None] = mapped_column(String(64), index=True)
 
     author: Mapped[User] = relationship(lazy="raise")
     tags: Mapped[list[AppTag]] = relationship(
@@ -158,6 +177,40 @@ class Version(Base):
     __table_args__ = (
         UniqueConstraint("app_id", "sha256", name="uq_versions_app_sha256"),
         UniqueConstraint("app_id", "number", name="uq_versions_app_number"),
+    )
+
+
+class Job(Base):
+    """Work for the gallery's worker pool, durable across restarts (:mod:`nbapps.catalog.jobs`).
+
+    ``kind`` "check" is the gallery's own validation run of a submitted version; other kinds
+    (runs of approved versions) use the same queue. ``claimed_by`` + ``lease_expires_at`` let
+    several gallery replicas share the queue: a running job whose lease expires (or whose
+    claimer is gone) goes back to the queue; ``attempts`` fences a late finish of an older
+    claim. ``artifacts`` maps names to content-addressed blobs of the bundle store.
+    """
+
+    __tablename__ = "jobs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    version_id: Mapped[int | None] = mapped_column(ForeignKey("versions.id"))
+    parameters: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    state: Mapped[str] = mapped_column(String(16))
+    priority: Mapped[int] = mapped_column(Integer, default=0)
+    owner_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+    claimed_by: Mapped[str | None] = mapped_column(String(200))
+    lease_expires_at: Mapped[datetime | None]
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    result: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    artifacts: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+    __table_args__ = (
+        Index("ix_jobs_queue", "state", "kind", "priority", "id"),
+        Index("ix_jobs_version_kind", "version_id", "kind"),
     )
 
 

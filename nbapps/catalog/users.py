@@ -1,7 +1,15 @@
-"""Users, passwords, logins (with failure rate limiting) and API tokens."""
+"""Users, passwords, logins (with failure rate limiting) and API tokens.
+
+Failed logins are audited (``login.failed``) and counted from the audit log, so the limit holds
+across restarts and replicas. Refusals because of the limit are not: the first refusal of a
+window for a user name + address (or, when the per-address limit hit, for the address) writes one
+``login.throttled`` event; later ones are only counted in memory and the count goes into the
+next such event, so a password-guessing script cannot fill the audit log.
+"""
 from __future__ import annotations
 
-import hashlib
+import threading
+from collections import Counter
 from datetime import timedelta
 
 from sqlalchemy import func, select, update
@@ -12,22 +20,18 @@ from .. import accounts
 from ..accounts import Role, TooManyAttempts
 from ..errors import AuthRequired, Conflict, NotFound, UsageError
 from .audit import append_event
-from .db import CatalogBase
 from .models import ApiToken, AuditEventRow, User, utcnow
+from .sessions import SessionsMixin, end_user_sessions
 from .values import TokenInfo, UserInfo
 
 TOKEN_TOUCH_INTERVAL = timedelta(seconds=60)
+#: user name + address keys whose unrecorded throttled logins are counted (then reset)
+MAX_THROTTLE_KEYS = 10_000
 
 
 def user_info(row: User) -> UserInfo:
     return UserInfo(id=row.id, name=row.name, role=Role(row.role), created_at=row.created_at,
-                    disabled=row.disabled, session_stamp=session_stamp(row.password_hash))
-
-
-def session_stamp(password_hash: str | None) -> str:
-    """A short digest of the password hash (salted by argon2, so it tells nothing about the
-    password): what login sessions are bound to."""
-    return hashlib.sha256((password_hash or "").encode()).hexdigest()[:24]
+                    disabled=row.disabled)
 
 
 def token_info(row: ApiToken, user_name: str) -> TokenInfo:
@@ -46,7 +50,7 @@ def get_user_row(session: Session, name: str, *, for_update: bool = False) -> Us
     return row
 
 
-class UsersMixin(CatalogBase):
+class UsersMixin(SessionsMixin):
     # -- users -------------------------------------------------------------------------------
 
     def create_user(
@@ -119,13 +123,16 @@ class UsersMixin(CatalogBase):
         with self._write() as s:
             row = get_user_row(s, name, for_update=True)
             row.password_hash = pw_hash
+            end_user_sessions(s, row.id)  # every browser logged in with the old one is out
             append_event(s, "user.password", actor=actor, target=name)
 
     def disable_user(self, name: str, *, actor: str, disabled: bool = True) -> UserInfo:
-        """Disable (or re-enable) a user: no login, tokens refused. Audited."""
+        """Disable (or re-enable) a user: no login, tokens refused, sessions ended. Audited."""
         with self._write() as s:
             row = get_user_row(s, name, for_update=True)
             row.disabled = disabled
+            if disabled:
+                end_user_sessions(s, row.id)
             append_event(s, "user.disable" if disabled else "user.enable", actor=actor,
                          target=name)
             s.flush()
@@ -161,16 +168,18 @@ class UsersMixin(CatalogBase):
         or TooManyAttempts NBA309 (HTTP 429) when the user name + IP had
         ``login_max_failures`` failures (or the IP ``login_max_failures_per_ip``) within
         ``login_window_s`` seconds since its last success. Rehashes the password if argon2's
-        parameters changed.
+        parameters changed. A name longer than any user name can be is clipped first
+        (:func:`nbapps.accounts.login_name`): it never matches, and never fills the audit log.
         """
-        name = str(name)[:200]
+        name = accounts.login_name(name)
         with self._read() as s:
             per_user, per_ip = self._failures(s, name, ip)
             row = s.scalars(select(User).where(User.name == name)).first()
             user = user_info(row) if row else None
             stored_hash = row.password_hash if row else None
-        if per_user >= self.login_max_failures or per_ip >= self.login_max_failures_per_ip:
-            self._login_failed(name, ip, "throttled")
+        by_ip = per_ip >= self.login_max_failures_per_ip
+        if per_user >= self.login_max_failures or by_ip:
+            self._login_throttled(name, ip, by_ip=by_ip)
             raise TooManyAttempts(
                 f"too many failed logins; try again in {self.login_window_s // 60} minutes"
             )
@@ -191,6 +200,45 @@ class UsersMixin(CatalogBase):
         with self._write() as s:
             append_event(s, "login.failed", actor=name, target=name, ip=ip,
                          details={"reason": reason})
+
+    def _login_throttled(self, name: str, ip: str | None, *, by_ip: bool) -> None:
+        """Record the first throttled login of the window for this user name + address (or,
+        ``by_ip``, for the address whatever the name); count the others."""
+        target = "" if by_ip else name
+        key = (target, ip)
+        cutoff = utcnow() - timedelta(seconds=self.login_window_s)
+        ev = AuditEventRow
+        same_ip = ev.ip.is_(None) if ip is None else ev.ip == ip
+        recorded = select(ev.id).where(ev.action == "login.throttled", ev.target == target,
+                                       same_ip, ev.at >= cutoff).limit(1)
+        with self._read() as s:
+            already = s.scalar(recorded) is not None
+        counts = self._throttle_counts()
+        with self._throttle_lock:
+            if already:
+                if key in counts or len(counts) < MAX_THROTTLE_KEYS:
+                    counts[key] += 1
+                return
+            unrecorded = counts.pop(key, 0)
+        with self._write() as s:
+            append_event(s, "login.throttled", actor=name, target=target, ip=ip,
+                         details={"limit": "address" if by_ip else "user name and address",
+                                  "unrecorded_before": unrecorded})
+
+    _throttle_lock = threading.Lock()
+
+    def _throttle_counts(self) -> Counter[tuple[str, str | None]]:
+        """Throttled logins not written to the audit log, per key, since its last record
+        (this process only)."""
+        counts: Counter[tuple[str, str | None]] | None = getattr(self, "_throttled", None)
+        if counts is None:
+            counts = self._throttled = Counter()
+        return counts
+
+    def unrecorded_throttled_logins(self) -> int:
+        """Throttled logins this process refused without an audit row (their total)."""
+        with self._throttle_lock:
+            return sum(self._throttle_counts().values())
 
     # -- API tokens --------------------------------------------------------------------------
 

@@ -136,6 +136,8 @@ class AppSummary:
     live_sha256: str | None = None
     live_number: int | None = None
     thumbnail: str | None = None      # path inside the live bundle
+    featured: int | None = None       # front-page position (1 first); None: not featured
+    category: str | None = None       # gallery section
 
     @property
     def is_live(self) -> bool:
@@ -147,7 +149,8 @@ class AppSummary:
                 "created_at": _iso(self.created_at), "updated_at": _iso(self.updated_at),
                 "views": self.views, "live_version_id": self.live_version_id,
                 "live_sha256": self.live_sha256, "live_number": self.live_number,
-                "thumbnail": self.thumbnail}
+                "thumbnail": self.thumbnail, "featured": self.featured,
+                "category": self.category}
 
 
 @dataclass(frozen=True)

@@ -144,14 +144,22 @@ class VersionsMixin(CatalogBase):
         thumbnail: str | None = None,
         size: int | None = None,
         ip: str | None = None,
+        check: bool = False,
+        max_queued: int | None = None,
     ) -> Submission:
-        """Record a submitted bundle as a new version of app ``slug`` (created if new, the
+        """Record a submitted source as a new version of app ``slug`` (created if new, the
         submitter becoming its author) in ONE transaction with its ``submission.create`` audit
         event. Idempotent: the same app + sha256 returns the existing version with
         ``created=False`` (and no new event), whatever its state.
 
+        With ``check`` (the gallery's upload path) the version starts ``validating`` with a
+        queued check job (:mod:`nbapps.catalog.jobs`; QueueFull NBA322 when ``max_queued``
+        checks already wait, and then nothing is recorded). Without, it is recorded as
+        ``submitted`` and the values given are taken as the gallery's own (imports, seeding):
+        the gallery queues a check for it at its next start.
+
         The submitter needs the SUBMIT permission (NBA301); an existing app only takes new
-        versions from its author or an admin (NBA301). Store the bundle BEFORE calling this.
+        versions from its author or an admin (NBA301). Store the source BEFORE calling this.
         """
         check_slug(slug)
         if not isinstance(sha256, str) or not _SHA_RE.fullmatch(sha256):
@@ -167,6 +175,7 @@ class VersionsMixin(CatalogBase):
                         s, slug=slug, title=title, description=description, tags=norm_tags,
                         sha256=sha256, manifest=dict(manifest or {}), store_key=store_key,
                         submitter=submitter, thumbnail=thumbnail, size=size, ip=ip,
+                        check=check, max_queued=max_queued,
                     )
             except IntegrityError as exc:  # concurrent submit of the same app/content: retry
                 last_exc = exc
@@ -176,9 +185,12 @@ class VersionsMixin(CatalogBase):
     def _submit_tx(self, s: Session, *, slug: str, title: str, description: str,
                    tags: tuple[str, ...], sha256: str, manifest: dict[str, Any],
                    store_key: str, submitter: str, thumbnail: str | None, size: int | None,
-                   ip: str | None) -> Submission:
+                   ip: str | None, check: bool, max_queued: int | None) -> Submission:
+        from .jobs import CHECK, add_job
+
         user = acting_user(s, submitter)
-        review.transition(None, Action.SUBMIT, user.name, user.role, user.name)
+        first = review.transition(None, Action.SUBMIT, user.name, user.role, user.name)
+        state = first if check else State.SUBMITTED
         app = s.scalars(select(App).where(App.slug == slug).with_for_update()).first()
         now = utcnow()
         if app is not None:
@@ -207,10 +219,12 @@ class VersionsMixin(CatalogBase):
             app_id=app.id, number=number, sha256=sha256, title=title, description=description,
             tags_text=" ".join(tags), manifest=manifest, store_key=store_key,
             thumbnail=thumbnail, size=size, submitter_id=user.id,
-            state=State.SUBMITTED.value, created_at=now,
+            state=state.value, created_at=now,
         )
         s.add(version)
         s.flush()
+        if check:
+            add_job(s, CHECK, version_id=version.id, owner_id=user.id, max_queued=max_queued)
         append_event(s, "submission.create", actor=user.name, target=slug,
                      version_sha256=sha256, ip=ip,
                      details={"version_id": version.id, "number": number})
@@ -229,8 +243,10 @@ class VersionsMixin(CatalogBase):
             return version_info(row) if row else None
 
     def list_queue(self, *, limit: int = 100, offset: int = 0) -> list[VersionInfo]:
-        """Versions waiting for review (state submitted), oldest first."""
-        stmt = (version_query().where(Version.state == State.SUBMITTED.value)
+        """Versions waiting for a reviewer, oldest first: submitted ones, those still being
+        checked by the gallery and those whose check failed (to be sent back or rejected)."""
+        waiting = (State.SUBMITTED.value, State.VALIDATING.value, State.FAILED.value)
+        stmt = (version_query().where(Version.state.in_(waiting))
                 .order_by(Version.id).limit(_limit(limit)).offset(max(0, int(offset))))
         with self._read() as s:
             return [version_info(r) for r in s.execute(stmt)]
@@ -307,6 +323,10 @@ class VersionsMixin(CatalogBase):
             s.add(Review(version_id=version_id, actor_id=user.id, action=act.value,
                          from_state=current.state.value, to_state=new_state.value,
                          comment=comment or None, at=now))
+            if current.state is State.VALIDATING:  # withdrawn while its check waits or runs
+                from .jobs import cancel_active
+
+                cancel_active(s, version_id)
             if new_state is State.APPROVED:
                 app = s.scalars(select(App).where(App.slug == current.app_slug)
                                 .with_for_update()).one()

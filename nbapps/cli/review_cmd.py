@@ -3,8 +3,8 @@
     nbapps review list [--state STATE] [--mine]        the queue (submitted) by default
     nbapps review show ID
     nbapps review approve ID [--comment TEXT]
-    nbapps review request-changes ID [--comment TEXT]
-    nbapps review reject ID [--comment TEXT]
+    nbapps review request-changes ID --comment TEXT     what to change (required: NBA350)
+    nbapps review reject ID --comment TEXT              why (required: NBA350)
     nbapps review withdraw ID [--comment TEXT]          your own submission
     nbapps review rollback SLUG [--comment TEXT]        previous live version back
 
@@ -50,13 +50,15 @@ def register(subparsers: Any) -> None:
     add_client_options(p)
     p.set_defaults(handler=cmd_show)
 
-    for name, decision, text in (("approve", "approve", "approve (the version goes live)"),
-                                 ("reject", "reject", "reject"),
-                                 ("request-changes", "request_changes",
-                                  "send back to the author")):
+    for name, decision, text, comment_help in (
+            ("approve", "approve", "approve (the version goes live)", "comment for the author"),
+            ("reject", "reject", "reject (final)",
+             "why, for the author (required: the gallery refuses a reject without one)"),
+            ("request-changes", "request_changes", "send back to the author",
+             "what to change, for the author (required)")):
         p = sub.add_parser(name, help=text)
         p.add_argument("id", type=int)
-        p.add_argument("--comment", "-m", default="", help="comment for the author")
+        p.add_argument("--comment", "-m", default="", help=comment_help)
         add_client_options(p)
         p.set_defaults(handler=cmd_decide, decision=decision)
 

@@ -34,8 +34,11 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--log-level", choices=("DEBUG", "INFO", "WARN", "ERROR"),
                         help="log level (default INFO)")
     parser.add_argument("--set", action="append", default=[], metavar="TRAIT=VALUE",
-                        help="any other setting, e.g. --set max_upload_bytes=1000000 "
-                             "(repeatable)")
+                        help="any other setting, e.g. --set max_upload_bytes=1000000 or "
+                             "--set RuntimeConfiguration.pool_size=4 (repeatable)")
+    parser.add_argument("--help-all", action="store_true",
+                        help="list every setting (NbappsServer, RuntimeConfiguration) with its "
+                             "default, and exit")
     parser.set_defaults(handler=run)
 
 
@@ -68,6 +71,9 @@ def run(args: argparse.Namespace) -> int:
     from ..server.app import NbappsServer
 
     server = NbappsServer()
+    if getattr(args, "help_all", False):
+        server.print_help(classes=True)
+        return 0
     server.initialize(to_traitlets_argv(args))
     server.start()
     return 0

@@ -7,9 +7,12 @@
     nbapps user token NAME [--label TEXT | --list | --revoke PREFIX]
     nbapps user disable NAME [--enable]
 
-Every command takes ``--data-dir`` and ``--db-url``. Secrets (a generated password, a new token)
-are the only thing written to stdout, so ``TOKEN=$(nbapps user token ana)`` works; messages go to
-stderr. Each change is an audit event by actor ``cli:<os user>``.
+Every command takes ``--data-dir`` and ``--db-url``; the data dir is found as by every command
+(flag, ``$NBAPPS_DATA_DIR``, ``jupyter_nbapps_config.py``, default: see
+:mod:`nbapps.datadir_lookup`). Only ``add`` may create a catalog; the others say which data dir
+they looked in when the catalog or the user is missing. Secrets (a generated password, a new
+token) are the only thing written to stdout, so ``TOKEN=$(nbapps user token ana)`` works;
+messages go to stderr. Each change is an audit event by actor ``cli:<os user>``.
 """
 from __future__ import annotations
 
@@ -18,12 +21,14 @@ import getpass
 import json
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from ..accounts import Role, generate_password
-from ..catalog import Catalog, open_catalog
-from ..datadir import resolve_data_dir, resolve_db_url
-from ..errors import UsageError
+from ..catalog import Catalog
+from ..errors import NotFound, UsageError
+from .catalog_opts import add_catalog_options, open_cli_catalog
 
 
 def cli_actor() -> str:
@@ -36,10 +41,7 @@ def cli_actor() -> str:
 
 def register(subparsers: Any) -> None:
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--data-dir", help="data dir (default: $NBAPPS_DATA_DIR or the user "
-                        "data dir)")
-    common.add_argument("--db-url", help="catalog database URL (default: $NBAPPS_DB_URL or "
-                        "sqlite in the data dir)")
+    add_catalog_options(common)
 
     parser = subparsers.add_parser("user", help="manage gallery users, roles and API tokens",
                                    description=__doc__.split("\n\n")[0])
@@ -88,9 +90,16 @@ def register(subparsers: Any) -> None:
     p.set_defaults(handler=cmd_disable)
 
 
-def _open(args: argparse.Namespace) -> Catalog:
-    data_dir = resolve_data_dir(args.data_dir)
-    return open_catalog(resolve_db_url(args.db_url, data_dir))
+@contextmanager
+def _open(args: argparse.Namespace, *, create: bool = False) -> Iterator[Catalog]:
+    """The catalog (created only when ``create``); a missing user's NBA302 names the data dir."""
+    cat, location = open_cli_catalog(args, create=create)
+    try:
+        yield cat
+    except NotFound as exc:
+        raise location.missing_user(exc) from None
+    finally:
+        cat.close()
 
 
 def _read_password_stdin() -> str:
@@ -107,7 +116,7 @@ def _err(msg: str) -> None:
 
 def cmd_add(args: argparse.Namespace) -> int:
     password = _read_password_stdin() if args.password_stdin else generate_password()
-    with _open(args) as cat:
+    with _open(args, create=True) as cat:
         user = cat.create_user(args.name, args.role, password, actor=cli_actor())
     _err(f"created user {user.name} ({user.role.value})")
     if not args.password_stdin:

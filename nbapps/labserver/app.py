@@ -7,16 +7,13 @@ from typing import Any
 
 from jupyter_core.paths import jupyter_data_dir
 from jupyter_server.extension.application import ExtensionApp
-from jupyter_server.utils import url_path_join
 from traitlets import Bool, Float, Int, Unicode, default
 
 from ..errors import NbappsError
+from . import gallery as gallery_api
 from .credentials import CredentialStore
 from .jobs import Job, JobManager
 from .records import PublishRecords
-
-#: how many of a notebook's submissions the panel shows (each costs one gallery request)
-SHOWN_SUBMISSIONS = 10
 
 
 def _version() -> str:
@@ -127,51 +124,29 @@ class NbappsLabApp(ExtensionApp):
         if job.kind == "publish" and isinstance(submission, dict) and "id" in submission:
             self.records.add(job.options["gallery_url"], job.os_path, submission)
 
-    def list_submissions(self, gallery: str, token: str, os_path: Path,
-                         record: dict[str, Any] | None) -> dict[str, Any]:
-        """This notebook's submissions, newest first, with comments (runs in a thread).
-
-        The app is the slug publishing returned; for a notebook never published from this
-        server, the slug its title gives (as ``nbapps publish`` derives it).
-        """
+    def gallery_client(self, gallery: str, token: str) -> Any:
         from ..client import GalleryClient
-        from ..slugs import slugify
 
-        slug = (record or {}).get("app")
+        return GalleryClient(gallery, token, timeout=30)
+
+    def list_submissions(self, gallery: str, token: str, os_path: Path, app: str | None,
+                         ) -> dict[str, Any]:
+        """This notebook's submissions (runs in a thread): of app ``app`` (the slug the
+        front-end's model records), else the slug in the saved notebook, else the app this
+        server published the file to; never matched by title."""
+        slug = app or gallery_api.notebook_slug(os_path)
         if not slug:
-            title = _notebook_title(os_path)
-            slug = slugify(title) if title else None
-        if not slug:
-            return {"app": None, "items": []}
-        with GalleryClient(gallery, token, timeout=30) as client:
-            items = client.submissions(app=slug, mine=True)
-            items = sorted(items, key=lambda i: i.get("id", 0), reverse=True)[:SHOWN_SUBMISSIONS]
-            for item in items:
-                item.setdefault("url", url_path_join(gallery, "submissions", str(item["id"])))
-                try:
-                    detail = client.submission(int(item["id"]))
-                except Exception:  # noqa: BLE001 - comments are a nice-to-have
-                    self.log.debug("nbapps: no detail for submission %s", item.get("id"),
-                                   exc_info=True)
-                    continue
-                item["url"] = detail.get("url") or item["url"]
-                item["comments"] = _comments(detail)
-        return {"app": slug, "items": items}
+            slug = (self.records.get(gallery, str(os_path)) or {}).get("app")
+        with self.gallery_client(gallery, token) as client:
+            return gallery_api.list_submissions(client, gallery, slug)
 
+    def submission(self, gallery: str, token: str, submission_id: int) -> dict[str, Any]:
+        """One submission now: state, the gallery's check, reviews, comments (in a thread)."""
+        with self.gallery_client(gallery, token) as client:
+            return gallery_api.get_submission(client, gallery, submission_id)
 
-def _comments(detail: dict[str, Any]) -> list[dict[str, Any]]:
-    """Review decisions with a comment and plain comments, oldest first."""
-    out = [{"author": r.get("actor"), "action": r.get("action"), "text": r.get("comment"),
-            "at": r.get("at")} for r in detail.get("reviews") or [] if r.get("comment")]
-    out += [{"author": c.get("author"), "action": "comment", "text": c.get("comment"),
-             "at": c.get("at")} for c in detail.get("comments") or [] if c.get("comment")]
-    return sorted(out, key=lambda c: str(c.get("at") or ""))
-
-
-def _notebook_title(os_path: Path) -> str | None:
-    try:
-        from ..notebook import load_notebook
-
-        return load_notebook(os_path).meta.title or None
-    except Exception:  # noqa: BLE001 - an unreadable notebook has no title
-        return None
+    def choose_app(self, gallery: str, token: str, os_path: Path, title: str) -> dict[str, str]:
+        """The app slug a notebook without one is to publish to (in a thread)."""
+        record = self.records.get(gallery, str(os_path))
+        with self.gallery_client(gallery, token) as client:
+            return gallery_api.choose_app(client, os_path, title, record)

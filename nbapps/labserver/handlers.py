@@ -19,6 +19,7 @@ from jupyter_server.base.handlers import APIHandler
 from tornado import web
 
 from ..errors import NbappsError, NotFound, UsageError
+from ..slugs import is_slug
 from .credentials import normalize_gallery_url
 from .paths import fingerprint, resolve_notebook
 
@@ -69,6 +70,16 @@ class NbappsHandler(APIHandler):
                              code="NBA105")
         return resolve_notebook(root, path, allow_hidden=bool(getattr(cm, "allow_hidden",
                                                                       False)))
+
+    def gallery_and_token(self) -> tuple[str, str]:
+        """The gallery of the ``gallery`` query argument (else the server's default) and the
+        user's token for it."""
+        gallery = normalize_gallery_url(self.get_query_argument("gallery", "")
+                                        or self.lab.gallery_url)
+        token = self.lab.credentials.get(gallery)
+        if token is None:
+            raise UsageError(f"no API token stored for {gallery}", code="NBA381")
+        return gallery, token
 
     def write_json(self, data: Any, status: int = 200) -> None:
         self.set_status(status)
@@ -220,22 +231,52 @@ class PublishJobHandler(JobHandler):
 
 
 class SubmissionsHandler(NbappsHandler):
-    """Submissions of one notebook in the gallery, with their state and reviewers' comments."""
+    """Submissions of one notebook's app in the gallery: state, check, decisions, comments.
+
+    ``?path=`` the notebook, ``&app=`` its slug as the front-end's model records it (optional:
+    else the saved notebook's, else the app this server published it to). Never by title.
+    """
 
     @web.authenticated
     @authorized(action="read")
     async def get(self) -> None:
         os_path = self.notebook(self.get_query_argument("path", ""))
-        gallery = normalize_gallery_url(self.get_query_argument("gallery", "")
-                                        or self.lab.gallery_url)
-        token = self.lab.credentials.get(gallery)
-        if token is None:
-            raise UsageError(f"no API token stored for {gallery}", code="NBA381")
-        record = self.lab.records.get(gallery, str(os_path))
+        app = self.get_query_argument("app", "").strip() or None
+        if app is not None and not is_slug(app):
+            raise UsageError(f"not an app slug: {app[:100]!r}", code="NBA100")
+        gallery, token = self.gallery_and_token()
         loop = asyncio.get_running_loop()
         answer = await loop.run_in_executor(None, self.lab.list_submissions, gallery, token,
-                                            os_path, record)
+                                            os_path, app)
         self.write_json({"gallery_url": gallery, **answer})
+
+
+class SubmissionHandler(NbappsHandler):
+    """One submission as the gallery shows it now (the panel follows the gallery's check)."""
+
+    @web.authenticated
+    @authorized(action="read")
+    async def get(self, submission_id: str) -> None:
+        gallery, token = self.gallery_and_token()
+        loop = asyncio.get_running_loop()
+        answer = await loop.run_in_executor(None, self.lab.submission, gallery, token,
+                                            int(submission_id))
+        self.write_json(answer)
+
+
+class AppHandler(NbappsHandler):
+    """``?path=&title=``: the gallery app a notebook without a recorded slug publishes to."""
+
+    @web.authenticated
+    @authorized(action="read")
+    async def get(self) -> None:
+        os_path = self.notebook(self.get_query_argument("path", ""))
+        title = self.get_query_argument("title", "")[:300]
+        gallery, token = self.gallery_and_token()
+        loop = asyncio.get_running_loop()
+        answer = await loop.run_in_executor(None, self.lab.choose_app, gallery, token, os_path,
+                                            title)
+        self.write_json(answer)
 
 
 _ID = r"([0-9a-f]{32})"
@@ -249,4 +290,6 @@ ROUTES: list[tuple[str, type[NbappsHandler]]] = [
     ("/nbapps/publish", PublishJobsHandler),
     (f"/nbapps/publish/{_ID}", PublishJobHandler),
     ("/nbapps/submissions", SubmissionsHandler),
+    (r"/nbapps/submissions/([0-9]{1,18})", SubmissionHandler),
+    ("/nbapps/app", AppHandler),
 ]

@@ -1,8 +1,9 @@
-"""Which gallery app each notebook was published as (so the panel can list its submissions).
+"""Which gallery app each notebook file was published as, from this server.
 
-The gallery names apps by slug; the lab server remembers, per gallery and notebook file, the slug
-and submission ids that publishing returned. One small JSON file in the Jupyter data dir, written
-atomically; only the server process writes it.
+A notebook's app is the slug recorded in the notebook itself (``metadata.nbapps.slug``, see
+:mod:`nbapps.labserver.gallery`); these records, per gallery and notebook file, are the fallback
+for notebooks published before slugs were recorded. One small JSON file in the Jupyter data dir,
+written atomically; only the server process writes it.
 """
 from __future__ import annotations
 

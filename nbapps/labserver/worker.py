@@ -77,9 +77,12 @@ def publish(spec: dict[str, Any], events: Events) -> dict[str, Any]:
     from ..bundle import build_bundle, pack_bundle
     from ..client import GalleryClient
     from ..validate import validate_notebook
+    from .gallery import notebook_slug
 
     path = Path(spec["path"])
     gallery, token = spec["gallery_url"], spec["token"]
+    # the app is the notebook's identity, recorded at its first publish; never the title's slug
+    slug = spec.get("slug") or notebook_slug(path)
     events.progress("validate", _describe_run(path))
     report = validate_notebook(path, _settings({**spec, "execute": True}))
     if not report.ok:
@@ -91,7 +94,7 @@ def publish(spec: dict[str, Any], events: Events) -> dict[str, Any]:
     events.progress("submit", f"Submitting the bundle ({len(archive) // 1024 + 1} KiB) to "
                               f"{gallery}")
     with GalleryClient(gallery, token) as client:
-        submission = client.submit(archive, slug=spec.get("slug") or None)
+        submission = client.submit(archive, slug=slug or None)
     return {"outcome": "submitted", "submission": submission, "report": report.to_dict(),
             "bundle": {"sha256": info.sha256}}
 

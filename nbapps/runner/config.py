@@ -33,6 +33,10 @@ PACKAGE_SHARE = Path(__file__).with_name("share")
 #: Files Voilà's ``/voila/files/`` may serve from an app folder: images only, never code/data.
 FILE_ALLOWLIST = [r".*\.(png|jpg|jpeg|gif|svg)"]
 FILE_DENYLIST = [r".*\.(ipynb|py|json)", r"(.*/)?\..*"]
+#: JupyterLab extensions an app page never needs (editing, diffing, publishing, Voilà's lab
+#: preview): Voilà loads every installed one otherwise (more requests, console errors)
+LAB_ONLY_EXTENSIONS = ["@nbapps/jupyterlab", "nbdime-jupyterlab",
+                       "@voila-dashboards/jupyterlab-preview"]
 
 
 @dataclass(frozen=True)
@@ -67,8 +71,8 @@ class RunnerSettings:
     cull_connected: bool = True
     #: seconds between Voilà's heartbeat chunks while a cell runs
     http_keep_alive_timeout: int = 10
-    #: largest WebSocket message (widget state, images) in bytes
-    max_message_size: int = 64 * 1024 * 1024
+    #: largest WebSocket message from a page (widget state, images) in bytes
+    max_message_size: int = 1024 * 1024
     theme: str = "light"
     #: URL path the apps live under (the gallery's ``<base_url>apps/``); each runner is a Voilà
     #: with ``base_url=<url_prefix><slug>/``, so the URLs its front end builds go through the
@@ -92,6 +96,23 @@ class RunnerSettings:
     sandbox: bool = True
     #: folders app code must never read (the gallery's data dir); the runtime dir always is
     protected_paths: tuple[str, ...] = ()
+    # -- kernels and OS bounds (nbapps.runner.provisioner, nbapps.limits) --
+    #: fork kernels from a warm template process instead of starting each one
+    fork_kernels: bool = True
+    #: seconds a kernel start waits for the template before it is spawned instead
+    fork_timeout: float = 60.0
+    #: memory one kernel may hold (bytes, 0: none); its address space gets 1 GiB more
+    kernel_memory_limit: int = 2 * 1024 ** 3
+    #: processes and threads of one kernel (0: none)
+    kernel_max_processes: int = 128
+    #: memory of a whole runner (0: the supervisor's memory budget)
+    runner_memory_limit: int = 0
+    #: processes and threads of a whole runner (0: enough for its kernel cap and pools)
+    runner_max_processes: int = 0
+    #: size of a runner's private /dev/shm (0: the machine's, shared)
+    shm_size: int = 64 * 1024 * 1024
+    #: seconds before a kernel whose page never connected is shut down (0: never)
+    unconnected_cull_timeout: int = 45
 
 
 def fontawesome_dir() -> Path | None:
@@ -159,6 +180,7 @@ def voila_config(
     cell_timeout: float | None = None,
     has_custom: bool = True,
     fontawesome: bool = True,
+    extra: list[tuple[str, Any]] | None = None,
 ) -> str:
     """The text of the runner's ``voila.py``."""
     base_url = settings.app_base_url(slug)
@@ -194,6 +216,7 @@ def voila_config(
         ("VoilaConfiguration.http_keep_alive_timeout", settings.http_keep_alive_timeout),
         ("VoilaConfiguration.file_allowlist", FILE_ALLOWLIST),
         ("VoilaConfiguration.file_denylist", FILE_DENYLIST),
+        ("VoilaConfiguration.extension_denylist", LAB_ONLY_EXTENSIONS),
         ("VoilaConfiguration.http_header_envs", []),
         ("VoilaConfiguration.multi_kernel_manager_class",
          "nbapps.runner.voila_hooks.RunnerKernelManager"),
@@ -222,6 +245,6 @@ def voila_config(
         "from nbapps.runner.voila_hooks import make_timeout_func",
         "c = get_config()  # noqa: F821",
     ]
-    lines += [f"c.{key} = {value!r}" for key, value in values]
+    lines += [f"c.{key} = {value!r}" for key, value in [*values, *(extra or [])]]
     lines.append(f"c.VoilaExecutor.timeout_func = make_timeout_func({timeout!r})")
     return "\n".join(lines) + "\n"

@@ -92,6 +92,8 @@ class Variants:
     custom: nbformat.NotebookNode | None
     has_widget_cells: bool
     preloaded: tuple[str, ...] = ()
+    #: modules the kernel template imports (:func:`template_imports`)
+    template_imports: tuple[str, ...] = ()
 
 
 def tags(cell: Mapping[str, Any]) -> list[str]:
@@ -144,6 +146,62 @@ def imported_modules(sources: list[str]) -> list[str]:
     return list(seen)
 
 
+def _leading_imports(tree: ast.Module, out: dict[str, None]) -> bool:
+    """Add the modules of ``tree``'s leading imports to ``out``; False at the first other code."""
+    for node in tree.body:
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                out.setdefault(alias.name, None)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level or not node.module:
+                return False
+            if node.module != "__future__":
+                out.setdefault(node.module, None)
+        elif isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant):
+            continue  # a docstring
+        elif isinstance(node, ast.Expr) and _is_matplotlib_magic(node.value):
+            continue  # %matplotlib ...: selects a backend, imports nothing of the app's
+        elif isinstance(node, (ast.Assign, ast.AnnAssign)) and _literal(node.value):
+            continue  # plain literal assignments (the parameters cell)
+        else:
+            return False
+    return True
+
+
+def _literal(node: ast.expr | None) -> bool:
+    if node is None:
+        return True
+    try:
+        ast.literal_eval(node)
+    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+        return False
+    return True
+
+
+def _is_matplotlib_magic(node: ast.expr) -> bool:
+    """``get_ipython().run_line_magic('matplotlib', ...)``, what IPython makes of the magic."""
+    return (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+            and node.func.attr == "run_line_magic" and bool(node.args)
+            and isinstance(node.args[0], ast.Constant) and node.args[0].value == "matplotlib")
+
+
+def template_imports(nb: nbformat.NotebookNode) -> list[str]:
+    """The modules a runner's kernel template may import ahead: what the notebook imports
+    before it runs any code of its own (see :mod:`.forkserver` for why no further)."""
+    found: dict[str, None] = {}
+    for cell in nb.cells:
+        if cell.cell_type != "code" or not cell.source.strip():
+            continue
+        code = _python_of(cell.source)
+        try:
+            tree = ast.parse(code or "")
+        except SyntaxError:
+            break
+        if code is None or not _leading_imports(tree, found):
+            break
+    return list(found)
+
+
 def _hide(cell: nbformat.NotebookNode, hidden: bool) -> None:
     meta = cell.setdefault("metadata", {})
     jupyter = dict(meta.get("jupyter", {}) or {})
@@ -188,10 +246,11 @@ def build_variants(
     Without a ``parameters`` cell (or with an empty contract) there is no custom variant.
     """
     default, has_widgets = _clean(nb)
+    ahead = tuple(template_imports(nb))
     params_at = [i for i, c in enumerate(default.cells)
                  if c.cell_type == "code" and PARAMETERS_TAG in tags(c)]
     if not params_at or not contract:
-        return Variants(default, None, has_widgets)
+        return Variants(default, None, has_widgets, template_imports=ahead)
     at = params_at[0]
     custom, _ = _clean(nb)
     later = [c.source for c in custom.cells[at + 1:] if c.cell_type == "code"]
@@ -202,7 +261,7 @@ def build_variants(
     cells.append(_injected(wait_cell_source(contract), ROLE_WAIT))
     cells.extend(custom.cells[at + 1:])
     custom.cells = cells
-    return Variants(default, custom, has_widgets, names)
+    return Variants(default, custom, has_widgets, names, ahead)
 
 
 def is_wait_cell(cell: Mapping[str, Any]) -> bool:

@@ -8,7 +8,13 @@ A runner owns a private folder under the runtime root::
         conn/           kernel connection files (their paths identify the runner's kernels)
         jupyter/        the process's Jupyter runtime and data dirs
         status.json     written by the runner's kernel manager (kernels, pools, client classes)
+        limits.json     the OS bounds its launcher applies (:mod:`nbapps.limits`), and
+        limits-applied.json   what the launcher could apply
+        template.json   the kernel template's configuration (:mod:`.forkserver`)
     <runtime>/logs/<id>.log   the process's output (kept after the runner stops)
+
+The process is ``python -m nbapps.runner.launch`` (inside ``python -m nbapps.sandbox`` when
+confined), which applies the runner's OS bounds, starts the kernel template and becomes Voilà.
 
 Voilà listens on 127.0.0.1 on a free port with ``base_url=/apps/<slug>/`` and a random token
 that only the gallery's proxy knows; requests without it are refused by jupyter_server's
@@ -33,21 +39,25 @@ import stat
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import nbformat
 import psutil
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 
-from .. import sandbox
+from .. import limits, sandbox
 from ..contract import ParameterContract
 from ..errors import BundleError, NbappsError
+from ..files import make_read_only, remove_tree
 from ..processes import kill_processes
+from .admission import Admissions, Lease
 from .config import TEMPLATE_NAME, RunnerSettings, voila_config
 from .env import runner_environment
+from .kernel_setup import KernelSetup, kernel_setup
 from .notebook_variants import CUSTOM_NAME, DEFAULT_NAME, VARIANT_NAMES, build_variants
 
 log = logging.getLogger("nbapps.runner")
@@ -105,6 +115,9 @@ class RunnerStats:
     """A sample of a runner's processes (from /proc via psutil) and its status file."""
 
     rss: int = 0
+    #: memory actually used: the sum of PSS (a page shared by forked kernels counts once,
+    #: split between them; the RSS sum counts it in each), RSS where PSS cannot be read
+    memory: int = 0
     processes: int = 0
     kernels: int = 0
     in_use: int = 0
@@ -112,6 +125,10 @@ class RunnerStats:
     client_classes: list[str] = field(default_factory=list)
     #: when the runner wrote the status this sample read (wall clock)
     time: float = 0.0
+
+
+#: /proc/<pid>/smaps_rollup (Linux 4.14+) makes PSS cheap to read
+_HAS_PSS = os.path.exists(f"/proc/{os.getpid()}/smaps_rollup")
 
 
 def free_port() -> int:
@@ -133,29 +150,6 @@ def _copy_read_only(src: Path, dest: Path) -> None:
                                   code="NBA204")
         for name in files:
             shutil.copyfile(Path(root) / name, dest / rel / name)
-
-
-def make_read_only(path: Path) -> None:
-    """Files 0444, folders 0555 (folders last so the walk can still list them)."""
-    for root, dirs, files in os.walk(path, topdown=False):
-        for name in files:
-            os.chmod(Path(root) / name, 0o444)
-        for name in dirs:
-            os.chmod(Path(root) / name, 0o555)
-    os.chmod(path, 0o555)
-
-
-def remove_tree(path: Path) -> None:
-    """Remove a runner folder, read-only parts included."""
-    if not path.exists():
-        return
-    for root, dirs, _files in os.walk(path):
-        for name in dirs:
-            with contextlib.suppress(OSError):
-                os.chmod(Path(root) / name, 0o755)
-    with contextlib.suppress(OSError):
-        os.chmod(path, 0o755)
-    shutil.rmtree(path, ignore_errors=True)
 
 
 def read_app(app_dir: Path) -> tuple[nbformat.NotebookNode, list[dict[str, Any]], str]:
@@ -199,6 +193,9 @@ class Runner:
         share_dir: Path,
         *,
         fontawesome: bool = True,
+        cgroups: limits.CgroupSupport | None = None,
+        memory_budget: int = 0,
+        kernel_cap: int = 40,
     ) -> None:
         self.release = release
         self.settings = settings
@@ -220,6 +217,8 @@ class Runner:
         self.state = RunnerState.STARTING
         self.info: AppInfo | None = None
         self.started_at = 0.0
+        #: when Voilà first answered over HTTP, and when the runner was ready (monotonic)
+        self.http_at = 0.0
         self.ready_at = 0.0
         self.last_used = time.monotonic()
         self.active_requests = 0
@@ -228,8 +227,14 @@ class Runner:
         #: page renders in flight (the proxy queues the others, see RunnerSettings.renders)
         self.render_slots = asyncio.Semaphore(settings.renders())
         self.queued_renders = 0
+        self._admissions = Admissions(self, self.render_slots, settings.max_queued_renders)
         self.stats = RunnerStats()
         self.health_failures = 0
+        #: the runner's cgroup (None: the machine gives none; rlimits only)
+        self.cgroup = cgroups.runner_paths(runtime_root, self.id) if cgroups else None
+        self.memory_budget = memory_budget
+        self.kernel_cap = kernel_cap
+        self.template_imports: list[str] = []
 
     # -- identity ----------------------------------------------------------------------------
     @property
@@ -258,6 +263,15 @@ class Runner:
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
+
+    # -- admission leases (the proxy's way in; nbapps.runner.admission) ----------------------
+    def hold(self, kind: Literal["request", "socket"]) -> Lease:
+        """A lease counting a request in flight or a connected page until released."""
+        return self._admissions.hold(kind)
+
+    async def render_slot(self) -> Lease:
+        """A lease on one of the runner's page renders (waits in its queue; RunnerBusy)."""
+        return await self._admissions.render_slot()
 
     def busy(self) -> bool:
         """Whether viewers still use this runner (requests in flight or pages connected)."""
@@ -295,6 +309,7 @@ class Runner:
         _copy_read_only(src, self.app_dir)
         nb, params, _name = read_app(self.app_dir)
         variants = build_variants(nb, params)
+        self.template_imports = list(variants.template_imports)
         nbformat.write(variants.default, str(self.app_dir / DEFAULT_NAME))
         if variants.custom is not None:
             nbformat.write(variants.custom, str(self.app_dir / CUSTOM_NAME))
@@ -311,13 +326,19 @@ class Runner:
         )
         return self.info
 
-    def _write_config(self) -> Path:
+    def kernel_setup(self, python: str) -> KernelSetup:
+        return kernel_setup(
+            self.settings, runner_dir=self.dir, app_dir=self.app_dir, python=python,
+            cgroup=self.cgroup, memory_budget=self.memory_budget, kernel_cap=self.kernel_cap,
+            template_imports=self.template_imports, sandboxed=self._sandboxed())
+
+    def _write_config(self, setup: KernelSetup) -> Path:
         assert self.info is not None
         text = voila_config(
             self.settings, slug=self.slug, port=self.port, token=self.token,
             root_dir=self.app_dir, connection_dir=self.conn_dir, status_path=self.status_path,
             cell_timeout=self.info.cell_timeout, has_custom=self.info.has_custom,
-            fontawesome=self.fontawesome,
+            fontawesome=self.fontawesome, extra=setup.voila,
         )
         path = self.config_dir / "voila.py"
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -329,7 +350,9 @@ class Runner:
     def spawn(self) -> None:
         """Start the Voilà process (after :meth:`prepare`)."""
         self.port = free_port()
-        self._write_config()
+        python = self.settings.python or sys.executable
+        setup = self.kernel_setup(python)
+        self._write_config(setup)
         env = runner_environment(
             jupyter_path=str(self.share_dir), config_dir=str(self.config_dir),
             runtime_dir=str(self.dir / "jupyter" / "runtime"),
@@ -341,10 +364,16 @@ class Runner:
         for name, folder in (("HOME", self.dir / "home"), ("TMPDIR", self.dir / "tmp")):
             folder.mkdir(parents=True, exist_ok=True)
             env[name] = str(folder)
-        python = self.settings.python or sys.executable
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        cmd = self._confined([python, "-m", "voila", "--no-browser",
-                              f"--Voila.config_file_paths={[str(self.config_dir)]!r}"], python)
+        launch = [python, "-m", "nbapps.runner.launch", "--runner-dir", str(self.dir)]
+        if setup.template is not None:
+            setup.template.dump(self.dir / "template.json")
+            launch += ["--template", str(self.dir / "template.json")]
+        (self.dir / "limits.json").write_text(setup.launch.to_json(), encoding="utf-8")
+        env[limits.ENV_VAR] = str(self.dir / "limits.json")
+        cmd = self._confined([*launch, "--", python, "-m", "voila", "--no-browser",
+                              f"--Voila.config_file_paths={[str(self.config_dir)]!r}"], python,
+                             write=setup.write)
         with open(self.log_path, "ab") as out:
             self.proc = subprocess.Popen(  # noqa: S603 (fixed argv, no shell)
                 cmd, cwd=str(self.dir), env=env, stdin=subprocess.DEVNULL, stdout=out,
@@ -353,7 +382,10 @@ class Runner:
         self.started_at = time.monotonic()
         log.info("runner %s: started voila pid %s on port %s", self.id, self.proc.pid, self.port)
 
-    def _confined(self, argv: list[str], python: str) -> list[str]:
+    def _sandboxed(self) -> bool:
+        return self.settings.sandbox and sandbox.available()
+
+    def _confined(self, argv: list[str], python: str, write: Sequence[str] = ()) -> list[str]:
         """``argv`` in the Landlock sandbox (unless turned off or not available here)."""
         if not self.settings.sandbox:
             return argv
@@ -361,7 +393,7 @@ class Runner:
             _warn_no_sandbox()
             return argv
         return sandbox.command(
-            argv, read=[self.share_dir], write=[self.dir], python=python,
+            argv, read=[self.share_dir], write=[self.dir, *write], python=python,
             protect=[self.runtime_root, *self.settings.protected_paths])
 
     def read_status(self) -> dict[str, Any]:
@@ -417,6 +449,7 @@ class Runner:
             if not http_ok:
                 http_ok = await self.check_health(timeout=2.0)
                 if http_ok:
+                    self.http_at = time.monotonic()
                     # Voilà has read its configuration: the token no longer needs to be on disk.
                     (self.config_dir / "voila.py").unlink(missing_ok=True)
             if http_ok and self.pools_ready(rendered=rendered):
@@ -453,6 +486,10 @@ class Runner:
                 pass
         for p in find_processes_mentioning(str(self.dir)):
             procs.setdefault(p.pid, p)
+        if self.cgroup is not None:
+            for pid in limits.cgroup_pids(self.cgroup.dirs()):
+                with contextlib.suppress(psutil.Error):
+                    procs.setdefault(pid, psutil.Process(pid))
         return list(procs.values())
 
     async def stop(self, *, remove: bool = True) -> None:
@@ -474,6 +511,8 @@ class Runner:
                     os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait(timeout=5)
         kill_processes(self.processes())
+        if self.cgroup is not None:
+            limits.release_cgroup(self.cgroup.dirs())
         if remove:
             remove_tree(self.dir)
         log.info("runner %s stopped", self.id)
@@ -482,6 +521,7 @@ class Runner:
     def sample(self) -> RunnerStats:
         """Memory and kernels of this runner (blocking, a few ms: run in a thread)."""
         rss = 0
+        memory = 0
         procs = 0
         kernels = 0
         if self.alive() and self.pid:
@@ -492,14 +532,19 @@ class Runner:
                 tree = []
             for p in tree:
                 try:
-                    rss += p.memory_info().rss
-                    procs += 1
+                    info = p.memory_full_info() if _HAS_PSS else p.memory_info()
                 except psutil.Error:
-                    continue
+                    try:
+                        info = p.memory_info()
+                    except psutil.Error:
+                        continue
+                rss += info.rss
+                memory += getattr(info, "pss", info.rss)
+                procs += 1
             kernels = max(procs - 1, 0)
         status = self.read_status()
         self.stats = RunnerStats(
-            rss=rss, processes=procs, kernels=int(status.get("kernels", kernels)),
+            rss=rss, memory=memory, processes=procs, kernels=int(status.get("kernels", kernels)),
             in_use=int(status.get("in_use", 0)), pools=dict(status.get("pools", {})),
             client_classes=list(status.get("client_classes", [])),
             time=float(status.get("time", 0.0)),

@@ -4,14 +4,15 @@ It lives in the gallery's tornado event loop; the gallery sets it as its ``runti
 :func:`nbapps.server.proxy.proxy_routes`. One slot per app slug holds the live runner (serving new
 requests), the runner being started, and old runners draining after a switch.
 
-- **First request**: :meth:`Supervisor.route` resolves the slug (the gallery's ``resolve``
-  callable gives the approved release), starts a runner in the background and answers
+- **First request**: :meth:`Supervisor.route` resolves the slug (the gallery's
+  :class:`~.source.AppSource` gives the approved release), starts a runner in the background
+  and answers
   ``STARTING``: the proxy shows a page that reloads itself, never a hang or a 502.
 - **Health**: every ``sample_interval`` the runners' processes are sampled (RSS, kernels, pool
   status); a dead process or ``health_failures`` failed health checks in a row is a crash: the
   runner is stopped and restarted with backoff while the app is still wanted.
 - **Limits**: a page request is refused with ``BUSY`` (the proxy answers 503 + Retry-After) when
-  the app has ``max_kernels_per_app`` kernels in use, or when the runners' total RSS plus one
+  the app has ``max_kernels_per_app`` kernels in use, or when the runners' memory (PSS) plus one
   kernel would exceed ``memory_budget``. Starting a runner evicts idle runners first if needed.
 - **Idle**: a runner without requests or connected pages for ``idle_timeout`` is stopped.
 - **Switch** (:meth:`Supervisor.deploy`): a new approved version gets its own runner, started
@@ -20,18 +21,18 @@ requests), the runner being started, and old runners draining after a switch.
   URLs are routed by kernel id) and stops when unused or after ``drain_timeout``.
 - **Shutdown**: :meth:`Supervisor.close` stops every runner. State is kept in the runtime folder
   so that after a SIGKILL of the gallery the next :meth:`Supervisor.start` stops the orphans
-  (:mod:`.orphans`).
+  (:mod:`.orphans`) and removes their cgroups.
+- **OS bounds**: at start the supervisor finds out whether runners can have cgroups here
+  (:func:`nbapps.limits.detect_cgroups`); each runner then gets its own, with per-kernel leaves.
 """
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import functools
-import inspect
 import logging
 import socket
 import time
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
@@ -41,13 +42,13 @@ import psutil
 from tornado import netutil
 from tornado.httpclient import AsyncHTTPClient
 
+from .. import limits
 from .config import RunnerSettings, prepare_share
 from .orphans import clear_state, owner_alive, reap_orphans, write_state
 from .process import AppRelease, Runner, RunnerError, RunnerState
+from .source import AppSource, Resolver, as_source
 
 log = logging.getLogger("nbapps.runner")
-
-Resolver = Callable[[str], "Awaitable[AppRelease | None] | AppRelease | None"]
 
 
 class LoopbackResolver(netutil.Resolver):
@@ -76,7 +77,7 @@ class SupervisorSettings:
     health_failures: int = 3
     #: kernels in use by pages (pooled kernels not counted) per app before BUSY
     max_kernels_per_app: int = 40
-    #: total RSS of all runners and kernels in bytes; 0 means half of the physical memory
+    #: memory (PSS) of all runners and kernels in bytes; 0 means half of the physical memory
     memory_budget: int = 0
     #: memory one more kernel is assumed to need when checking the budget
     kernel_memory_estimate: int = 160 * 1024 * 1024
@@ -90,6 +91,10 @@ class SupervisorSettings:
     start_wait: float = 0.0
     #: runner logs (``<runtime>/logs``) older than this many days are deleted at start
     log_days: float = 7.0
+    #: give each runner (and kernel) a cgroup when the machine allows it
+    cgroups: bool = True
+    #: a cgroup v2 folder delegated to the gallery (empty: the gallery's own cgroup)
+    cgroup_parent: str = ""
 
     def budget(self) -> int:
         if self.memory_budget > 0:
@@ -161,9 +166,12 @@ class AppSlot:
 class Supervisor:
     """Runs one standalone Voilà runner per live app version (see the module docstring)."""
 
-    def __init__(self, settings: SupervisorSettings, resolve: Resolver) -> None:
+    def __init__(self, settings: SupervisorSettings, source: AppSource | Resolver) -> None:
         self.settings = settings
-        self._resolve_fn = resolve
+        self.source = as_source(source)
+        #: where runners get cgroups (None: rlimits only), found at :meth:`start`
+        self.cgroups: limits.CgroupSupport | None = None
+        self.cgroups_reason = "not started"
         self._slots: dict[str, AppSlot] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self._task: asyncio.Task[None] | None = None
@@ -191,6 +199,14 @@ class Supervisor:
                               code="NBA403")
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(None, reap_orphans, rt)
+        if self.settings.cgroups:
+            self.cgroups, self.cgroups_reason = limits.detect_cgroups(self.settings.cgroup_parent)
+            await loop.run_in_executor(None, limits.reap_groups, self.cgroups, rt, set())
+        else:
+            self.cgroups, self.cgroups_reason = None, "turned off"
+        if self.cgroups is None:
+            log.info("app runners get no cgroups (%s): kernels are bounded by rlimits only",
+                     self.cgroups_reason)
         await loop.run_in_executor(None, _prune_logs, rt / "logs", self.settings.log_days)
         self._share, self._fontawesome = prepare_share(rt)
         write_state(rt, [])
@@ -214,6 +230,7 @@ class Supervisor:
         runners = [r for s in self._slots.values() for r in s.runners()]
         await asyncio.gather(*(r.stop() for r in runners), return_exceptions=True)
         self._slots.clear()
+        limits.remove_groups(self.cgroups, self.runtime_dir)
         clear_state(self.runtime_dir)
         if self.http is not None:
             self.http.close()
@@ -221,10 +238,7 @@ class Supervisor:
 
     # -- routing (called by the proxy) -----------------------------------------------------------
     async def _resolve(self, slug: str) -> AppRelease | None:
-        result = self._resolve_fn(slug)
-        if inspect.isawaitable(result):
-            result = await result
-        return result  # type: ignore[return-value]
+        return await self.source.resolve(slug)
 
     async def slot_for(self, slug: str) -> AppSlot | None:
         """The slot of ``slug``, resolving the app's live release on first use."""
@@ -315,39 +329,45 @@ class Supervisor:
         if in_use >= s.max_kernels_per_app:
             return (f"It has reached its limit of {s.max_kernels_per_app} simultaneous "
                     "viewers.")
-        if self.total_rss() + s.kernel_memory_estimate > s.budget():
+        if self.total_memory() + s.kernel_memory_estimate > s.budget():
             return "The server has reached its memory budget for apps."
         return None
 
     def total_rss(self) -> int:
         return sum(r.stats.rss for s in self._slots.values() for r in s.runners())
 
+    def total_memory(self) -> int:
+        """Memory used by all runners (PSS: forked kernels' shared pages count once)."""
+        return sum(r.stats.memory for s in self._slots.values() for r in s.runners())
+
     # -- starting and switching -----------------------------------------------------------------
     def _new_runner(self, release: AppRelease) -> Runner:
         assert self._share is not None, "Supervisor.start() was not called"
         return Runner(release, self.settings.runner, self.runtime_dir, self._share,
-                      fontawesome=self._fontawesome)
+                      fontawesome=self._fontawesome, cgroups=self.cgroups,
+                      memory_budget=self.settings.budget(),
+                      kernel_cap=self.settings.max_kernels_per_app)
 
     def _room_for_runner(self, slot: AppSlot) -> str | None:
         """Make room in the memory budget for a new runner (evict idle ones) or say why not."""
         s = self.settings
         need = s.kernel_memory_estimate * (1 + s.runner.pool_size + s.runner.custom_pool_size)
-        if self.total_rss() + need <= s.budget():
+        if self.total_memory() + need <= s.budget():
             return None
         idle = sorted((o.live for o in self._slots.values()
                        if o is not slot and o.live is not None and not o.live.busy()),
                       key=lambda r: r.last_used)
         freed = 0
         for r in idle:
-            if self.total_rss() - freed + need <= s.budget():
+            if self.total_memory() - freed + need <= s.budget():
                 break
-            freed += r.stats.rss
+            freed += r.stats.memory
             other = self._slots.get(r.slug)
             if other is not None and other.live is r:
                 other.live = None
             log.info("evicting idle runner %s to make room for %s", r.id, slot.slug)
             asyncio.ensure_future(r.stop())
-        if self.total_rss() - freed + need <= s.budget():
+        if self.total_memory() - freed + need <= s.budget():
             return None
         return "The server has reached its memory budget for apps."
 
@@ -361,6 +381,10 @@ class Supervisor:
         if refused:
             return refused
         slot.starting = asyncio.ensure_future(self._start_runner(slot, slot.release, warm=False))
+        # a failed start is logged by _start_runner; requests may stop waiting before it ends,
+        # so mark its exception retrieved (else "Task exception was never retrieved")
+        slot.starting.add_done_callback(
+            lambda t: None if t.cancelled() else t.exception())
         return None
 
     async def _start_runner(self, slot: AppSlot, release: AppRelease, *, warm: bool) -> None:
@@ -568,7 +592,8 @@ class Supervisor:
                     "slug": slot.slug, "version": r.release.version, "runner": r.id,
                     "state": r.state.value, "pid": r.pid, "port": r.port,
                     "kernels": r.stats.kernels, "kernels_in_use": r.stats.in_use,
-                    "rss": r.stats.rss, "active_requests": r.active_requests,
+                    "rss": r.stats.rss, "memory": r.stats.memory,
+                    "active_requests": r.active_requests,
                     "open_websockets": r.open_websockets, "failures": slot.failures,
                 })
         return out

@@ -5,6 +5,9 @@
   use :mod:`nbapps.kernel`'s manager, whose client polls in short slices (the missed wake-up fix),
   and it writes a small status file (kernels, which are pooled, the client class in use) that the
   supervisor reads instead of asking Voilà over HTTP (Voilà has no kernel listing route).
+  It also shuts down, after ``unconnected_cull_timeout`` seconds, the kernels of pages that never
+  connected (a page GET takes a kernel; a client that never opens the page's WebSocket, a
+  script or a crawler, would otherwise hold it until the idle cull, 10 minutes later).
 - :func:`make_timeout_func` gives Voilà's executor a per-cell timeout so a page never hangs,
   except for the injected wait-for-request cell, which waits in a pooled kernel for as long as
   no viewer comes.
@@ -16,6 +19,7 @@ import json
 import os
 import time
 from collections.abc import Callable
+from datetime import datetime, timezone
 from typing import Any
 
 from jupyter_server.services.kernels.kernelmanager import AsyncMappingKernelManager
@@ -64,6 +68,11 @@ class RunnerKernelManager(AsyncMappingKernelManager):
         2, config=True,
         help="Pool kernels started or pre-running their notebook at the same time (at most).",
     )
+    unconnected_cull_timeout = Integer(
+        45, config=True,
+        help="Seconds after which a page's kernel that no WebSocket ever connected to (and that "
+             "did nothing meanwhile) is shut down; 0: never.",
+    )
 
     @default("kernel_manager_class")
     def _default_kernel_manager_class(self) -> str:
@@ -74,11 +83,64 @@ class RunnerKernelManager(AsyncMappingKernelManager):
         self._starting_preheats = 0
         self._last_status = ""
         self._status_cb: PeriodicCallback | None = None
+        self._cull_cb: PeriodicCallback | None = None
+        self._connected: set[str] = set()
+        self._unpooled_since: dict[str, float] = {}
+        self.unconnected_culled = 0
 
     def _ensure_status_loop(self) -> None:
         if self._status_cb is None and self.status_path:
             self._status_cb = PeriodicCallback(self.write_status, self.status_interval * 1000)
             self._status_cb.start()
+        if self._cull_cb is None and self.unconnected_cull_timeout > 0:
+            every = max(1.0, min(5.0, self.unconnected_cull_timeout / 4))
+            self._cull_cb = PeriodicCallback(self._cull_unconnected, every * 1000)
+            self._cull_cb.start()
+
+    def notify_connect(self, kernel_id: str) -> None:
+        self._connected.add(kernel_id)
+        super().notify_connect(kernel_id)
+
+    async def _cull_unconnected(self) -> None:
+        """Shut down page kernels that no page ever connected to (see the module docstring)."""
+        limit = self.unconnected_cull_timeout
+        now = time.monotonic()
+        pooled = self._pooled_ids() | self._pending_pool_ids()
+        for kid in list(self._unpooled_since):
+            if kid not in self._kernels:
+                self._unpooled_since.pop(kid, None)
+                self._connected.discard(kid)
+        for kid, km in list(self._kernels.items()):
+            if kid in pooled or kid in self._connected:
+                self._unpooled_since.pop(kid, None)
+                continue
+            since = self._unpooled_since.setdefault(kid, now)
+            if now - since < limit or getattr(km, "execution_state", "") == "busy":
+                continue
+            last = getattr(km, "last_activity", None)
+            if isinstance(last, datetime):
+                quiet = (datetime.now(timezone.utc) - last).total_seconds()
+                if quiet < limit:
+                    continue
+            self.log.info("kernel %s: its page never connected in %ss; shutting it down", kid,
+                          limit)
+            self.unconnected_culled += 1
+            self._unpooled_since.pop(kid, None)
+            try:
+                await self.shutdown_kernel(kid)
+            except Exception as exc:  # noqa: BLE001 - already gone, say
+                self.log.warning("kernel %s: cull failed: %s", kid, exc)
+
+    def _pending_pool_ids(self) -> set[str]:
+        """Kernels a pool is still starting (their pool task has not finished)."""
+        ids: set[str] = set()
+        for pool in (getattr(self, "_pools", None) or {}).values():
+            if any(not task.done() for task in pool):
+                # a starting pool kernel is not known by id yet: spare every kernel that is
+                # still starting (no connection file read by a page can exist for it)
+                ids |= {kid for kid, km in self._kernels.items()
+                        if getattr(km, "execution_state", "") in ("starting", "")}
+        return ids
 
     def _pooled_ids(self) -> set[str]:
         ids: set[str] = set()
@@ -164,6 +226,9 @@ class RunnerKernelManager(AsyncMappingKernelManager):
             "client_classes": clients,
             "kernel_manager_classes": managers,
             "kernel_manager_class": self.kernel_manager_class,
+            "unconnected_culled": self.unconnected_culled,
+            "forked": sorted(kid for kid, k in self._kernels.items()
+                             if getattr(getattr(k, "provisioner", None), "forked", False)),
         }
 
     def write_status(self) -> None:

@@ -2,12 +2,16 @@
 
     runtime = make_runtime(ctx)            # ctx: nbapps.server.context.ServerContext
 
-The resolver maps an app slug to its live approved version: the bundle is extracted once per
-content hash into ``<data_dir>/runtime/bundles/<sha256>`` (temp folder + rename, never
-modified afterwards); runners copy it read-only into their own folder.
+The resolver maps an app slug to its live approved version: its stored **source** (``app.ipynb``
+and the files it declares, nothing else of what the client uploaded; DESIGN.md decision 7) is
+extracted once per source hash into ``<data_dir>/runtime/sources/<sha256>`` with a
+``manifest.json`` the gallery writes (the notebook's name and the gallery-derived contract;
+temp folder + rename, never modified afterwards); runners copy it read-only into their own
+folder. So the bytes approved are the bytes that run.
 """
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from collections.abc import Awaitable, Callable
@@ -15,26 +19,33 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import NotFound
+from ..jobs.source import runner_manifest, source_ref
 from .process import AppRelease
 from .supervisor import Supervisor, SupervisorSettings
 
 
-def _extract(store: Any, sha256: str, folder: Path) -> None:
+def _extract(store: Any, version: Any, root: Path) -> Path:
+    """The folder holding ``version``'s source and gallery manifest (extracted if missing)."""
+    sha, key = source_ref(version)
+    folder = root / sha
     if (folder / "manifest.json").is_file():
-        return
-    folder.parent.mkdir(parents=True, exist_ok=True)
+        return folder
+    root.mkdir(parents=True, exist_ok=True)
     tmp = folder.with_name(f".{folder.name}.{os.getpid()}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
-    store.extract(sha256, tmp)
+    source = store.extract_source(sha, tmp, key)
+    (tmp / "manifest.json").write_text(json.dumps(runner_manifest(version, source.sha256)),
+                                       encoding="utf-8")
     try:
         os.replace(tmp, folder)
     except OSError:  # another process extracted it first
         shutil.rmtree(tmp, ignore_errors=True)
+    return folder
 
 
 def catalog_resolver(ctx: Any) -> Callable[[str], Awaitable[AppRelease | None]]:
     """``resolve(slug)`` for :class:`Supervisor` from the gallery's catalog and bundle store."""
-    bundles = Path(ctx.data_dir) / "runtime" / "bundles"
+    sources = Path(ctx.data_dir) / "runtime" / "sources"
 
     async def resolve(slug: str) -> AppRelease | None:
         try:
@@ -43,10 +54,8 @@ def catalog_resolver(ctx: Any) -> Callable[[str], Awaitable[AppRelease | None]]:
             return None
         if detail.live is None:
             return None
-        sha = detail.live.sha256
-        folder = bundles / sha
-        await ctx.run(_extract, ctx.store, sha, folder)
-        return AppRelease(slug, sha, folder)
+        folder = await ctx.run(_extract, ctx.store, detail.live, sources)
+        return AppRelease(slug, detail.live.sha256, folder)
 
     return resolve
 

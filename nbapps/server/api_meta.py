@@ -55,7 +55,7 @@ def openapi_document(routes: list[Route], base_url: str = "/") -> dict[str, Any]
                        "schema": {"type": "integer" if p == "id" else "string"}}
                       for p in route.params]
             params += [{"name": q.name, "in": "query", "required": q.required,
-                        "description": q.description, "schema": {"type": q.type}}
+                        "description": q.description, "schema": q.schema()}
                        for q in op.query]
             entry: dict[str, Any] = {
                 "operationId": f"{route.name}-{method.lower()}",

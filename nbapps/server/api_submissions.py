@@ -1,4 +1,8 @@
-"""JSON API of submissions: upload, list, show, decide, withdraw, comment."""
+"""JSON API of submissions: upload, list, show, decide, withdraw, comment, re-check.
+
+Every submission carries ``check``, the gallery's own check run of its stored source (DESIGN.md
+decision 7), as :data:`CHECK_DOC` describes.
+"""
 from __future__ import annotations
 
 import os
@@ -10,8 +14,10 @@ from tornado import web
 
 from ..accounts import Permission
 from ..errors import TooLarge, UsageError
+from ..review import State
 from .authz import Requirement
 from .base import APIHandler
+from .review_data import check_dict, check_view, view_of
 from .routes import Op, Param
 from .submissions import (
     add_comment,
@@ -25,6 +31,19 @@ from .views import int_arg, is_reviewer, version_for
 
 #: JSON bodies of the non-upload API are small
 MAX_JSON_BODY = 1024 * 1024
+
+
+#: the ``check`` object of every submission in this API (OpenAPI summaries quote it)
+CHECK_DOC = (
+    "Each submission has `check`, the gallery's own run of its stored source: "
+    '`{"state": "none|queued|running|passed|failed|error", "queue_position": int|null '
+    '(1 = next, while queued), "findings": [{"code", "severity", "message", "cell" (1-based) '
+    '|null, "cell_line", "hint"}], "runs": [{"label", "parameters", "ok", "seconds", "cells": '
+    '[{"cell" (1-based), "first_line", "seconds"}]}], "started_at", "finished_at"}`. '
+    "A new submission is `validating` until its check ends; then `submitted` (passed: ready "
+    "for review) or `failed` (error findings: it cannot be approved). `none`: a version "
+    "stored by an earlier nbapps, not checked yet."
+)
 
 
 def submission_url(handler: APIHandler, version_id: int) -> str:
@@ -46,14 +65,18 @@ class SubmissionsHandler(APIHandler):
     docs: ClassVar[dict[str, Op]] = {
         "GET": Op("List submissions: reviewers see all, analysts their own.", query=(
             Param("state", description="submitted | approved | changes_requested | rejected | "
-                  "withdrawn"),
+                  "withdrawn", enum=tuple(s.value for s in State)),
             Param("mine", "boolean", "only my own submissions"),
             Param("app", description="only versions of this app (slug)"),
             Param("page", "integer"), Param("per_page", "integer"),
         )),
-        "POST": Op("Submit a bundle archive (the output of `nbapps bundle`, tar.gz). "
-                   "Identical content returns the existing submission (200 instead of 201).",
-                   query=(Param("slug", description="app slug (default: from the manifest)"),),
+        "POST": Op("Submit an app: a tar.gz holding `app.ipynb` and the data files it "
+                   "declares (what `nbapps publish` sends; a whole `nbapps bundle` archive is "
+                   "accepted too, its other files ignored). Answers 201 at once with state "
+                   "`validating` and the queued `check`; identical content returns the "
+                   "existing submission (200). A full check queue: 429 NBA322. " + CHECK_DOC,
+                   query=(Param("slug",
+                                description="app slug (default: from the notebook's title)"),),
                    body="application/gzip", ok=201),
     }
 
@@ -120,9 +143,10 @@ class SubmissionsHandler(APIHandler):
                                     ip=self.client_ip())
         self.ctx.changed()
         v = result.version
+        check = await self.ctx.run(check_view, self.ctx, v)
         body = {"id": v.id, "url": submission_url(self, v.id), "state": v.state.value,
                 "created": result.created, "app": v.app_slug, "number": v.number,
-                "sha256": v.sha256}
+                "sha256": v.sha256, "check": check_dict(check)}
         self.write_json(body, status=201 if result.created else 200)
 
     def get(self) -> None:
@@ -135,7 +159,9 @@ class SubmissionsHandler(APIHandler):
         submitter = user.name if (mine or not is_reviewer(self.ctx, user)) else None
         items = self.ctx.catalog.list_versions(state=state, submitter=submitter, app_slug=app,
                                                limit=per, offset=(page - 1) * per)
-        self.write_json({"items": [v.to_dict() for v in items], "page": page, "per_page": per})
+        checks = self.ctx.catalog.latest_jobs([v.id for v in items])
+        self.write_json({"items": [{**v.to_dict(), "check": check_dict(view_of(checks.get(v.id)))}
+                                   for v in items], "page": page, "per_page": per})
 
 
 class _JSONPost(APIHandler):
@@ -149,8 +175,9 @@ class _JSONPost(APIHandler):
 class SubmissionHandler(APIHandler):
     permissions: ClassVar[dict[str, Requirement]] = {"GET": Permission.SUBMIT}
     docs: ClassVar[dict[str, Op]] = {
-        "GET": Op("One submission with its manifest, review history and comments "
-                  "(reviewers and its author)."),
+        "GET": Op("One submission with its manifest (derived by the gallery from the source; "
+                  "a client's own validation summary only under `client_claim`), `check`, "
+                  "review history and comments (reviewers and its author). " + CHECK_DOC),
     }
 
     def get(self, id: str) -> None:
@@ -158,6 +185,7 @@ class SubmissionHandler(APIHandler):
         v = version_for(self.ctx, user, int(id))
         out = v.to_dict(with_manifest=True)
         out["url"] = submission_url(self, v.id)
+        out["check"] = check_dict(check_view(self.ctx, v))
         out["reviews"] = [r.to_dict() for r in self.ctx.catalog.list_reviews(v.id)]
         out["comments"] = [{**c, "at": c["at"].isoformat()} for c in comments_of(self.ctx, v.id)]
         self.write_json(out)
@@ -224,3 +252,39 @@ class CommentsHandler(_JSONPost):
         out = await add_comment(self, user, int(id), body.get("comment"))
         out["at"] = out["at"].isoformat()
         self.write_json(out, status=201)
+
+
+class CheckHandler(_JSONPost):
+    """The gallery's check of one submission: read it, or queue it again."""
+
+    permissions: ClassVar[dict[str, Requirement]] = {
+        "GET": Permission.SUBMIT, "POST": Permission.REVIEW,
+    }
+    docs: ClassVar[dict[str, Op]] = {
+        "GET": Op("The `check` of a submission (reviewers and its author). " + CHECK_DOC),
+        "POST": Op("Queue the check of a `failed` or `submitted` version again (reviewers and "
+                   "admins); it waits in `validating` for the new verdict. 409 NBA305 while it "
+                   "is being checked; 429 NBA322 when the queue is full.",
+                   body="application/json", ok=202,
+                   body_schema={"type": "object", "properties": {}}),
+    }
+
+    def get(self, id: str) -> None:
+        user = self.require_user()
+        v = version_for(self.ctx, user, int(id))
+        self.write_json(check_dict(check_view(self.ctx, v)))
+
+    async def post(self, id: str) -> None:
+        user = self.require_user()
+        self.json_body()
+        checks = self.ctx.checks
+        v = await self.ctx.run(self.ctx.catalog.recheck, int(id), user.name,
+                               max_queued=checks.queue_max if checks is not None else None,
+                               ip=self.client_ip())
+        self.ctx.changed()
+        if checks is not None:
+            checks.notify()
+        out = v.to_dict()
+        out["url"] = submission_url(self, v.id)
+        out["check"] = check_dict(await self.ctx.run(check_view, self.ctx, v))
+        self.write_json(out, status=202)

@@ -107,10 +107,12 @@ class UserHandler(APIHandler):
     }
     docs: ClassVar[dict[str, Op]] = {
         "GET": Op("One user with their tokens."),
-        "PATCH": Op("Change a user's role and/or disable or enable them.",
+        "PATCH": Op("Change a user's role and/or disable or enable them; `end_sessions: true` "
+                    "logs them out everywhere (their API tokens stay valid).",
                     body="application/json", body_schema={
                         "type": "object", "properties": {"role": {"type": "string"},
-                                                         "disabled": {"type": "boolean"}}}),
+                                                         "disabled": {"type": "boolean"},
+                                                         "end_sessions": {"type": "boolean"}}}),
     }
 
     def get(self, name: str) -> None:
@@ -122,6 +124,9 @@ class UserHandler(APIHandler):
     async def patch(self, name: str) -> None:
         user = self.require_user()
         body = self.json_body()
+        end_sessions = body.get("end_sessions", False)
+        if not isinstance(end_sessions, bool):
+            raise UsageError("end_sessions must be true or false", code="NBA331")
         info = self.ctx.catalog.get_user(name)
         if "role" in body:
             if not isinstance(body["role"], str):
@@ -133,8 +138,12 @@ class UserHandler(APIHandler):
                 raise UsageError("disabled must be true or false", code="NBA331")
             info = await self.ctx.run(self.ctx.catalog.disable_user, name, actor=user.name,
                                       disabled=body["disabled"])
+        out = info.to_dict()
+        if end_sessions:
+            out["sessions_ended"] = await self.ctx.run(
+                self.ctx.catalog.end_sessions, name, actor=user.name, ip=self.client_ip())
         self.ctx.identity.invalidate()
-        self.write_json(info.to_dict())
+        self.write_json(out)
 
 
 class UserTokensHandler(APIHandler):
@@ -191,7 +200,8 @@ class AuditHandler(APIHandler):
     docs: ClassVar[dict[str, Op]] = {
         "GET": Op("Audit events, newest first; `format=jsonl` exports every event, oldest "
                   "first, as JSON lines.", query=(
-                      Param("format", description="json (default) | jsonl"),
+                      Param("format", description="json (default) | jsonl",
+                            enum=("json", "jsonl")),
                       Param("limit", "integer"), Param("before_id", "integer"),
                       Param("actor"), Param("action"), Param("target"),
                       Param("since", description="ISO 8601 date-time"),

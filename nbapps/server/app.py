@@ -25,18 +25,23 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from tornado import httpserver, netutil, web
+from tornado import netutil, web
 from traitlets import Bool, Dict, Float, Integer, List, TraitError, Unicode, default, validate
 from traitlets.config import Application
 
 from .. import __version__
 from ..catalog import open_catalog
-from ..datadir import resolve_data_dir, resolve_db_url
+from ..datadir import resolve_db_url, secure_data_dir
+from ..datadir_lookup import locate_data_dir
+from ..runner.settings import RuntimeConfiguration
 from ..store import open_store
 from .api_meta import Metrics, openapi_json
+from .app_tickets import AppTickets
+from .app_tickets import redact as redact_ticket
 from .authz import Authorizer
 from .context import STATIC_DIR, ResultCache, ServerContext, ServerOptions, make_template_env
 from .fallback import NotFoundHandler, StaticHandler
+from .forwarded import make_http_server
 from .identity import CatalogUsers, IdentityProvider, load_or_create_secret
 from .logs import configure_logging
 from .routes import normalize_base_url, route_table, tornado_rules
@@ -51,6 +56,8 @@ CONFIG_FILE_NAME = "jupyter_nbapps_config"
 class NbappsServer(Application):
     name = "nbapps-serve"
     description = "Serve the nbapps gallery: catalog, review workflow, pages and JSON API."
+    #: configurables of the server's parts (listed by --help-all, settable on the command line)
+    classes = [RuntimeConfiguration]
     version = __version__
 
     aliases = {
@@ -83,7 +90,13 @@ class NbappsServer(Application):
                             "a prefix (e.g. /team/gallery/): pages, API, static files, cookies "
                             "and apps (<base_url>apps/<slug>/) all live under it.")
     xheaders = Bool(False, config=True,
-                    help="Trust X-Forwarded-For/-Proto from a reverse proxy in front.")
+                    help="Behind a reverse proxy: take the client address from X-Forwarded-For "
+                         "(see trusted_proxy_hops) and the scheme from X-Forwarded-Proto.")
+    trusted_proxy_hops = Integer(1, config=True,
+                                 help="With xheaders: how many reverse proxies in front append "
+                                      "to X-Forwarded-For. The client address is the entry the "
+                                      "outermost of them appended (1: the last entry); what a "
+                                      "client writes before it, and X-Real-Ip, are ignored.")
     trusted_origins = List(Unicode(), config=True,
                            help="Other origins allowed to send state-changing requests.")
     shutdown_timeout = Float(10.0, config=True,
@@ -140,17 +153,38 @@ class NbappsServer(Application):
     serve_apps = Bool(True, config=True,
                       help="Serve live apps under /apps/<slug>/ with standalone Voila runners "
                            "(False: /apps/ answers 'runtime not available').")
+    # deprecated aliases of RuntimeConfiguration traits (DEPRECATED_RUNTIME_ALIASES), one release
     app_pool_size = Integer(2, config=True,
-                            help="Preheated kernels per app for default-parameter pages.")
+                            help="Deprecated: use RuntimeConfiguration.pool_size.")
     app_custom_pool_size = Integer(1, config=True,
-                                   help="Preheated kernels per app for custom-parameter pages.")
-    app_sandbox = Bool(True, config=True,
-                       help="Confine app runners and their kernels with Linux Landlock, so app "
-                            "code cannot read the gallery's data dir (cookie secret, catalog, "
-                            "other apps' bundles). Without Landlock (not Linux, or blocked) "
-                            "runners start unconfined and a warning is logged.")
+                                   help="Deprecated: use RuntimeConfiguration.custom_pool_size.")
+    app_sandbox = Bool(True, config=True, help="Deprecated: use RuntimeConfiguration.sandbox.")
     app_cell_timeout = Float(60.0, config=True,
-                             help="Seconds an app cell may run before the page ends with an error.")
+                             help="Deprecated: use RuntimeConfiguration.cell_timeout.")
+    app_ticket_lifetime = Float(7200.0, config=True,
+                                help="Seconds an open app page's ticket stays valid: its "
+                                     "credential for its own assets, kernel and widgets (apps "
+                                     "run sandboxed, without the viewer's session; README, "
+                                     "'App isolation').")
+
+    # -- the gallery's own check of submissions (DESIGN.md decision 7) -----------------------------
+    check_workers = Integer(config=True,
+                            help="Checks run at once (each a confined subprocess running the "
+                                 "submitted notebook); default: one per core. 0: this gallery "
+                                 "runs none (another replica sharing the catalog does).")
+    check_queue_max = Integer(100, config=True,
+                              help="Checks that may wait in the queue; more submissions are "
+                                   "refused with NBA322 (HTTP 429) until it drains.")
+    check_cell_timeout = Float(300.0, config=True,
+                               help="Most seconds one cell may run in a check (a notebook's own "
+                                    "metadata.nbapps.timeout applies when lower).")
+    check_total_timeout = Float(900.0, config=True,
+                                help="Most seconds one check may take, all its runs (default "
+                                     "and test parameters) together; then its processes are "
+                                     "killed and it fails with NBA323.")
+    check_unchecked_versions = Bool(True, config=True,
+                                    help="At start, queue a check for every version recorded "
+                                         "without one (stored by an earlier nbapps).")
 
     #: the app runtime (runners + proxy): set by the runner module before start; see
     #: :meth:`make_runtime`. None: /apps/<slug>/ answers "runtime not available".
@@ -161,6 +195,10 @@ class NbappsServer(Application):
     @default("log_level")
     def _log_level_default(self) -> int:
         return logging.INFO
+
+    @default("check_workers")
+    def _check_workers_default(self) -> int:
+        return os.cpu_count() or 1
 
     @validate("base_url")
     def _valid_base_url(self, proposal: Any) -> str:
@@ -174,6 +212,7 @@ class NbappsServer(Application):
     def initialize(self, argv: list[str] | None = None) -> None:
         self.parse_command_line(argv)
         cl_config = self.config
+        self._cli_data_dir = (cl_config.get("NbappsServer") or {}).get("data_dir") or None
         self.load_config_file(CONFIG_FILE_NAME, path=self.config_file_paths())
         if self.config_file:
             folder, name = os.path.split(os.path.abspath(self.config_file))
@@ -195,8 +234,16 @@ class NbappsServer(Application):
         """Configure the ``nbapps`` loggers (the CLI owns logging; the library never does)."""
         configure_logging(self.log_style, self.log_level)
 
+    _cli_data_dir: str | None = None
+
     def resolved_data_dir(self) -> Path:
-        return resolve_data_dir(self.data_dir or None)
+        """``--data-dir`` (or a value set in code), else ``$NBAPPS_DATA_DIR``, else the config
+        files' ``data_dir``, else the default: the order of every command
+        (:mod:`nbapps.datadir_lookup`)."""
+        merged = (self.config.get("NbappsServer") or {}).get("data_dir") or ""
+        if self.data_dir and (self.data_dir != merged or self._cli_data_dir):
+            return locate_data_dir(self.data_dir).path
+        return locate_data_dir(None, config=(merged, "config") if merged else None).path
 
     def make_runtime(self, ctx: ServerContext) -> Any:
         """Hook for the app runtime; returns ``self.runtime`` (None by default).
@@ -207,24 +254,49 @@ class NbappsServer(Application):
         subclass declaring its ``permissions``). ``start([ctx])`` and ``stop()``/``close()``
         (sync or async) are called with the server's lifecycle.
         """
+        config = self.runtime_configuration()
         if self.runtime is not None or not self.serve_apps:
             return self.runtime
-        from ..runner import RunnerSettings, SupervisorSettings
-        from ..runner.wiring import make_runtime
+        from ..runner.supervisor import Supervisor
+        from .app_source import CatalogAppSource
 
-        runner = RunnerSettings(pool_size=self.app_pool_size,
-                                custom_pool_size=self.app_custom_pool_size,
-                                cell_timeout=self.app_cell_timeout,
-                                url_prefix=f"{self.base_url}apps/", sandbox=self.app_sandbox,
-                                protected_paths=(str(Path(ctx.data_dir).resolve()),))
-        return make_runtime(ctx, SupervisorSettings(runtime_dir=Path(ctx.data_dir) / "runtime",
-                                                    runner=runner))
+        runner = config.runner_settings(
+            url_prefix=f"{self.base_url}apps/",
+            protected_paths=(str(Path(ctx.data_dir).resolve()),
+                             *([self.config_file] if self.config_file else [])))
+        settings = config.supervisor_settings(Path(ctx.data_dir) / "runtime", runner=runner)
+        return Supervisor(settings, CatalogAppSource(ctx))
+
+    _runtime_configuration: RuntimeConfiguration | None = None
+
+    def runtime_configuration(self) -> RuntimeConfiguration:
+        """The app runtime's settings (``c.RuntimeConfiguration``), deprecated aliases applied.
+
+        An ``app_*`` trait set to something other than its default still counts (with a
+        warning) unless the new name is set too; the check pool's ``app_sandbox`` follows
+        ``RuntimeConfiguration.sandbox``.
+        """
+        if self._runtime_configuration is not None:
+            return self._runtime_configuration
+        config = RuntimeConfiguration(parent=self)
+        explicit = self.config.get("RuntimeConfiguration", {}) \
+            if "RuntimeConfiguration" in self.config else {}
+        for old, new in DEPRECATED_RUNTIME_ALIASES.items():
+            value = getattr(self, old)
+            if value == self.traits()[old].default():
+                continue
+            log.warning("NbappsServer.%s is deprecated: use RuntimeConfiguration.%s", old, new)
+            if new not in explicit:
+                setattr(config, new, value)
+        self.app_sandbox = config.sandbox
+        self._runtime_configuration = config
+        return config
 
     def build_context(self) -> ServerContext:
-        data_dir = self.resolved_data_dir()
-        data_dir.mkdir(parents=True, exist_ok=True)
+        data_dir = secure_data_dir(self.resolved_data_dir())  # 0700, secrets 0600
         db_url = resolve_db_url(self.db_url or None, data_dir)
         catalog = open_catalog(db_url)
+        catalog.forget_expired_sessions()
         catalog.login_max_failures = self.login_max_failures
         catalog.login_window_s = self.login_window_seconds
         store = open_store(self.store_url or None, data_dir)
@@ -251,14 +323,33 @@ class NbappsServer(Application):
             log.info("removed %d leftover upload file(s) of an interrupted run", removed,
                      extra={"removed": removed})
         ctx.runtime = self.make_runtime(ctx)
+        ctx.checks = self.make_check_pool(ctx)
         return ctx
+
+    def make_check_pool(self, ctx: ServerContext) -> Any:
+        """The pool of check workers (:mod:`nbapps.jobs.pool`), confined like app runners."""
+        from ..jobs.pool import CheckPool
+        from ..jobs.worker import CheckSettings
+
+        settings = CheckSettings(
+            data_dir=Path(ctx.data_dir), workers=max(0, self.check_workers),
+            queue_max=self.check_queue_max, cell_timeout=self.check_cell_timeout,
+            total_timeout=self.check_total_timeout,
+            sandbox=self.runtime_configuration().sandbox,
+            check_unchecked=self.check_unchecked_versions,
+            protected_paths=tuple([self.config_file] if self.config_file else []))
+        return CheckPool(settings, ctx.catalog, ctx.store, on_change=ctx.changed)
 
     def make_app(self, ctx: ServerContext) -> web.Application:
         base = ctx.options.base_url
         routes = route_table(ctx.runtime)
         rules: list[Any] = []
+        secret = load_or_create_secret(ctx.data_dir)
+        tickets = AppTickets.from_secret(secret, lifetime=self.app_ticket_lifetime)
         if ctx.runtime is not None and getattr(ctx.runtime, "handler_class", None) is None:
             # the runner's reverse proxy takes /apps/<slug>/...; it asks authorize_app first
+            from .app_frame import frame_url_of
+            from .app_pages import AppPages
             from .pages_apps import authorize_app
             from .proxy import proxy_routes
             from .usage import UsageRecorder
@@ -267,7 +358,9 @@ class NbappsServer(Application):
                 ctx.metrics.watch_runtime(ctx.runtime)
             self.usage = UsageRecorder(ctx)
             rules = list(proxy_routes(ctx.runtime, authorize_app, prefix=f"{base}apps",
-                                      observe=self.usage))
+                                      observe=self.usage, tickets=tickets,
+                                      pages=AppPages(ctx.templates),
+                                      frame_url=frame_url_of(ctx.options)))
             routes = [r for r in routes if r.name != "app-runtime"]
         static_paths = [*self.static_paths, str(STATIC_DIR)]
         settings: dict[str, Any] = {
@@ -275,11 +368,13 @@ class NbappsServer(Application):
             "runtime": ctx.runtime,
             "nbapps_routes": routes,
             "nbapps_openapi": openapi_json(routes, base),
-            "cookie_secret": load_or_create_secret(ctx.data_dir),
+            "cookie_secret": secret,
+            "nbapps_tickets": tickets,
             "xsrf_cookies": True,
             # cookies stay under the base URL: behind a shared proxy (JupyterHub, Binder) they
-            # never reach the other services of the same host
-            "xsrf_cookie_kwargs": {"httponly": False, "samesite": "Strict", "path": base},
+            # never reach the other services of the same host; no script reads the XSRF cookie
+            # (forms carry the token), so it is HttpOnly like the session
+            "xsrf_cookie_kwargs": {"httponly": True, "samesite": "Strict", "path": base},
             "cross_origin_protection": True,
             "trusted_origins": list(self.trusted_origins),
             "static_path": static_paths[-1],
@@ -308,7 +403,9 @@ class NbappsServer(Application):
         base = self.base_url
         if status < 400 and handler.request.path.startswith((f"{base}static/", f"{base}healthz")):
             level = logging.DEBUG
-        access_log.log(level, "%s %s %d %.1fms", handler.request.method, handler.request.path,
+        level = _expected_answer_level(handler, status, level)
+        access_log.log(level, "%s %s %d %.1fms", handler.request.method,
+                       redact_ticket(handler.request.path),
                        status, ms, extra={
                            "status": status, "duration_ms": round(ms, 2),
                            "user": getattr(user, "name", None),
@@ -328,15 +425,21 @@ class NbappsServer(Application):
         sockets = netutil.bind_sockets(self.port, self.ip)
         self.bound_port = sockets[0].getsockname()[1]
         # forms and JSON bodies are small; the upload handler raises its own limit in prepare()
-        server = httpserver.HTTPServer(app, xheaders=self.xheaders,
-                                       max_body_size=self.max_request_bytes,
-                                       idle_connection_timeout=120)
+        server = make_http_server(app, xheaders=self.xheaders,
+                                  trusted_proxy_hops=self.trusted_proxy_hops,
+                                  max_body_size=self.max_request_bytes,
+                                  idle_connection_timeout=120)
         server.add_sockets(sockets)
         if install_signals and threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGTERM, signal.SIGINT):
                 self.loop.add_signal_handler(sig, self._on_signal, sig)
         runtime = ctx.runtime
         await _lifecycle(runtime, ("start",), ctx)
+        if ctx.checks is not None:
+            ctx.checks.start()
+            # "serving at" means the queue is recovered: versions recorded later are not
+            # mistaken for ones left without a check
+            await self.loop.run_in_executor(None, ctx.checks.wait_ready, 60.0)
         host = self.ip if ":" not in self.ip else f"[{self.ip}]"
         url = f"http://{host}:{self.bound_port}{self.base_url}"
         self.url = url
@@ -360,6 +463,8 @@ class NbappsServer(Application):
                     await self.usage.flush()
                 except Exception:  # noqa: BLE001 - shutdown goes on; counts are not vital
                     log.exception("app usage not written at shutdown")
+            if ctx.checks is not None:  # running checks go back to the queue
+                await self.loop.run_in_executor(None, ctx.checks.stop)
             await _lifecycle(runtime, ("stop", "close"))
             ctx.executor.shutdown(wait=True, cancel_futures=True)
             ctx.catalog.close()
@@ -378,6 +483,25 @@ class NbappsServer(Application):
 
     def start(self) -> None:
         asyncio.run(self.serve())
+
+
+#: old trait of NbappsServer -> its RuntimeConfiguration trait (kept for one release)
+DEPRECATED_RUNTIME_ALIASES = {
+    "app_pool_size": "pool_size", "app_custom_pool_size": "custom_pool_size",
+    "app_sandbox": "sandbox", "app_cell_timeout": "cell_timeout",
+}
+
+
+def _expected_answer_level(handler: web.RequestHandler, status: int, level: int) -> int:
+    """The access-log level of an answer a handler planned: its ``access_log_level`` if set;
+    else a 503 with ``Retry-After`` (an app starting, busy or backing off: the cause of a
+    failure is logged where it happens) is INFO, not ERROR."""
+    planned = getattr(handler, "access_log_level", None)
+    if isinstance(planned, int):
+        return planned
+    if status == 503 and "Retry-After" in handler._headers:
+        return logging.INFO
+    return level
 
 
 async def _lifecycle(runtime: Any, names: tuple[str, ...], *args: Any) -> None:

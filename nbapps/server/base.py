@@ -28,8 +28,10 @@ from ..errors import (
     PermissionDenied,
     TooLarge,
 )
+from .app_isolation import from_untrusted_context
 from .authz import Requirement
 from .identity import WebUser
+from .routes import Param
 
 if TYPE_CHECKING:
     from .context import ServerContext
@@ -43,6 +45,8 @@ PAGE_CSP = (
     "frame-ancestors 'none'"
 )
 API_CSP = "default-src 'none'; frame-ancestors 'none'; sandbox"
+#: deepest nesting of arrays/objects accepted in a JSON request body (NBA331 beyond)
+MAX_JSON_DEPTH = 32
 
 
 def coded_error(message: str, code: str, status: int) -> NbappsError:
@@ -87,6 +91,9 @@ class BaseHandler(web.RequestHandler):
     permissions: ClassVar[Mapping[str, Requirement]] = {}
     #: "page" or "api": chooses the error format and the anonymous behaviour
     kind: ClassVar[str] = "page"
+    #: query parameters with a type or a list of values, per method (API handlers declare them
+    #: in ``docs``, which also feeds OpenAPI): a value that does not fit is NBA331
+    query_params: ClassVar[Mapping[str, tuple[Param, ...]]] = {}
 
     route_name: str = ""
 
@@ -119,6 +126,8 @@ class BaseHandler(web.RequestHandler):
             if user is None:
                 raise AuthRequired("API token invalid or revoked", code="NBA310")
             return user
+        if from_untrusted_context(self.request):  # an app page or another site: no session
+            return None
         return self.ctx.identity.user_from_cookie(self)
 
     def check_xsrf_cookie(self) -> None:
@@ -140,7 +149,10 @@ class BaseHandler(web.RequestHandler):
         check may write its last-use time; it must not hold up the IOLoop)."""
         identity = self.ctx.identity
         token = self._bearer()
-        session = None if token is not None else identity.session(self)
+        # a sandboxed app page (Origin: null) or another site never acts with the session
+        # cookie, even if a browser sent it (nbapps.server.app_isolation)
+        untrusted = token is None and from_untrusted_context(self.request)
+        session = None if token is not None or untrusted else identity.session(self)
         if token is None and session is None:
             return None
         found, user = identity.cached(token=token, session=session)
@@ -173,6 +185,20 @@ class BaseHandler(web.RequestHandler):
             raise PermissionDenied(
                 f"your role ({user.role}) does not allow this", code="NBA301"
             )
+        self.check_query(method)
+
+    def check_query(self, method: str) -> None:
+        """Refuse (NBA331) a declared query parameter whose value is not of its type or not one
+        of its values, so an unknown ``state=`` or a 30-digit ``before_id=`` is a clear 400,
+        never an error further in."""
+        op = getattr(self, "docs", {}).get(method)
+        params = op.query if op is not None else self.query_params.get(method, ())
+        args = self.request.query_arguments
+        for param in params:
+            for raw in args.get(param.name, ()):
+                problem = param.problem(self.decode_argument(raw, name=param.name))
+                if problem:
+                    raise coded_error(f"bad query parameter: {problem}", "NBA331", 400)
 
     # -- headers ---------------------------------------------------------------------------------
     csp: ClassVar[str] = PAGE_CSP
@@ -215,7 +241,7 @@ class BaseHandler(web.RequestHandler):
         if err.http_status >= 500 and not isinstance(exc, NbappsError):
             err = coded_error("internal server error", "NBA333", 500)
         self.set_status(err.http_status)
-        if err.code == "NBA309":
+        if err.code in ("NBA309", "NBA322"):
             self.set_header("Retry-After", retry_after(self, err))
         if isinstance(err, AuthRequired):
             self.set_header("WWW-Authenticate", 'Bearer realm="nbapps"')
@@ -338,6 +364,11 @@ class APIHandler(BaseHandler):
             data = json.loads(body)
         except (ValueError, UnicodeDecodeError) as exc:
             raise coded_error(f"request body is not valid JSON: {exc}", "NBA331", 400) from None
+        except RecursionError:  # nested deeper than the parser's stack
+            data = _TOO_DEEP
+        if data is _TOO_DEEP or _too_deep(data, MAX_JSON_DEPTH):
+            raise coded_error(f"request body nested deeper than {MAX_JSON_DEPTH} levels",
+                              "NBA331", 400)
         if not isinstance(data, dict):
             raise coded_error("request body must be a JSON object", "NBA331", 400)
         return data
@@ -346,3 +377,22 @@ class APIHandler(BaseHandler):
         self.set_status(status)
         self.set_header("Content-Type", "application/json; charset=UTF-8")
         self.finish(json.dumps(data, default=str))
+
+
+_TOO_DEEP = object()
+
+
+def _too_deep(data: Any, limit: int) -> bool:
+    """Whether ``data`` nests lists/objects more than ``limit`` deep (iterative: no recursion)."""
+    stack: list[tuple[Any, int]] = [(data, 1)]
+    while stack:
+        value, depth = stack.pop()
+        children = value.values() if isinstance(value, dict) else value \
+            if isinstance(value, list) else None
+        if children is None:
+            continue
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children
+                     if isinstance(child, dict | list))
+    return False

@@ -106,6 +106,8 @@ class ServerContext:
     executor: ThreadPoolExecutor
     #: the app runtime (runners + proxy) wired in by the runner module; None = not available
     runtime: Any = None
+    #: the gallery's check workers (:class:`nbapps.jobs.pool.CheckPool`); None: none here
+    checks: Any = None
     metrics: Any = None
     cache: ResultCache = field(default_factory=lambda: ResultCache(2.0))
 

@@ -3,11 +3,12 @@
 Two credentials are accepted:
 
 * a **session cookie** set by the login page: tornado's signed cookie (HMAC, timestamped, expires
-  after ``session_days``) holding the user name and the password's session stamp. The user is
-  looked up again (cached a few seconds), so a disabled account, a role change or a new password
-  (which changes the stamp: every session opened with the old one ends) takes effect at once.
-  The signing secret is persisted in the data dir (``cookie_secret``, mode 0600) so sessions
-  survive restarts.
+  after ``session_days``) holding the random id of a session kept in the catalog
+  (:mod:`nbapps.catalog.sessions`). The session and its user are looked up again (cached a few
+  seconds), so logout, a new password, a disabled account, an admin's "end sessions" or a role
+  change take effect on this server at once and on other replicas within the cache period: a
+  replayed cookie of an ended session is nobody. The signing secret is persisted in the data
+  dir (``cookie_secret``, mode 0600) so sessions survive restarts.
 * an **API token** as ``Authorization: Bearer <token>`` (the CLI, the JupyterLab extension). A
   request that carries this header is authenticated by the token only, never by a cookie too: a
   wrong token is a 401 even with a valid cookie. That is what makes it safe to exempt such
@@ -15,7 +16,7 @@ Two credentials are accepted:
 
 Lookups are cached for a few seconds (tornado serves every request on one thread; the gallery
 must answer in about a millisecond); :meth:`IdentityProvider.invalidate` drops the cache when a
-role, password or token changes through this server.
+role, password, token or session changes through this server.
 
 Logins go through :meth:`IdentityProvider.login`, i.e. the catalog's ``verify_login``, which
 rate-limits failures per user name + address and per address (NBA309, HTTP 429) from the audit
@@ -25,10 +26,9 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import hmac
-import json
 import logging
 import os
+import re
 import secrets
 import threading
 import time
@@ -37,12 +37,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from ..datadir import PRIVATE_FILE_MODE, ensure_private_dir, tighten
 from ..errors import AuthRequired
 
 log = logging.getLogger("nbapps.server.identity")
 
 SESSION_COOKIE = "nbapps-session"
 SECRET_FILENAME = "cookie_secret"
+#: what a session cookie holds: a catalog session id (``secrets.token_urlsafe(32)``)
+_SESSION_ID = re.compile(r"[A-Za-z0-9_-]{40,64}")
 
 
 @dataclass(frozen=True)
@@ -54,17 +57,18 @@ class WebUser:
     role: str
     #: "cookie" or "token": how this request was authenticated
     via: str = "cookie"
-    #: the password's session stamp (see ``UserInfo.session_stamp``): a session cookie holds
-    #: it and is valid only while it matches
-    stamp: str = field(default="", repr=False, compare=False)
 
 
 @dataclass(frozen=True)
 class Session:
-    """What a valid (signed, not expired) session cookie says."""
+    """What a valid (signed, not expired) session cookie says: the catalog session's id."""
 
-    name: str
-    stamp: str
+    id: str = field(repr=False)
+
+    @property
+    def key(self) -> bytes:
+        """Cache key (a digest: the id itself is not kept in the cache)."""
+        return hashlib.sha256(self.id.encode()).digest()
 
 
 class UserSource(Protocol):
@@ -74,7 +78,13 @@ class UserSource(Protocol):
 
     def user_by_token(self, token: str) -> WebUser | None: ...
 
+    def user_by_session(self, session_id: str) -> WebUser | None: ...
+
     def login(self, name: str, password: str, ip: str | None) -> WebUser: ...
+
+    def open_session(self, user: WebUser, days: float) -> str: ...
+
+    def end_session(self, session_id: str, user: WebUser, ip: str | None) -> None: ...
 
 
 class CatalogUsers:
@@ -88,8 +98,7 @@ class CatalogUsers:
         if info is None or info.disabled:
             return None
         role = info.role.value if hasattr(info.role, "value") else str(info.role)
-        return WebUser(id=info.id, name=info.name, role=role, via=via,
-                       stamp=getattr(info, "session_stamp", ""))
+        return WebUser(id=info.id, name=info.name, role=role, via=via)
 
     def user_by_name(self, name: str) -> WebUser | None:
         return self._web(self.catalog.find_user(name), "cookie")
@@ -101,11 +110,20 @@ class CatalogUsers:
             return None
         return self._web(info, "token")
 
+    def user_by_session(self, session_id: str) -> WebUser | None:
+        return self._web(self.catalog.session_user(session_id), "cookie")
+
     def login(self, name: str, password: str, ip: str | None) -> WebUser:
         user = self._web(self.catalog.verify_login(name, password, ip=ip), "cookie")
         if user is None:
             raise AuthRequired("wrong user name or password", code="NBA308")
         return user
+
+    def open_session(self, user: WebUser, days: float) -> str:
+        return str(self.catalog.create_session(user.id, days=days))
+
+    def end_session(self, session_id: str, user: WebUser, ip: str | None) -> None:
+        self.catalog.end_session(session_id, actor=user.name, ip=ip)
 
 
 def load_or_create_secret(data_dir: Path) -> bytes:
@@ -118,11 +136,12 @@ def load_or_create_secret(data_dir: Path) -> bytes:
     try:
         data = path.read_bytes().strip()
         if len(data) >= 32:
-            _warn_if_open(path)
+            tighten(path, PRIVATE_FILE_MODE)  # logs a warning if others could read it
             return data
     except FileNotFoundError:
         pass
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.parent.exists():
+        ensure_private_dir(path.parent)
     secret = base64.b64encode(secrets.token_bytes(48))
     tmp = path.with_name(f".{SECRET_FILENAME}.{os.getpid()}.{secrets.token_hex(4)}")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -138,13 +157,6 @@ def load_or_create_secret(data_dir: Path) -> bytes:
     finally:
         tmp.unlink(missing_ok=True)
     return secret
-
-
-def _warn_if_open(path: Path) -> None:
-    mode = path.stat().st_mode & 0o777
-    if mode & 0o077:
-        log.warning("cookie secret %s is readable by others (mode %o); fixing to 0600", path, mode)
-        os.chmod(path, 0o600)
 
 
 class _TTLCache:
@@ -177,6 +189,10 @@ class _TTLCache:
             return True, hit[1]
         return False, None
 
+    def forget(self, key: object) -> None:
+        with self._lock:
+            self._data.pop(key, None)
+
     def clear(self) -> None:
         with self._lock:
             self._data.clear()
@@ -197,12 +213,12 @@ class IdentityProvider:
                  cache_ttl: float = 5.0) -> None:
         self.users = users
         self.session_days = session_days
-        self._by_name = _TTLCache(cache_ttl)
+        self._by_session = _TTLCache(cache_ttl)
         self._by_token = _TTLCache(cache_ttl)
 
     def invalidate(self) -> None:
-        """Forget cached users (after a role, password or token change)."""
-        self._by_name.clear()
+        """Forget cached users (after a role, password, token or session change)."""
+        self._by_session.clear()
         self._by_token.clear()
 
     # -- credentials ---------------------------------------------------------------------------
@@ -230,18 +246,33 @@ class IdentityProvider:
         if not raw:
             return None
         try:
-            data = json.loads(raw)
-            return Session(name=str(data["n"]), stamp=str(data["s"]))
-        except (ValueError, KeyError, TypeError):
-            return None  # malformed, or from before sessions carried a stamp
+            value = raw.decode("ascii")
+        except UnicodeDecodeError:
+            return None
+        if not _SESSION_ID.fullmatch(value):
+            return None  # malformed, or a cookie of an older nbapps (name + password stamp)
+        return Session(id=value)
 
     def user_from_cookie(self, handler: RequestLike) -> WebUser | None:
         session = self.session(handler)
         if session is None:
             return None
-        user = self._by_name.get(session.name, lambda: self.users.user_by_name(session.name))
+        user = self._by_session.get(session.key,
+                                    lambda: self.users.user_by_session(session.id))
         assert user is None or isinstance(user, WebUser)
-        return _of_session(user, session)
+        return user
+
+    def start_session(self, user: WebUser) -> str:
+        """A new catalog session for ``user`` (after a login): the session cookie's value."""
+        return self.users.open_session(user, self.session_days)
+
+    def end_session(self, session: Session, user: WebUser, ip: str | None) -> None:
+        """Logout: the catalog ends the session (audited) and this server forgets it at once;
+        other replicas within their cache period."""
+        try:
+            self.users.end_session(session.id, user, ip)
+        finally:
+            self._by_session.forget(session.key)
 
     def cached(self, *, token: str | None = None, session: Session | None = None
                ) -> tuple[bool, WebUser | None]:
@@ -250,8 +281,7 @@ class IdentityProvider:
         if token is not None:
             found, user = self._by_token.peek(hashlib.sha256(token.encode()).digest())
         elif session is not None:
-            found, user = self._by_name.peek(session.name)
-            user = _of_session(user, session)  # type: ignore[arg-type]
+            found, user = self._by_session.peek(session.key)
         else:
             return True, None
         return found, user  # type: ignore[return-value]
@@ -260,13 +290,3 @@ class IdentityProvider:
         """Check a password (the catalog audits it and rate-limits failures: NBA308/NBA309)."""
         return self.users.login(name, password, ip)
 
-    @staticmethod
-    def cookie_value(user: WebUser) -> str:
-        return json.dumps({"n": user.name, "s": user.stamp}, separators=(",", ":"))
-
-
-def _of_session(user: WebUser | None, session: Session) -> WebUser | None:
-    """``user`` if the session was opened with the user's current password, else nobody."""
-    if user is None or not hmac.compare_digest(user.stamp, session.stamp):
-        return None
-    return user

@@ -9,6 +9,7 @@ from ..errors import UsageError
 from .api_users import stream_audit_jsonl
 from .authz import Requirement
 from .base import PageHandler
+from .routes import Param
 from .views import NOTICES, int_arg
 
 
@@ -53,8 +54,12 @@ class UserUpdateHandler(PageHandler):
         elif disabled in ("0", "1"):
             await self.ctx.run(self.ctx.catalog.disable_user, name, actor=admin.name,
                                disabled=disabled == "1")
+        elif self.get_body_argument("end_sessions", "") == "1":  # log out everywhere
+            await self.ctx.run(self.ctx.catalog.end_sessions, name, actor=admin.name,
+                               ip=self.client_ip())
         else:
-            raise UsageError("nothing to change: give a role or disabled=0/1", code="NBA331")
+            raise UsageError("nothing to change: give a role, disabled=0/1 or end_sessions=1",
+                             code="NBA331")
         self.ctx.identity.invalidate()
         self.redirect(self.url("/admin/users?done=user"))
 
@@ -84,6 +89,8 @@ class UserTokenRevokeHandler(PageHandler):
 
 class AuditHandler(PageHandler):
     permissions: ClassVar[dict[str, Requirement]] = {"GET": Permission.VIEW_AUDIT}
+    query_params: ClassVar[dict[str, tuple[Param, ...]]] = {
+        "GET": (Param("limit", "integer"), Param("before_id", "integer"))}
     nav = "audit"
 
     def get(self) -> None:

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import statistics
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 from urllib.parse import urlencode
@@ -13,11 +12,14 @@ from tornado.web import RequestHandler
 from ..accounts import Permission
 from ..contract import Parameter
 from ..errors import NbappsError, NotFound
+from .app_isolation import from_untrusted_context
+from .app_tickets import Ticket
 from .authz import OPEN_APPS, Requirement
-from .base import PageHandler, coded_error
+from .base import PAGE_CSP, PageHandler, coded_error
 from .views import (
     NOTICES,
     app_visible_to,
+    category_list,
     contract_of,
     gallery_page,
     int_arg,
@@ -26,8 +28,20 @@ from .views import (
     visible_versions,
 )
 
-SORT_LABELS = {"updated": "Recently updated", "title": "Title", "views": "Most viewed",
-               "relevance": "Best match"}
+SORT_LABELS = {"featured": "Featured first", "updated": "Recently updated", "title": "Title",
+               "views": "Most viewed", "relevance": "Best match"}
+
+
+def listing_args(handler: RequestHandler) -> tuple[str, str, str, str]:
+    """The gallery query of a request, as the page and the API read it: (q, tag, category,
+    sort); the sort defaults to "relevance" for a search, else "featured"."""
+    q = handler.get_argument("q", "").strip()[:200]
+    tag = handler.get_argument("tag", "").strip()[:64]
+    category = handler.get_argument("category", "").strip()[:64]
+    sort = handler.get_argument("sort", "")
+    if sort not in SORT_LABELS:
+        sort = "relevance" if q else "featured"
+    return q, tag, category, sort
 
 
 class GalleryHandler(PageHandler):
@@ -35,29 +49,30 @@ class GalleryHandler(PageHandler):
     nav = "gallery"
 
     def get(self) -> None:
-        q = self.get_argument("q", "").strip()[:200]
-        tag = self.get_argument("tag", "").strip()[:64]
-        sort = self.get_argument("sort", "")
-        if sort not in SORT_LABELS:
-            sort = "relevance" if q else "updated"
+        q, tag, category, sort = listing_args(self)
         page = int_arg(self, "page", 1)
-        content = self.ctx.cache.get(("gallery-html", q, tag, sort, page),
-                                     lambda: self._content(q, tag, sort, page))
+        content = self.ctx.cache.get(("gallery-html", q, tag, category, sort, page),
+                                     lambda: self._content(q, tag, category, sort, page))
         self.render_page("gallery.html", content_html=content,
                          **NOTICES.get(self.get_argument("done", ""), {}))
 
-    def _content(self, q: str, tag: str, sort: str, page: int) -> Markup:
+    def _content(self, q: str, tag: str, category: str, sort: str, page: int) -> Markup:
         """The listing part of the page (nothing user-specific in it: cached per query)."""
-        result = gallery_page(self.ctx, q=q, tag=tag, sort=sort, page=page)
+        result = gallery_page(self.ctx, q=q, tag=tag, category=category, sort=sort, page=page)
 
-        def url_for_page(n: int) -> str:
-            args = {k: v for k, v in (("q", q), ("tag", tag), ("sort", sort)) if v}
-            args["page"] = str(n)
-            return self.url("/?" + urlencode(args))
+        def url_for(n: int = 1, **change: str) -> str:
+            args = {"q": q, "tag": tag, "category": category,
+                    "sort": sort if sort not in ("featured", "relevance") else ""}
+            args.update(change)
+            query = {k: v for k, v in args.items() if v}
+            if n > 1:
+                query["page"] = str(n)
+            return self.url("/" + ("?" + urlencode(query) if query else ""))
 
         html = self.ctx.templates.get_template("gallery_content.html").render(
-            apps=result, q=q, tag=tag, sort=sort, tags=tag_list(self.ctx), sorts=SORT_LABELS,
-            url_for_page=url_for_page)
+            apps=result, q=q, tag=tag, category=category, sort=sort, tags=tag_list(self.ctx),
+            categories=category_list(self.ctx), sorts=SORT_LABELS, url_for_page=url_for,
+            url_for=url_for)
         return Markup(html)
 
 
@@ -77,13 +92,23 @@ class AppPageHandler(PageHandler):
             series = self.ctx.catalog.usage_series(slug, days=30)
         except NbappsError:
             series = []
+        open_url = self.url(app_open_path(detail.app.slug))
         self.render_page(
             "app.html", detail=detail, app=detail.app, live=detail.live,
             contract=contract, form_fields=[form_field(p) for p in contract],
-            usage=usage_chart(series),
+            usage=usage_chart(series), open_url=open_url,
+            share_url=self.gallery_url() + app_open_path(detail.app.slug),
             versions=visible_versions(self.ctx, user, detail), can_rollback=can_rollback,
             **NOTICES.get(self.get_argument("done", ""), {}),
         )
+
+
+def app_open_path(slug: str) -> str:
+    """Where "Open app" goes (parameters are added as a query string): the app's frame
+    (:mod:`nbapps.server.app_frame`), the running app in a slim gallery page."""
+    from .app_frame import frame_path  # app_frame imports this module
+
+    return frame_path(slug)
 
 
 class AppThumbnailHandler(PageHandler):
@@ -113,9 +138,13 @@ class RollbackFormHandler(PageHandler):
 
 
 class AppRuntimeHandler(PageHandler):
-    """Placeholder for ``/apps/<slug>/``: the runner module replaces it (``runtime``)."""
+    """Placeholder for ``/apps/<slug>/``: the runner module replaces it (``runtime``).
+
+    Its answer shows inside the app frame's iframe, so the gallery's own pages may frame it."""
 
     permissions: ClassVar[dict[str, Requirement]] = {"GET": OPEN_APPS}
+    frame_options = "SAMEORIGIN"
+    csp = PAGE_CSP.replace("frame-ancestors 'none'", "frame-ancestors 'self'")
 
     def get(self, slug: str, path: str = "") -> None:
         detail = self.ctx.catalog.get_app(slug, live_only=True)
@@ -128,25 +157,55 @@ class AppRuntimeHandler(PageHandler):
 def authorize_app(handler: RequestHandler, slug: str) -> bool:
     """The gallery's decision for the app proxy (``nbapps.server.proxy.proxy_routes``).
 
-    Same identity and permission as every other handler (``open_apps``: any account, or
-    anonymous with ``allow_anonymous_apps``), and the app must have a live version. An anonymous
-    page request is sent to the login page; otherwise False lets the proxy answer 403.
+    Same permission as every other handler (``open_apps``: any account, or anonymous with
+    ``allow_anonymous_apps``), and the app must have a live version: a missing app is a 404 for
+    everyone (``NotFound``), once the request may ask. Who is asking:
+
+    - a request with an app ticket (the proxy checked it: ``handler.app_ticket``) is the viewer
+      it names, if that account still exists and may open apps; nothing else counts;
+    - otherwise an API token, or the session cookie unless the request comes from an app page
+      or another site (:func:`~.app_isolation.from_untrusted_context`).
+
+    An anonymous page request is sent to the login page; otherwise False lets the proxy answer
+    403. The viewer is left on ``handler.app_viewer`` (for the tickets the proxy issues).
     """
     ctx = handler.settings["nbapps"]
-    token = ctx.identity.bearer_token(handler.request.headers.get("Authorization"))
-    user = ctx.identity.user_from_token(token) if token is not None \
-        else ctx.identity.user_from_cookie(handler)
+    ticket = getattr(handler, "app_ticket", None)
+    if ticket is not None:
+        user = _ticket_viewer(ctx, ticket)
+        if ticket.user and user is None:
+            return False
+    else:
+        token = ctx.identity.bearer_token(handler.request.headers.get("Authorization"))
+        if token is not None:
+            user = ctx.identity.user_from_token(token)
+        elif from_untrusted_context(handler.request):
+            user = None
+        else:
+            user = ctx.identity.user_from_cookie(handler)
     if not ctx.authorizer.is_allowed(user, OPEN_APPS):
-        if user is None and handler.request.method == "GET" and \
-                handler.request.headers.get("Upgrade", "").lower() != "websocket":
+        if (user is None and ticket is None and handler.request.method == "GET"
+                and handler.request.headers.get("Upgrade", "").lower() != "websocket"):
             handler.redirect(ctx.options.login_url(handler.request.uri or ctx.options.base_url))
         return False
     try:
         ctx.cache.get(("live-app", slug),
                       lambda: ctx.catalog.get_app(slug, live_only=True).app.slug)
     except NotFound:
-        return False
+        raise NotFound(f"no app {slug!r}") from None
+    handler.app_viewer = user  # type: ignore[attr-defined]
     return True
+
+
+def _ticket_viewer(ctx: Any, ticket: Ticket) -> Any:
+    """The enabled account a ticket names (None for anonymous or a gone/disabled account)."""
+    if not ticket.user:
+        return None
+    user = ctx.cache.get(("app-viewer", ticket.user),
+                         lambda: ctx.identity.users.user_by_name(ticket.user))
+    if user is None or user.id != ticket.uid:
+        return None
+    return user
 
 
 # -- parameter form --------------------------------------------------------------------------------
@@ -171,6 +230,46 @@ class FormField:
     step: str | None = None
     #: (value, label, selected) for selects
     options: list[tuple[str, str, bool]] = field(default_factory=list)
+    #: what a person reads: the help comment (or the name in words) ...
+    label: str = ""
+    #: ... and, under it, what the label does not say (a long help text, the allowed range)
+    hint: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.label:
+            self.label, self.hint = field_label(self.name, self.help, self.min, self.max)
+
+
+#: a help comment longer than this is shown under the input, the name in words is the label
+MAX_LABEL_CHARS = 60
+
+
+def words_of(name: str) -> str:
+    """``annual_rate_pct`` → ``Annual rate pct``."""
+    text = " ".join(part for part in name.replace("-", "_").split("_") if part)
+    return text[:1].upper() + text[1:] if text else name
+
+
+def field_label(name: str, help_text: str, lo: str | None = None,
+                hi: str | None = None) -> tuple[str, str]:
+    """(label, hint) of a parameter: the help comment is the label ("Loan amount"), else the
+    name in words; the hint holds a long help text and the allowed range."""
+    help_text = " ".join((help_text or "").split())
+    if help_text and len(help_text) <= MAX_LABEL_CHARS:
+        label, hint = help_text[:1].upper() + help_text[1:], ""
+    else:
+        label, hint = words_of(name), help_text
+    if lo is not None or hi is not None:
+        span = (f"{_plain(lo)} to {_plain(hi)}" if lo is not None and hi is not None
+                else f"at least {_plain(lo)}" if lo is not None else f"at most {_plain(hi)}")
+        hint = f"{hint} ({span})" if hint else span
+    return label, hint
+
+
+def _plain(number: str | None) -> str:
+    """``10.0`` → ``10`` for a range shown to people."""
+    text = str(number)
+    return text[:-2] if text.endswith(".0") else text
 
 
 def _text_of(value: Any, kind: str) -> str:
@@ -211,14 +310,16 @@ def form_field(p: Parameter) -> FormField:
 
 @dataclass
 class UsageChart:
-    """Views per day (last 30 days) as inline SVG bars, plus totals; no JS, no CDN."""
+    """Views per day (last 30 days) as inline SVG bars, plus totals; no JS, no CDN.
+
+    No render time is shown: the proxy's time for a warm page (milliseconds) says nothing
+    about what a person waits for a cold app (seconds), so a figure would mislead."""
 
     bars: list[dict[str, Any]]
     width: int
     height: int
     total_views: int
     total_errors: int
-    median_render_ms: float | None
     max_views: int
 
 
@@ -232,10 +333,6 @@ def usage_chart(series: list[Any], *, height: int = 48, bar: int = 8, gap: int =
             h = 1
         bars.append({"x": i * (bar + gap), "y": height - h, "w": bar, "h": h,
                      "day": p.day.isoformat(), "views": p.views, "errors": p.errors})
-    # median of the per-day mean render times (the catalog keeps a sum and a count per day)
-    daily = [p.render_ms_sum / p.render_count for p in series if p.render_count]
-    median = statistics.median(daily) if daily else None
     return UsageChart(bars=bars, width=max(1, len(series) * (bar + gap) - gap), height=height,
                       total_views=sum(p.views for p in series),
-                      total_errors=sum(p.errors for p in series),
-                      median_render_ms=median, max_views=peak)
+                      total_errors=sum(p.errors for p in series), max_views=peak)

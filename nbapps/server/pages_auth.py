@@ -1,4 +1,9 @@
-"""Login and logout pages."""
+"""Login and logout pages.
+
+A login opens a session in the catalog and puts its id in the signed session cookie; logout ends
+that session in the catalog (so a copy of the cookie replayed later is nobody), then clears the
+cookie.
+"""
 from __future__ import annotations
 
 from typing import ClassVar
@@ -48,8 +53,9 @@ class LoginHandler(PageHandler):
             self.render_page("login.html", next=nxt, username=name, error=err.message,
                              _user=None)
             return
+        session_id = await self.ctx.run(self.ctx.identity.start_session, user)
         self.set_signed_cookie(
-            SESSION_COOKIE, self.ctx.identity.cookie_value(user),
+            SESSION_COOKIE, session_id,
             expires_days=self.ctx.identity.session_days, httponly=True, samesite="Lax",
             secure=self.request.protocol == "https", path=self.ctx.options.base_url,
         )
@@ -62,6 +68,11 @@ class LogoutHandler(PageHandler):
     async def post(self) -> None:
         user = self.require_user()
         self.clear_cookie(SESSION_COOKIE, path=self.ctx.options.base_url)
-        await self.ctx.run(self.ctx.catalog.audit, "logout", actor=user.name,
-                           target=f"user:{user.name}", ip=self.client_ip())
+        identity = self.ctx.identity
+        session = identity.session(self)
+        if session is not None:  # ends it in the catalog and audits the logout
+            await self.ctx.run(identity.end_session, session, user, self.client_ip())
+        else:  # a logout with a Bearer token: there is no session to end
+            await self.ctx.run(self.ctx.catalog.audit, "logout", actor=user.name,
+                               target=f"user:{user.name}", ip=self.client_ip())
         self.redirect(self.url("/login"))

@@ -2,12 +2,24 @@
 
 Mount it with one line (``runtime`` is the :class:`~nbapps.runner.supervisor.Supervisor`)::
 
-    handlers += proxy_routes(runtime, authorize)
+    handlers += proxy_routes(runtime, authorize, tickets=AppTickets.from_secret(secret))
 
 ``authorize(handler, slug)`` (sync or async) is the gallery's decision: it returns True to let
 the request through, or False (it may have answered already, e.g. redirected to the login page;
-otherwise the proxy answers 403). It runs before anything is forwarded, for pages, assets,
-kernel calls and WebSockets alike.
+otherwise the proxy answers 403); it may raise :class:`~nbapps.errors.NotFound` (404). It runs
+before anything is forwarded, for pages, assets, kernel calls and WebSockets alike. For a request
+that carries an app ticket, the proxy has checked the ticket's signature, app and expiry first
+and sets ``handler.app_ticket`` (:class:`~nbapps.server.app_tickets.Ticket`); the gallery then
+checks that the viewer it names may still open the app.
+
+**Isolation** (:mod:`nbapps.server.app_isolation`): every response is sandboxed by its CSP, so
+app code runs in an opaque origin and cannot use the viewer's gallery session. Such a page sends
+no cookie, so a browser opens an app through a ticket URL, ``/apps/<slug>/~t/<ticket>/``: the
+proxy checks and strips the ticket and rewrites the page's own URLs (Voilà's ``baseUrl``, script
+and style links) to keep it, so every request of the page (assets, kernel model, the kernel
+WebSocket, the unload beacon) carries it. A browser navigating to ``/apps/<slug>/?params`` is
+redirected to the gallery's app frame (``frame_url``), which embeds the ticket URL; scripts and
+benchmarks reading ``/apps/<slug>/`` with a cookie or an API token get the page as before.
 
 Only what an app page needs is forwarded (deny by default):
 
@@ -22,6 +34,7 @@ Only what an app page needs is forwarded (deny by default):
                                                   only: other message types are dropped here
                                                   and refused by Voilà too)
 ``voila/api/shutdown/<id>``             POST      the page's kernel shutdown on unload
+(ticket paths)                          OPTIONS   CORS preflight of the sandboxed page
 =====================================  ========  =============================================
 
 Everything else (``/api/kernels`` listing, contents, tree, notebooks, ``.ipynb``, the
@@ -31,7 +44,12 @@ browser: ``token`` query arguments are dropped, ``Set-Cookie`` is dropped, ``Loc
 rewritten and HTML/JSON bodies are scrubbed. Because the proxy's requests are token-authenticated,
 jupyter_server skips its XSRF check, which fixes Voilà's kernel shutdown on page close (403
 without an ``_xsrf`` cookie in standalone Voilà); the proxy checks the Origin of that POST and of
-WebSockets itself.
+WebSockets itself (any origin with a valid ticket: the sandboxed page's origin is ``null``).
+
+A page request while the runner starts gets the waiting page (503, its steps, reloading itself);
+a ticket request (the app frame's iframe) is first held up to ``start_hold`` seconds, so it turns
+into the app as soon as the runner is ready. A runner is only ever started by a page request,
+never by an asset, kernel or socket request.
 """
 from __future__ import annotations
 
@@ -43,6 +61,7 @@ import logging
 import re
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
@@ -50,15 +69,28 @@ from tornado import httputil, web, websocket
 from tornado.httpclient import HTTPClientError, HTTPRequest
 
 from ..errors import NbappsError, ParameterError
-from ..runner import pages
+from ..runner.admission import Lease, RunnerBusy
 from ..runner.notebook_variants import QUERY_KEY, encode_values
 from ..runner.process import Runner
-from ..runner.supervisor import RouteKind, Supervisor
+from ..runner.supervisor import Route, RouteKind, Supervisor
+from .app_assets import AssetCache, CachedAsset
+from .app_isolation import (
+    APP_ASSET_CSP,
+    APP_NOTICE_CSP,
+    COMMON_HEADERS,
+    TICKET_CORS,
+    csp_for,
+    navigation_destination,
+)
+from .app_pages import AppPages
+from .app_status import AppStatus, app_status, failure_reference
+from .app_tickets import SEGMENT, AppTickets, Ticket, redact
 
 log = logging.getLogger("nbapps.server.proxy")
 
 SLUG = r"[a-z0-9]+(?:-[a-z0-9]+)*"
 KERNEL = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
+_TICKET_PART = rf"(?:/{re.escape(SEGMENT)}/(?P<ticket>[^/]*))?"
 _ASSET = re.compile(r"voila/(?:static|templates|labextensions|api/themes|files)/[^\x00]*")
 _KERNEL_MODEL = re.compile(rf"api/kernels/(?P<kernel>{KERNEL})")
 _SHUTDOWN = re.compile(rf"voila/api/shutdown/(?P<kernel>{KERNEL})")
@@ -72,16 +104,36 @@ _REQUEST_HEADERS = (
     "Accept", "Accept-Language", "Cache-Control", "Content-Type", "If-Modified-Since",
     "If-None-Match", "User-Agent", "X-Requested-With",
 )
+#: upstream headers passed on (the runner's own CSP is replaced by ours)
 _RESPONSE_HEADERS = {
     "content-type", "content-length", "cache-control", "etag", "last-modified", "expires",
-    "pragma", "content-disposition", "content-security-policy", "x-content-type-options",
-    "vary", "location", "retry-after",
+    "pragma", "content-disposition", "vary", "location", "retry-after",
 }
 _SCRUBBED_TYPES = ("text/html", "application/json", "text/plain")
 
 Authorize = Callable[[web.RequestHandler, str], "bool | Awaitable[bool]"]
 #: ``observe(slug, kind, status, seconds)``; kind is "page", "custom", "asset", "kernel", "ws"
 Observer = Callable[[str, str, int, float], None]
+#: ``frame_url(slug, query)``: the gallery page that frames the app (browser navigations)
+FrameUrl = Callable[[str, str], str]
+
+
+@dataclass
+class ProxyConfig:
+    """What both proxy handlers share (one value per mounted proxy)."""
+
+    runtime: Supervisor
+    authorize: Authorize
+    prefix: str = "/apps"
+    observe: Observer | None = None
+    page_timeout: float = 900.0
+    tickets: AppTickets = field(default_factory=AppTickets)
+    pages: AppPages = field(default_factory=AppPages)
+    frame_url: FrameUrl | None = None
+    #: seconds a ticket page request waits for a starting runner before the waiting page
+    start_hold: float = 20.0
+    #: Voilà's scripts and styles, shared by every app (see :mod:`.app_assets`)
+    assets: AssetCache = field(default_factory=AssetCache)
 
 
 def proxy_routes(
@@ -91,15 +143,25 @@ def proxy_routes(
     prefix: str = "/apps",
     observe: Observer | None = None,
     page_timeout: float = 900.0,
+    tickets: AppTickets | None = None,
+    pages: AppPages | None = None,
+    frame_url: FrameUrl | None = None,
+    start_hold: float = 20.0,
 ) -> list[tuple[str, type, dict[str, Any]]]:
-    """The tornado routes of the proxy, to add to the gallery's handlers."""
-    kwargs: dict[str, Any] = {"runtime": runtime, "authorize": authorize, "prefix": prefix,
-                              "observe": observe, "page_timeout": page_timeout}
-    base = prefix.rstrip("/")
+    """The tornado routes of the proxy, to add to the gallery's handlers.
+
+    ``tickets`` signs and checks app tickets (default: a key of this process only);
+    ``pages`` renders the proxy's own pages (default: the built-in templates); ``frame_url``
+    is where a browser opening ``/apps/<slug>/`` is sent (default: straight to a ticket URL).
+    """
+    config = ProxyConfig(runtime, authorize, prefix.rstrip("/"), observe, page_timeout,
+                         tickets or AppTickets(), pages or AppPages(), frame_url, start_hold)
+    kwargs: dict[str, Any] = {"config": config}
+    base = config.prefix
     return [
-        (rf"{base}/(?P<slug>{SLUG})/api/kernels/(?P<kernel_id>{KERNEL})/channels",
+        (rf"{base}/(?P<slug>{SLUG}){_TICKET_PART}/api/kernels/(?P<kernel_id>{KERNEL})/channels",
          AppWebSocketProxy, kwargs),
-        (rf"{base}/(?P<slug>{SLUG})(?P<path>/.*)?", AppProxyHandler, kwargs),
+        (rf"{base}/(?P<slug>{SLUG}){_TICKET_PART}(?P<path>/.*)?", AppProxyHandler, kwargs),
     ]
 
 
@@ -123,90 +185,220 @@ def _clean_query(query: str) -> str:
     return urlencode(pairs)
 
 
-class _Scrubber:
-    """Removes a secret from a byte stream, also when the secret spans two chunks."""
+class _Replacer:
+    """Replaces ``old`` by ``new`` in a byte stream, also where ``old`` spans two chunks."""
 
-    def __init__(self, secret: str) -> None:
-        self.secret = secret.encode()
+    def __init__(self, old: str, new: str = "") -> None:
+        self.old = old.encode()
+        self.new = new.encode()
         self.tail = b""
 
     def feed(self, chunk: bytes) -> bytes:
-        data = (self.tail + chunk).replace(self.secret, b"")
-        self.tail = b""
-        # hold back a tail that could be the start of the secret (rarely any)
-        start = max(len(data) - len(self.secret) + 1, 0)
-        at = data.find(self.secret[:1], start)
-        while at != -1:
-            if self.secret.startswith(data[at:]):
-                data, self.tail = data[:at], data[at:]
+        data = self.tail + chunk
+        out: list[bytes] = []
+        pos = 0
+        while True:
+            at = data.find(self.old, pos)
+            if at < 0:
                 break
-            at = data.find(self.secret[:1], at + 1)
-        return data
+            out += [data[pos:at], self.new]
+            pos = at + len(self.old)
+        rest = data[pos:]
+        # hold back the longest end of the unreplaced rest that could start ``old``
+        keep = 0
+        for k in range(min(len(self.old) - 1, len(rest)), 0, -1):
+            if self.old.startswith(rest[-k:]):
+                keep = k
+                break
+        out.append(rest[:len(rest) - keep])
+        self.tail = rest[len(rest) - keep:]
+        return b"".join(out)
 
     def close(self) -> bytes:
         out, self.tail = self.tail, b""
         return out
 
 
-class AppProxyHandler(web.RequestHandler):
+class _Scrubber(_Replacer):
+    """Removes a secret from a byte stream, also when the secret spans two chunks."""
+
+    def __init__(self, secret: str) -> None:
+        super().__init__(secret, "")
+
+
+class _Chain:
+    """Several replacers applied in turn to one stream."""
+
+    def __init__(self, steps: list[_Replacer]) -> None:
+        self.steps = steps
+
+    def feed(self, chunk: bytes) -> bytes:
+        for step in self.steps:
+            chunk = step.feed(chunk)
+        return chunk
+
+    def close(self) -> bytes:
+        out = b""
+        for step in self.steps:
+            out = step.feed(out) + step.close()
+        return out
+
+
+class _AppRequestMixin:
+    """Ticket check and the gallery's authorization, shared by both handlers."""
+
+    config: ProxyConfig
+    app_ticket: Ticket | None
+    ticket_token: str | None
+    request: httputil.HTTPServerRequest
+    path_kwargs: dict[str, str]
+
+    def _read_ticket(self) -> bool:
+        """Check the path's ticket (if any); False if there is one and it is not valid."""
+        self.app_ticket = None
+        self.ticket_token = None
+        token = self.path_kwargs.get("ticket")
+        if token is None:
+            return True
+        ticket = self.config.tickets.verify(token, self.path_kwargs["slug"])
+        if ticket is None:
+            return False
+        self.app_ticket, self.ticket_token = ticket, token
+        return True
+
+    def app_base(self) -> str:
+        """The app's base path as this request sees it (with its ticket, if any)."""
+        base = f"{self.config.prefix}/{self.path_kwargs['slug']}/"
+        return f"{base}{SEGMENT}/{self.ticket_token}/" if self.ticket_token else base
+
+    def _request_summary(self) -> str:  # tornado's log line of errors: no ticket in logs
+        return f"{self.request.method} {redact(self.request.uri or '')} " \
+               f"({self.request.remote_ip})"
+
+
+class AppProxyHandler(_AppRequestMixin, web.RequestHandler):
     """HTTP side of the proxy (pages, assets, kernel model and shutdown)."""
 
-    SUPPORTED_METHODS = ("GET", "HEAD", "POST")  # type: ignore[assignment]
+    SUPPORTED_METHODS = ("GET", "HEAD", "POST", "OPTIONS")  # type: ignore[assignment]
 
-    def initialize(self, runtime: Supervisor, authorize: Authorize, prefix: str,
-                   observe: Observer | None, page_timeout: float) -> None:
-        self.runtime = runtime
-        self.authorize = authorize
-        self.prefix = prefix.rstrip("/")
-        self.observe = observe
-        self.page_timeout = page_timeout
+    def initialize(self, config: ProxyConfig) -> None:
+        self.config = config
+        self.runtime = config.runtime
+        self.prefix = config.prefix
         self._t0 = time.perf_counter()
         self._kind = "asset"
+        self._rel = ""
         self._upstream_started = False
-        self._scrubber: _Scrubber | None = None
+        self._filter: _Replacer | _Chain | None = None
         self._runner: Runner | None = None
+        self._client_gone = False
+        self._capture: list[bytes] | None = None
+        self._captured = 0
+        self.app_ticket = None
+        self.ticket_token = None
 
     def set_default_headers(self) -> None:
-        self.set_header("X-Content-Type-Options", "nosniff")
-        self.set_header("Referrer-Policy", "same-origin")
-        self.set_header("Cache-Control", "no-store")
+        for name, value in COMMON_HEADERS.items():
+            self.set_header(name, value)
+        self.set_header("Content-Security-Policy", APP_ASSET_CSP)
+        if getattr(self, "ticket_token", None):
+            for name, value in TICKET_CORS.items():
+                self.set_header(name, value)
 
     def check_xsrf_cookie(self) -> None:
         """The only POST is the kernel shutdown beacon: its Origin is checked in :meth:`post`."""
 
+    def check_trusted_origin(self, origin: str) -> bool:
+        """Same: the beacon's Origin (``null`` from a sandboxed page) is checked in :meth:`post`
+        (a valid ticket, or the gallery's own origin)."""
+        return True
+
+    def on_connection_close(self) -> None:
+        self._client_gone = True
+        super().on_connection_close()
+
     async def prepare(self) -> None:
         slug = self.path_kwargs["slug"]
+        if not self._read_ticket():
+            self._page(403, self.config.pages.expired())
+            return
+        self.set_default_headers()  # again: CORS headers now that the ticket is known
+        if self.request.method == "OPTIONS":
+            return
+        if self._to_frame():
+            return
         try:
-            allowed = await _authorized(self.authorize, self, slug)
-        except NbappsError as err:  # e.g. AuthRequired / PermissionDenied from the gallery
+            allowed = await _authorized(self.config.authorize, self, slug)
+        except NbappsError as err:  # AuthRequired / PermissionDenied / NotFound
             if not self._finished:
-                self._page(err.http_status, pages.forbidden_page())
+                if err.http_status == 404:
+                    self._page(404, self.config.pages.not_found())
+                else:
+                    self._page(err.http_status, self.config.pages.forbidden())
             return
         if not allowed and not self._finished:
-            self._page(403, pages.forbidden_page())
+            self._page(403, self.config.pages.forbidden())
+
+    def _to_frame(self) -> bool:
+        """A browser opening ``/apps/<slug>/`` itself goes to the gallery's app frame."""
+        path = self.path_kwargs.get("path")
+        if (self.app_ticket is not None or self.config.frame_url is None
+                or self.request.method != "GET" or path not in (None, "", "/")
+                or navigation_destination(self.request) != "document"):
+            return False
+        self.redirect(self.config.frame_url(self.path_kwargs["slug"], self.request.query))
+        return True
 
     # -- answers of our own ------------------------------------------------------------------
     def _page(self, status: int, body: str, retry_after: int | None = None) -> None:
         self.clear()
         self.set_status(status)
         self.set_header("Content-Type", "text/html; charset=UTF-8")
-        self.set_header("Content-Security-Policy", pages.PAGE_CSP)
+        self.set_header("Content-Security-Policy", APP_NOTICE_CSP)
         if retry_after is not None:
             self.set_header("Retry-After", str(int(retry_after)))
         self.finish(body)
 
     def _not_found(self) -> None:
-        self._page(404, pages.not_found_page("Nothing to see here."))
+        self._page(404, self.config.pages.notice("Not found", "Nothing to see here.",
+                                                 code="NBA302"))
 
     def _unavailable(self, retry_after: int = 2) -> None:
-        self._page(503, pages.unavailable_page(self.path_kwargs["slug"], retry_after),
-                   retry_after)
+        slug = self.path_kwargs["slug"]
+        status = AppStatus("unavailable", slug, "The app is not running right now.",
+                           reference=failure_reference(slug, "no runner for an app request"),
+                           retry_after=retry_after)
+        self._page(503, self.config.pages.wait(status, retry_after), retry_after)
+
+    async def _wait_page(self, route: Route) -> None:
+        slug = self.path_kwargs["slug"]
+        if route.kind == RouteKind.STARTING:
+            status = await app_status(self.runtime, slug, route.title)
+            if status.state not in ("starting", "stopped"):
+                status = AppStatus("starting", route.title, "Starting", step=1)
+        elif route.kind == RouteKind.BUSY:
+            status = AppStatus("busy", route.title, route.reason or "It is busy.",
+                               retry_after=route.retry_after)
+        else:
+            status = AppStatus("unavailable", route.title,
+                               "The app failed to start; it is being restarted.",
+                               reference=failure_reference(slug, route.reason),
+                               retry_after=route.retry_after)
+        self._page(503, self.config.pages.wait(status, route.retry_after), route.retry_after)
 
     # -- routing -----------------------------------------------------------------------------
-    async def get(self, slug: str, path: str | None = None) -> None:
+    async def options(self, slug: str, ticket: str | None = None,
+                      path: str | None = None) -> None:
+        if self.app_ticket is None:
+            self._not_found()
+            return
+        self.set_status(204)
+        self.finish()
+
+    async def get(self, slug: str, ticket: str | None = None, path: str | None = None) -> None:
         if path is None or path == "":
             query = f"?{self.request.query}" if self.request.query else ""
-            self.redirect(f"{self.prefix}/{slug}/{query}")
+            self.redirect(f"{self.app_base()}{query}")
             return
         rel = path[1:]
         if rel == "":
@@ -222,43 +414,70 @@ class AppProxyHandler(web.RequestHandler):
             return
         self._not_found()
 
-    async def head(self, slug: str, path: str | None = None) -> None:
+    async def head(self, slug: str, ticket: str | None = None, path: str | None = None) -> None:
         rel = (path or "")[1:]
         if rel and _ASSET.fullmatch(rel) and ".." not in rel.split("/"):
             await self._forward_to(slug, rel, keep_query=True)
             return
         self._not_found()
 
-    async def post(self, slug: str, path: str | None = None) -> None:
+    async def post(self, slug: str, ticket: str | None = None, path: str | None = None) -> None:
         rel = (path or "")[1:]
         m = _SHUTDOWN.fullmatch(rel)
         if not m:
             self._not_found()
             return
-        if not _same_origin(self):
-            self._page(403, pages.forbidden_page())
+        if self.app_ticket is None and not _same_origin(self):
+            self._page(403, self.config.pages.forbidden())
             return
         self._kind = "kernel"
         await self._forward_to(slug, rel, kernel_id=m["kernel"], keep_query=False,
                                method="POST", body=self.request.body or b"")
 
+    async def _route(self, slug: str) -> Route:
+        """Where the page goes; a ticket request waits (up to ``start_hold``) for a start."""
+        route = await self.runtime.route(slug)
+        if self.app_ticket is None or route.kind != RouteKind.STARTING:
+            return route
+        deadline = time.monotonic() + self.config.start_hold
+        while route.kind == RouteKind.STARTING and not self._client_gone:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            slot = await self.runtime.slot_for(slug)
+            task = slot.starting if slot is not None else None
+            if task is not None and not task.done():
+                await asyncio.wait({task}, timeout=left)
+            else:  # between two states (e.g. a restart after its backoff): look again soon
+                await asyncio.sleep(min(0.1, left))
+            route = await self.runtime.route(slug)
+        return route
+
+    def _to_ticket_url(self, slug: str) -> bool:
+        """A browser navigation without a ticket (an iframe, or no gallery frame) goes to the
+        ticket URL of the same page: the sandboxed page sends no cookie, its URL must carry
+        its credential."""
+        if self.app_ticket is not None or navigation_destination(self.request) is None:
+            return False
+        viewer = getattr(self, "app_viewer", None)
+        token = self.config.tickets.issue(slug, str(getattr(viewer, "name", "") or ""),
+                                          int(getattr(viewer, "id", 0) or 0))
+        query = f"?{self.request.query}" if self.request.query else ""
+        self.redirect(f"{self.prefix}/{slug}/{SEGMENT}/{token}/{query}")
+        return True
+
     async def _app_page(self, slug: str) -> None:
         self._kind = "page"
-        route = await self.runtime.route(slug)
+        if self._to_ticket_url(slug):
+            return
+        route = await self._route(slug)
+        if self._client_gone:
+            return
         if route.kind == RouteKind.MISSING:
-            self._page(404, pages.not_found_page())
-            return
-        if route.kind == RouteKind.STARTING:
-            self._page(503, pages.starting_page(route.title, route.retry_after),
-                       route.retry_after)
-            return
-        if route.kind == RouteKind.BUSY:
-            self._page(503, pages.busy_page(route.title, route.retry_after, route.reason),
-                       route.retry_after)
+            self._page(404, self.config.pages.not_found())
             return
         if route.kind != RouteKind.READY or route.runner is None:
-            self._page(503, pages.unavailable_page(route.title, route.retry_after,
-                                                   route.reason), route.retry_after)
+            await self._wait_page(route)
             return
         runner = route.runner
         info = runner.info
@@ -273,8 +492,9 @@ class AppProxyHandler(web.RequestHandler):
                 values = info.contract.coerce(raw)
             except ParameterError as err:
                 problems = [d.get("message", "") for d in (err.details or [])] or [err.message]
-                self._page(400, pages.bad_parameters_page(
-                    route.title, problems, info.contract.to_dict(), f"{self.prefix}/{slug}/"))
+                self._page(400, self.config.pages.bad_parameters(
+                    route.title, problems, info.contract.to_dict(), self.app_base(),
+                    code=err.code))
                 return
         defaults = info.contract.defaults()
         custom = {k: v for k, v in values.items()
@@ -284,27 +504,28 @@ class AppProxyHandler(web.RequestHandler):
             self._kind = "custom"
             query = f"{QUERY_KEY}={encode_values(values)}"
         url = runner.url(runner.variant_path(bool(query)), query)
-        if runner.queued_renders >= runner.settings.max_queued_renders:
-            self._page(503, pages.busy_page(route.title, route.retry_after * 3,
-                                            "Too many people are opening it right now."),
-                       route.retry_after * 3)
-            return
-        runner.queued_renders += 1
-        entered = False
         try:
             # pool pages take milliseconds; when a burst has emptied the pool, at most
-            # renders() pages start kernels at once and the others wait here for a slot
-            async with runner.render_slots:
-                entered = True
-                runner.queued_renders -= 1
-                await self._forward(runner, url)
-        finally:
-            if not entered:
-                runner.queued_renders -= 1
+            # renders() pages start kernels at once and the others wait in the runner's queue
+            slot = await runner.render_slot()
+        except RunnerBusy:
+            await self._wait_page(Route(RouteKind.BUSY, title=route.title,
+                                        retry_after=route.retry_after * 3,
+                                        reason="Too many people are opening it right now."))
+            return
+        async with slot:
+            await self._forward(runner, url, rel="")
 
     async def _forward_to(self, slug: str, rel: str, *, kernel_id: str | None = None,
                           keep_query: bool, method: str = "GET", body: bytes | None = None
                           ) -> None:
+        key = None
+        if kernel_id is None and method == "GET":
+            key = self.config.assets.key(rel, _clean_query(self.request.query))
+            cached = self.config.assets.get(key) if key is not None else None
+            if cached is not None:
+                self._send_cached(rel, cached)
+                return
         runner = self.runtime.runner_for(slug, kernel_id)
         if runner is None:
             if not self.runtime.knows(slug) and kernel_id is None:
@@ -313,7 +534,26 @@ class AppProxyHandler(web.RequestHandler):
                 self._unavailable()
             return
         query = _clean_query(self.request.query) if keep_query else ""
-        await self._forward(runner, runner.url(rel, query), method=method, body=body)
+        if key is not None:
+            self._capture = []
+        await self._forward(runner, runner.url(rel, query), rel=rel, method=method, body=body)
+        if key is not None and self._capture is not None and self.get_status() == 200:
+            self.config.assets.put(key, list(self._headers.get_all()), b"".join(self._capture))
+
+    def _send_cached(self, rel: str, asset: CachedAsset) -> None:
+        for name, value in asset.headers:
+            self.set_header(name, value)
+        self.set_header("Content-Security-Policy", csp_for(rel, dict(asset.headers).get(
+            "Content-Type", "")))
+        if "Cache-Control" not in dict(asset.headers):
+            self.clear_header("Cache-Control")
+        body = asset.body
+        if asset.gzipped is not None:
+            self.set_header("Vary", "Accept-Encoding")
+            if "gzip" in self.request.headers.get("Accept-Encoding", ""):
+                self.set_header("Content-Encoding", "gzip")
+                body = asset.gzipped
+        self.finish(body)
 
     # -- forwarding --------------------------------------------------------------------------
     def _upstream_headers(self, runner: Runner) -> dict[str, str]:
@@ -325,28 +565,27 @@ class AppProxyHandler(web.RequestHandler):
         headers["X-Forwarded-Host"] = self.request.host or ""
         return headers
 
-    async def _forward(self, runner: Runner, url: str, *, method: str = "GET",
+    async def _forward(self, runner: Runner, url: str, *, rel: str, method: str = "GET",
                        body: bytes | None = None) -> None:
         http = self.runtime.http
         assert http is not None, "Supervisor.start() was not called"
         self._runner = runner
+        self._rel = rel
         self._status_line: httputil.ResponseStartLine | None = None
         self._resp_headers = httputil.HTTPHeaders()
-        timeout = self.page_timeout if self._kind in ("page", "custom") else 120.0
+        timeout = self.config.page_timeout if self._kind in ("page", "custom") else 120.0
         request = HTTPRequest(
             url, method=method, headers=self._upstream_headers(runner), body=body,
             follow_redirects=False, decompress_response=False, connect_timeout=10,
             request_timeout=timeout, header_callback=self._on_header_line,
             streaming_callback=self._on_chunk, allow_nonstandard_methods=True,
         )
-        runner.active_requests += 1
-        try:
-            response = await http.fetch(request, raise_error=False)
-        except (HTTPClientError, OSError, asyncio.TimeoutError) as exc:
-            response = None
-            log.warning("proxy %s: %s", url.split("?")[0], exc)
-        finally:
-            runner.active_requests -= 1
+        with runner.hold("request"):
+            try:
+                response = await http.fetch(request, raise_error=False)
+            except (HTTPClientError, OSError, asyncio.TimeoutError) as exc:
+                response = None
+                log.warning("proxy %s: %s", url.split("?")[0], exc)
         if self._finished:
             return
         if not self._upstream_started:
@@ -355,9 +594,10 @@ class AppProxyHandler(web.RequestHandler):
             else:
                 self._unavailable()
                 return
-        if self._scrubber is not None:
-            rest = self._scrubber.close()
+        if self._filter is not None:
+            rest = self._filter.close()
             if rest:
+                self._keep(rest)
                 self.write(rest)
         with contextlib.suppress(Exception):  # the client may have gone away mid-stream
             self.finish().add_done_callback(_consume)
@@ -379,14 +619,25 @@ class AppProxyHandler(web.RequestHandler):
         status = self._status_line.code if self._status_line else 502
         self.clear()
         self.set_status(status, self._status_line.reason if self._status_line else None)
-        scrub = any(t in self._resp_headers.get("Content-Type", "") for t in _SCRUBBED_TYPES)
-        if scrub and self._runner is not None:
-            self._scrubber = _Scrubber(self._runner.token)
+        content_type = self._resp_headers.get("Content-Type", "")
+        steps: list[_Replacer] = []
+        if any(t in content_type for t in _SCRUBBED_TYPES) and self._runner is not None:
+            steps.append(_Scrubber(self._runner.token))
+        if self.ticket_token and self._rel == "" and content_type.startswith("text/html"):
+            # the page's own URLs (baseUrl, scripts, styles) keep the ticket
+            base = f"{self.prefix}/{self.path_kwargs['slug']}/"
+            steps.append(_Replacer(base, self.app_base()))
+        self._filter = steps[0] if len(steps) == 1 else _Chain(steps) if steps else None
+        if self._kind == "asset":
+            # scripts, styles, fonts and the app's images may be cached by the browser (the
+            # runner says how long; without a Cache-Control its Last-Modified/ETag still let
+            # the browser reuse them); pages and kernel answers never are
+            self.clear_header("Cache-Control")
         for name, value in self._resp_headers.get_all():
             low = name.lower()
             if low not in _RESPONSE_HEADERS:
                 continue
-            if low == "content-length" and (self._scrubber is not None
+            if low == "content-length" and (self._filter is not None
                                             or self.request.method == "HEAD"):
                 continue
             if low == "location":
@@ -395,13 +646,17 @@ class AppProxyHandler(web.RequestHandler):
                 self.add_header(name, value)
             else:
                 self.set_header(name, value)
+        self.set_header("Content-Security-Policy", csp_for(self._rel, content_type))
         if status in (204, 304):
             self.clear_header("Content-Type")
 
     def _rewrite_location(self, value: str) -> str:
         parts = urlsplit(value)
         query = _clean_query(parts.query)
+        base = f"{self.prefix}/{self.path_kwargs['slug']}/"
         path = parts.path if parts.path.startswith(self.prefix + "/") else f"{self.prefix}/"
+        if self.ticket_token and path.startswith(base):
+            path = self.app_base() + path[len(base):]
         return path + (f"?{query}" if query else "")
 
     def _on_chunk(self, chunk: bytes) -> None:
@@ -409,21 +664,33 @@ class AppProxyHandler(web.RequestHandler):
             return
         if not self._upstream_started:
             self._start_response()
-        if self._scrubber is not None:
-            chunk = self._scrubber.feed(chunk)
+        if self._filter is not None:
+            chunk = self._filter.feed(chunk)
         if not chunk:
             return
+        self._keep(chunk)
         try:
             self.write(chunk)
             self.flush().add_done_callback(_consume)
         except Exception:  # client closed: keep reading upstream to release the runner
             pass
 
+    def _keep(self, chunk: bytes) -> None:
+        """Keep a copy of what is sent, for the asset cache (up to its item size)."""
+        if self._capture is None:
+            return
+        self._captured += len(chunk)
+        if self._captured <= self.config.assets.max_item:
+            self._capture.append(chunk)
+        else:
+            self._capture = None
+
     def on_finish(self) -> None:
-        if self.observe is not None:
+        observe = self.config.observe
+        if observe is not None:
             slug = self.path_kwargs.get("slug", "")
             try:
-                self.observe(slug, self._kind, self.get_status(), time.perf_counter() - self._t0)
+                observe(slug, self._kind, self.get_status(), time.perf_counter() - self._t0)
             except Exception:
                 log.exception("proxy observer failed")
 
@@ -458,20 +725,22 @@ def kernel_message_type(message: str | bytes) -> str | None:
         return None
 
 
-class AppWebSocketProxy(websocket.WebSocketHandler):
+class AppWebSocketProxy(_AppRequestMixin, websocket.WebSocketHandler):
     """WebSocket side: the page's kernel channels, both directions, closes propagated."""
 
-    def initialize(self, runtime: Supervisor, authorize: Authorize, prefix: str,
-                   observe: Observer | None, page_timeout: float) -> None:
-        self.runtime = runtime
-        self.authorize = authorize
-        self.observe = observe
+    def initialize(self, config: ProxyConfig) -> None:
+        self.config = config
+        self.runtime = config.runtime
+        self.observe = config.observe
         self._upstream: websocket.WebSocketClientConnection | None = None
         self._runner: Runner | None = None
+        self._lease: Lease | None = None
         self._opened = False
         self._pump: asyncio.Future[None] | None = None
         self._t0 = time.perf_counter()
         self.dropped = 0
+        self.app_ticket = None
+        self.ticket_token = None
 
     @property
     def max_message_size(self) -> int:  # type: ignore[override]
@@ -481,11 +750,22 @@ class AppWebSocketProxy(websocket.WebSocketHandler):
     def ping_interval(self) -> float | None:  # type: ignore[override]
         return 30.0
 
+    def check_origin(self, origin: str) -> bool:
+        """With a valid ticket any origin (the sandboxed page's is ``null``): the ticket is the
+        credential. Without one (a cookie or token), only the gallery's own origin."""
+        if self.app_ticket is not None:
+            return True
+        return super().check_origin(origin)
+
     async def prepare(self) -> None:
         slug = self.path_kwargs["slug"]
         kernel_id = self.path_kwargs["kernel_id"]
+        if not self._read_ticket():
+            self.set_status(403)
+            self.finish("ticket invalid or expired")
+            return
         try:
-            allowed = await _authorized(self.authorize, self, slug)
+            allowed = await _authorized(self.config.authorize, self, slug)
         except NbappsError as err:
             allowed = False
             self.set_status(err.http_status)
@@ -517,7 +797,7 @@ class AppWebSocketProxy(websocket.WebSocketHandler):
             self.finish("kernel not available")
             return
         self._runner = runner
-        runner.open_websockets += 1
+        self._lease = runner.hold("socket")
 
     def select_subprotocol(self, subprotocols: list[str]) -> str | None:
         chosen = self._upstream.selected_subprotocol if self._upstream else None
@@ -529,7 +809,8 @@ class AppWebSocketProxy(websocket.WebSocketHandler):
 
     async def _pump_upstream(self) -> None:
         up = self._upstream
-        assert up is not None
+        if up is None:  # the viewer closed the socket before this task first ran
+            return
         while True:
             msg = await up.read_message()
             if msg is None:
@@ -568,7 +849,8 @@ class AppWebSocketProxy(websocket.WebSocketHandler):
             code = self.close_code if self.close_code not in (None, 1005, 1006) else 1000
             up.close(code, self.close_reason)
         if self._runner is not None:
-            self._runner.open_websockets -= 1
+            if self._lease is not None:
+                self._lease.release()
             self._runner = None
             if self.observe is not None:
                 self.observe(self.path_kwargs.get("slug", ""), "ws", 101,

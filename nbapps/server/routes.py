@@ -28,12 +28,38 @@ _PARAM = re.compile(r"\{([a-z_]+)\}")
 _SEGMENT = re.compile(r"[A-Za-z0-9._~-]+")
 
 
+_INTEGER = re.compile(r"-?[0-9]{1,18}")  # fits a 64-bit column
+_BOOLEAN = frozenset({"1", "0", "true", "false", "yes", "no"})
+
+
 @dataclass(frozen=True)
 class Param:
     name: str
     type: str = "string"  # JSON schema type
     description: str = ""
     required: bool = False
+    #: the only values allowed (an enumeration), empty: any
+    enum: tuple[str, ...] = ()
+
+    def schema(self) -> dict[str, Any]:
+        """JSON schema of the value (OpenAPI)."""
+        out: dict[str, Any] = {"type": self.type}
+        if self.enum:
+            out["enum"] = list(self.enum)
+        return out
+
+    def problem(self, value: str) -> str | None:
+        """Why ``value`` does not fit this parameter (None: it fits; empty means absent).
+        The server answers such a value with NBA331 before the handler sees it."""
+        if not value:
+            return None
+        if self.enum and value not in self.enum:
+            return f"{self.name} must be one of: {', '.join(self.enum)}"
+        if self.type == "integer" and not _INTEGER.fullmatch(value):
+            return f"{self.name} must be a whole number"
+        if self.type == "boolean" and value.lower() not in _BOOLEAN:
+            return f"{self.name} must be true or false"
+        return None
 
 
 @dataclass(frozen=True)
@@ -87,6 +113,7 @@ def route_table(runtime: Any = None) -> list[Route]:
         api_meta,
         api_submissions,
         api_users,
+        app_frame,
         pages_account,
         pages_admin,
         pages_apps,
@@ -103,6 +130,7 @@ def route_table(runtime: Any = None) -> list[Route]:
         Route("/app/{slug}", pages_apps.AppPageHandler, "app"),
         Route("/app/{slug}/thumbnail", pages_apps.AppThumbnailHandler, "app-thumbnail"),
         Route("/app/{slug}/rollback", pages_apps.RollbackFormHandler, "app-rollback"),
+        Route("/app/{slug}/open", app_frame.AppFrameHandler, "app-open"),
         Route("/apps/{slug}/{path}", app_handler, "app-runtime"),
         Route("/review", pages_review.ReviewQueueHandler, "review-queue"),
         Route("/my", pages_review.MySubmissionsHandler, "my-submissions"),
@@ -134,8 +162,10 @@ def route_table(runtime: Any = None) -> list[Route]:
         Route("/api/me/tokens/{prefix}", api_users.MyTokenHandler, "api-my-token"),
         Route("/api/apps", api_apps.AppsHandler, "api-apps"),
         Route("/api/tags", api_apps.TagsHandler, "api-tags"),
+        Route("/api/categories", api_apps.CategoriesHandler, "api-categories"),
         Route("/api/apps/{slug}", api_apps.AppHandler, "api-app"),
         Route("/api/apps/{slug}/rollback", api_apps.RollbackHandler, "api-app-rollback"),
+        Route("/api/apps/{slug}/status", app_frame.AppStatusHandler, "api-app-status"),
         Route("/api/submissions", api_submissions.SubmissionsHandler, "api-submissions"),
         Route("/api/submissions/{id}", api_submissions.SubmissionHandler, "api-submission"),
         Route("/api/submissions/{id}/decision", api_submissions.DecisionHandler,
@@ -144,6 +174,8 @@ def route_table(runtime: Any = None) -> list[Route]:
               "api-submission-withdraw"),
         Route("/api/submissions/{id}/comments", api_submissions.CommentsHandler,
               "api-submission-comments"),
+        Route("/api/submissions/{id}/check", api_submissions.CheckHandler,
+              "api-submission-check"),
         Route("/api/users", api_users.UsersHandler, "api-users"),
         Route("/api/users/{name}", api_users.UserHandler, "api-user"),
         Route("/api/users/{name}/tokens", api_users.UserTokensHandler, "api-user-tokens"),

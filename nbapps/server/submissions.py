@@ -17,6 +17,8 @@ log = logging.getLogger("nbapps.server.submissions")
 
 COMMENT_ACTION = "submission.comment"
 MAX_COMMENT = 10_000
+#: decisions the author must be told the reason of (NBA350 without a comment)
+REASON_REQUIRED = frozenset({Action.REJECT, Action.REQUEST_CHANGES})
 
 
 def comment_target(version_id: int) -> str:
@@ -48,11 +50,26 @@ def clean_comment(value: Any) -> str:
     return value.strip()
 
 
+def require_reason(action: Action, comment: Any) -> str:
+    """The cleaned comment; NBA350 when ``action`` needs a reason and the comment is empty."""
+    text = clean_comment(comment)
+    if action in REASON_REQUIRED and not text:
+        what = "reject" if action is Action.REJECT else "request changes"
+        raise UsageError(f"a comment is required to {what}: tell the author "
+                         + ("why" if action is Action.REJECT else "what to change"),
+                         code="NBA350")
+    return text
+
+
 async def decide(handler: BaseHandler, user: WebUser, version_id: int, action: Action,
                  comment: Any) -> Any:
-    """One review decision; the catalog enforces four-eyes (NBA304) and races (NBA303/305)."""
+    """One review decision; the catalog enforces four-eyes (NBA304) and races (NBA303/305).
+
+    *Reject* and *Request changes* carry a reason (NBA350 without one), checked before the
+    catalog is asked, so that no decision without a reason is ever recorded.
+    """
     ctx = handler.ctx
-    text = clean_comment(comment)
+    text = require_reason(action, comment)
     version = await ctx.run(ctx.catalog.decide, version_id, user.name, action, text,
                             ip=handler.client_ip())
     ctx.changed()
@@ -100,4 +117,5 @@ def check_can_view(ctx: ServerContext, user: WebUser, version: Any) -> None:
         raise PermissionDenied("only reviewers and its author can see this submission")
 
 
-__all__ = ["add_comment", "comments_of", "decide", "parse_decision", "withdraw"]
+__all__ = ["REASON_REQUIRED", "add_comment", "comments_of", "decide", "parse_decision",
+           "require_reason", "withdraw"]

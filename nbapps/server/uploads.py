@@ -1,13 +1,27 @@
-"""Receiving a submission: the uploaded archive, checked and recorded.
+"""Receiving a submission: the uploaded archive, reduced to its source, stored and queued.
 
-Upload pipeline (:func:`accept_upload`, on the thread pool): the body was spooled to a file under
-``<data_dir>/tmp/uploads`` while it arrived (size-limited); it is unpacked into a private temp
-folder with :func:`nbapps.bundle.unpack_bundle` (size limit, no links, no paths outside),
-checked with :func:`nbapps.bundle.verify_bundle` (manifest schema, every file's hash), its
-notebook validated again statically, the archive stored by hash in the bundle store, and only
-then recorded by :meth:`Catalog.submit` in one transaction. A crash at any point before that
-transaction leaves nothing visible: temp files are removed at the next start and a stored but
-unrecorded archive is unreachable (and reused by the next identical upload).
+Upload pipeline (:func:`accept_upload`, on the thread pool). The body was spooled to a file
+under ``<data_dir>/tmp/uploads`` while it arrived (size-limited); then:
+
+1. it is unpacked into a private temp folder with :func:`nbapps.bundle.unpack_bundle` (size
+   limit, no links, no paths outside). Both forms clients send are accepted: a source archive
+   (``nbapps publish``) and a whole bundle (``nbapps bundle``, older clients), whose
+   ``manifest.json`` is then checked for integrity (:func:`nbapps.bundle.verify_bundle`) and
+   otherwise only kept as the client's claim;
+2. the **trusted input** is taken out of it: ``app.ipynb`` at the root and the data files that
+   notebook declares (:func:`nbapps.bundle.read_source_folder`). Nothing else of the upload
+   (manifest, executed notebook, thumbnail, extra files) is used (DESIGN.md decision 7);
+3. the notebook is checked statically (error findings refuse the upload, NBA200: a notebook
+   that cannot run is not queued);
+4. the source is stored as a canonical, content-addressed source object
+   (:meth:`nbapps.store.BundleStore.put_source`), its manifest derived by the gallery
+   (:func:`nbapps.jobs.source.derive_manifest`);
+5. the version is recorded by :meth:`Catalog.submit` in one transaction with its queued check
+   job (state ``validating``; NBA322 when the queue is full), and an idle check worker is woken.
+
+A crash at any point before that transaction leaves nothing visible: temp files are removed at
+the next start and a stored but unrecorded source is unreachable (and reused by the next
+identical upload).
 """
 from __future__ import annotations
 
@@ -17,8 +31,10 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..bundle import APP_NOTEBOOK, MANIFEST, read_source_folder, unpack_bundle, verify_bundle
 from ..catalog import Submission, slugify
 from ..errors import BundleError, NotebookError
+from ..jobs.source import client_claim, derive_manifest
 from .identity import WebUser
 
 if TYPE_CHECKING:
@@ -27,90 +43,53 @@ if TYPE_CHECKING:
 log = logging.getLogger("nbapps.server.uploads")
 
 
-def _bundle_api() -> Any:
-    try:
-        from .. import bundle
-    except ImportError as exc:  # pragma: no cover - the bundle module is part of nbapps
-        raise BundleError("bundle support is not installed", code="NBA201") from exc
-    return bundle
-
-
-def _manifest_of(verified: Any, folder: Path) -> dict[str, Any]:
-    manifest = getattr(verified, "manifest", None)
-    if isinstance(manifest, dict):
-        return manifest
-    if isinstance(verified, dict):
-        return verified
-    import json
-
-    try:
-        return dict(json.loads((folder / "manifest.json").read_text("utf-8")))
-    except (OSError, ValueError) as exc:
-        raise BundleError(f"bundle manifest unreadable: {exc}", code="NBA201") from None
-
-
-def _sha_of(verified: Any, manifest: dict[str, Any]) -> str:
-    for source in (getattr(verified, "sha256", None), manifest.get("sha256"),
-                   manifest.get("bundle_sha256")):
-        if isinstance(source, str) and len(source) == 64:
-            return source
-    raise BundleError("bundle has no content hash", code="NBA201")
-
-
-def _app_meta(manifest: dict[str, Any]) -> dict[str, Any]:
-    app = manifest.get("app")
-    meta: dict[str, Any] = dict(app) if isinstance(app, dict) else {}
-    for key in ("title", "description", "tags", "thumbnail", "slug"):
-        if key not in meta and key in manifest:
-            meta[key] = manifest[key]
-    return meta
-
-
-def _notebook_in(folder: Path, manifest: dict[str, Any]) -> Path:
-    from .review_data import notebook_member
-
-    path = (folder / notebook_member(manifest)).resolve()
-    if folder.resolve() not in path.parents or not path.is_file():
-        raise BundleError("the manifest's notebook is not in the bundle", code="NBA201")
-    return path
+def _claim_of(folder: Path) -> dict[str, Any] | None:
+    """The client's claim from a whole bundle's manifest (checked for integrity first: a
+    damaged bundle is refused as before, NBA201/NBA202), or None for a source archive."""
+    if not (folder / MANIFEST).exists():
+        return None
+    manifest = verify_bundle(folder)
+    return client_claim(manifest)
 
 
 def accept_upload(ctx: ServerContext, user: WebUser, spool: Path, *, slug: str | None,
                   ip: str | None) -> Submission:
-    """Check the uploaded archive at ``spool`` and record it (see the module docstring)."""
-    bundle = _bundle_api()
+    """Reduce the uploaded archive at ``spool`` to its source and record it (see the module
+    docstring)."""
     data = spool.read_bytes()
     if not data:
-        raise BundleError("the request body is empty: send the bundle archive (tar.gz)",
+        raise BundleError("the request body is empty: send the app's archive (tar.gz)",
                           code="NBA204")
     work = Path(tempfile.mkdtemp(prefix="unpack-", dir=ctx.upload_dir))
     try:
-        dest = work / "bundle"
-        bundle.unpack_bundle(data, dest, max_bytes=ctx.options.max_unpacked_bytes)
-        verified = bundle.verify_bundle(dest)
-        manifest = _manifest_of(verified, dest)
-        sha256 = _sha_of(verified, manifest)
-        notebook = _notebook_in(dest, manifest)
-        _check_notebook(notebook)
-        meta = _app_meta(manifest)
-        title = str(meta.get("title") or "").strip()
+        upload = work / "upload"
+        unpack_bundle(data, upload, max_bytes=ctx.options.max_unpacked_bytes)
+        claim = _claim_of(upload)
+        files = read_source_folder(upload)
+        source = work / "source"
+        for name, content in files.items():
+            target = source / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(content)
+        _check_notebook(source / APP_NOTEBOOK)
+        stored = ctx.store.put_source(files)
+        manifest = derive_manifest(files, stored, claim=claim)
+        title = str(manifest.get("title") or "").strip() or (slug or "")
         if not title:
-            raise BundleError("the bundle manifest has no app title", code="NBA201")
-        app_slug = slug or str(meta.get("slug") or "") or slugify(title)
-        tags = meta.get("tags") or []
-        if not isinstance(tags, (list, tuple)):
-            raise BundleError("manifest tags must be a list", code="NBA201")
-        thumbnail = meta.get("thumbnail")
-        if thumbnail is not None and not isinstance(thumbnail, str):
-            thumbnail = None
-        if not ctx.store.exists(sha256):
-            ctx.store.put(sha256, data)
-        key = ctx.store.key_for(sha256)
-        return ctx.catalog.submit(
-            slug=app_slug, title=title, description=str(meta.get("description") or ""),
-            tags=[str(t) for t in tags], sha256=sha256, manifest=manifest, store_key=key,
-            submitter=user.name, thumbnail=thumbnail, size=len(data), ip=ip,
+            raise BundleError("the notebook has no title: set metadata.nbapps.title, or give "
+                              "the app a slug", code="NBA207")
+        checks = ctx.checks
+        submission = ctx.catalog.submit(
+            slug=slug or slugify(title), title=title,
+            description=str(manifest.get("description") or ""),
+            tags=[str(t) for t in manifest.get("tags") or []], sha256=stored.sha256,
+            manifest=manifest, store_key=stored.key, submitter=user.name, thumbnail=None,
+            size=stored.size, ip=ip, check=True,
+            max_queued=checks.queue_max if checks is not None else None,
         )
+        if checks is not None and submission.created:
+            checks.notify()
+        return submission
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -120,7 +99,7 @@ def _check_notebook(path: Path) -> None:
     from ..validate import ValidationSettings, validate_notebook
 
     report = validate_notebook(path, ValidationSettings(execute=False), name=path.name)
-    # NBA011 (kernel not installed here) is the runners' concern, not a reason to refuse
+    # NBA011 (kernel not installed here) is for the check run to report, not a reason to refuse
     errors = [f for f in report.findings if f.is_error and f.code != "NBA011"]
     if errors:
         raise NotebookError(

@@ -1,10 +1,13 @@
-"""Shared read helpers of the page and API handlers (catalog reads, cached listings, bundles)."""
+"""Shared read helpers of the page and API handlers (catalog reads, cached listings, sources).
+
+What pages show of a version comes from what the gallery stores and derived itself: its source
+(:func:`read_bundle_member`, only ``app.ipynb`` and the files it declares, never the rest of a
+client's upload), the contract in its gallery-derived manifest (:func:`contract_of`) and the
+thumbnail its check made (:func:`send_thumbnail`).
+"""
 from __future__ import annotations
 
-import io
 import logging
-import mimetypes
-import tarfile
 from collections import OrderedDict
 from pathlib import PurePosixPath
 from threading import Lock
@@ -55,16 +58,21 @@ def int_arg(handler: RequestHandler, name: str, default: int, *, lo: int = 1,
 
 
 def gallery_page(ctx: ServerContext, *, q: str, tag: str, sort: str, page: int,
-                 per_page: int | None = None) -> AppPage:
+                 per_page: int | None = None, category: str = "") -> AppPage:
     per = per_page or ctx.options.per_page
     tags = (tag,) if tag else ()
-    key = ("apps", q, tags, sort, page, per)
+    key = ("apps", q, tags, category, sort, page, per)
     return ctx.cache.get(key, lambda: ctx.catalog.list_apps(
-        q or None, tags=tags, sort=sort, page=page, per_page=per))
+        q or None, tags=tags, sort=sort, page=page, per_page=per, category=category or None))
 
 
 def tag_list(ctx: ServerContext) -> list[tuple[str, int]]:
     return ctx.cache.get(("tags",), lambda: ctx.catalog.list_tags(limit=100))
+
+
+def category_list(ctx: ServerContext) -> list[tuple[str, int]]:
+    """(category, live apps in it), by name: the gallery's sections."""
+    return ctx.cache.get(("categories",), lambda: ctx.catalog.list_categories())
 
 
 def is_reviewer(ctx: ServerContext, user: WebUser | None) -> bool:
@@ -97,7 +105,11 @@ def version_for(ctx: ServerContext, user: WebUser, version_id: int) -> VersionIn
 
 
 def contract_of(manifest: dict[str, Any]) -> list[Parameter]:
-    """The parameter contract stored in a bundle manifest (empty if none or unreadable)."""
+    """The parameter contract in a version's manifest, as the gallery derived it from the
+    source (empty if none or unreadable; empty for a version stored by an earlier nbapps until
+    its check has derived one: that manifest was the client's)."""
+    if isinstance(manifest, dict) and manifest.get("legacy"):
+        return []
     data = manifest.get("parameters") if isinstance(manifest, dict) else None
     if data is None and isinstance(manifest, dict):
         data = manifest.get("contract")
@@ -143,46 +155,44 @@ _members = _BytesLRU(32 * 1024 * 1024)
 
 
 def read_bundle_member(ctx: ServerContext, sha256: str, member: str,
-                       max_bytes: int = 20 * 1024 * 1024) -> bytes:
-    """One file of a stored bundle archive (by its path in the bundle); NotFound NBA302.
+                       max_bytes: int = 20 * 1024 * 1024, *, key: str | None = None) -> bytes:
+    """One file of a stored source (by its path in it); NotFound NBA302.
 
-    Bundles are immutable and addressed by hash, so members are cached by (hash, path).
+    ``sha256``/``key`` name the source (:meth:`nbapps.store.BundleStore.read_source`: a source
+    object, or the source files of a legacy client archive). Files that are not source (a
+    client's ``executed.ipynb``, ``manifest.json``, thumbnail, extra files) are never read.
+    Sources are immutable and addressed by hash, so files are cached by (hash, path).
     """
     norm = str(PurePosixPath(member))
     if norm.startswith(("/", "..")) or "/../" in f"/{norm}/":
-        raise NotFound(f"no file {member!r} in the bundle")
-    cached = _members.get((sha256, norm))
+        raise NotFound(f"no file {member!r} in the source")
+    cache_key = (f"{sha256}:{key or ''}", norm)
+    cached = _members.get(cache_key)
     if cached is not None:
         return cached
-    data = ctx.store.get(sha256)
-    try:
-        with tarfile.open(fileobj=io.BytesIO(data), mode="r:*") as tar:
-            found = None
-            for m in tar.getmembers():
-                name = str(PurePosixPath(m.name))
-                if m.isfile() and (name == norm or name.split("/", 1)[-1] == norm):
-                    found = m
-                    break
-            if found is None or found.size > max_bytes:
-                raise NotFound(f"no file {member!r} in the bundle")
-            f = tar.extractfile(found)
-            if f is None:
-                raise NotFound(f"no file {member!r} in the bundle")
-            content = f.read()
-    except tarfile.TarError as exc:
-        raise NotFound(f"bundle {sha256[:12]} unreadable: {exc}") from None
-    _members.put((sha256, norm), content)
+    source = ctx.store.read_source(sha256, key)
+    content = source.files.get(norm)
+    if content is None or len(content) > max_bytes:
+        raise NotFound(f"no file {member!r} in the source")
+    for name, data in source.files.items():
+        _members.put((f"{sha256}:{key or ''}", name), data)
     return content
 
 
-async def send_thumbnail(handler: Any, sha256: str, member: str) -> None:
-    suffix = PurePosixPath(member).suffix.lower()
-    ctype = THUMBNAIL_TYPES.get(suffix) or mimetypes.guess_type(member)[0]
-    if suffix not in THUMBNAIL_TYPES or ctype is None:
-        raise NotFound("thumbnail type not served")
-    content = await handler.ctx.run(read_bundle_member, handler.ctx, sha256, member)
-    handler.set_header("Content-Type", ctype)
+async def send_thumbnail(handler: Any, sha256: str, member: str | None) -> None:
+    """Answer with a version's thumbnail: the PNG its check made (``member`` is the version's
+    ``thumbnail`` reference, :func:`nbapps.jobs.artifacts.thumbnail_ref`). Anything else (a
+    path inside a legacy client archive) is not served: NotFound NBA302."""
+    from ..jobs.artifacts import parse_thumbnail_ref
+
+    del sha256  # the reference names the blob itself
+    blob = parse_thumbnail_ref(member)
+    if blob is None:
+        raise NotFound("no thumbnail made by the gallery for this version yet")
+    content = await handler.ctx.run(handler.ctx.store.get_blob, blob)
+    handler.set_header("Content-Type", "image/png")
     handler.set_header("Cache-Control", "private, max-age=86400")
     handler.set_header("Content-Security-Policy", "default-src 'none'; sandbox")
-    handler.set_header("ETag", f'"{sha256[:32]}"')
+    handler.set_header("X-Content-Type-Options", "nosniff")
+    handler.set_header("ETag", f'"{blob[:32]}"')
     handler.finish(content)

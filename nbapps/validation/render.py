@@ -1,8 +1,9 @@
 """Validation reports as text (for people) and JSON (for tools).
 
 Text: one line per finding, ``PATH:cell N [first line]  CODE severity: message`` followed by an
-indented ``fix:`` line, then a summary line. ``cell N`` counts cells from 1 (the JSON's ``cell`` is
-the 0-based index). Colour comes from rich, only when asked for.
+indented ``fix:`` line, then a summary line. Cells are counted from 1 everywhere, as JupyterLab
+shows them: ``cell N`` in text, ``cell`` in JSON (where ``cell_index`` is the 0-based index, for
+tools that jump to the cell). Colour comes from rich, only when asked for.
 
 JSON: ``{"notebooks": [report...], "summary": {...}}``; its keys are stable (tools parse them).
 """
@@ -55,7 +56,7 @@ def _finding_text(report: Report, finding: Any) -> Text:
     line = Text()
     line.append(report.path, style="bold")
     if finding.cell is not None:
-        line.append(f":cell {finding.cell + 1}", style="bold")
+        line.append(f":cell {finding.cell_number}", style="bold")
         if finding.cell_line:
             line.append(f" [{finding.cell_line}]", style="dim")
     severity = finding.severity.value

@@ -9,11 +9,13 @@ from __future__ import annotations
 import ast
 import json
 import logging
+import re
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any
 
 from ..findings import Finding, cell_finding
+from ..kernelspecs import installed_kernels, resolve_kernel_name
 from ..notebook import INJECTED_TAG, AppNotebook
 from ..secrets_scan import scan_notebook
 
@@ -26,24 +28,9 @@ PARTIAL_SCAN_CHARS = 64 * 1024
 # -- kernel ---------------------------------------------------------------------------------------
 
 
-def installed_kernels() -> list[str]:
-    """Names of the kernels installed here (jupyter_client's kernelspec search path)."""
-    from jupyter_client.kernelspec import NATIVE_KERNEL_NAME, KernelSpecManager
-
-    manager = KernelSpecManager()
-    names = set(manager.find_kernel_specs())
-    if manager.ensure_native_kernel:
-        try:
-            import ipykernel  # noqa: F401
-        except ImportError:  # pragma: no cover - ipykernel is a dependency
-            pass
-        else:
-            names.add(NATIVE_KERNEL_NAME)
-    return sorted(names)
-
-
 def kernel_findings(app: AppNotebook, override: str | None = None) -> list[Finding]:
-    """NBA010 (no kernelspec) and NBA011 (the kernel that would run it is not installed)."""
+    """NBA010 (no kernelspec) and NBA011 (no installed kernel runs it: names are resolved as
+    jupyter_client does, so ``python`` is ``python3``)."""
     findings: list[Finding] = []
     if app.kernel_name is None:
         findings.append(Finding("NBA010", "the notebook's metadata has no kernelspec, so it is "
@@ -51,9 +38,9 @@ def kernel_findings(app: AppNotebook, override: str | None = None) -> list[Findi
     wanted = override or app.kernel_name
     if wanted is None:
         return findings
-    installed = installed_kernels()
-    if wanted not in installed:
+    if resolve_kernel_name(wanted) is None:
         which = "requested" if override else "the notebook's"
+        installed = installed_kernels()
         findings.append(Finding("NBA011", f"{which} kernel '{wanted}' is not installed here "
                                 f"(installed: {', '.join(installed) or 'none'})"))
     return findings
@@ -88,6 +75,79 @@ def structure_findings(app: AppNotebook) -> list[Finding]:
         findings.append(Finding("NBA031", "`metadata.nbapps.title` is missing or empty"))
     if not app.meta.description.strip() and "metadata.nbapps.description" not in mistyped:
         findings.append(Finding("NBA032", "`metadata.nbapps.description` is missing or empty"))
+    return findings
+
+
+# -- what the app says: starter text, heading vs title -------------------------------------------
+
+_HEADING = re.compile(r"^ {0,3}#\s+(.+?)\s*#*\s*$")
+_SETEXT = re.compile(r"^ {0,3}=+\s*$")
+_MD_LINK = re.compile(r"!?\[([^\]]*)\]\([^)]*\)")
+_MD_MARKS = re.compile(r"[*_`~]+|<[^>]+>")
+
+
+def _normal(text: str) -> str:
+    """Text as compared: without markdown marks, case-folded, spaces collapsed, no final
+    punctuation."""
+    text = _MD_MARKS.sub("", _MD_LINK.sub(r"\1", text))
+    return " ".join(text.casefold().split()).rstrip(" .:!")
+
+
+def first_heading(source: str) -> str | None:
+    """The first level-1 heading of a markdown cell (``# Title`` or ``Title`` over ``===``)."""
+    lines = source.splitlines()
+    fenced = False
+    for i, line in enumerate(lines):
+        if line.lstrip().startswith(("```", "~~~")):
+            fenced = not fenced
+        if fenced:
+            continue
+        match = _HEADING.match(line)
+        if match:
+            return _MD_MARKS.sub("", _MD_LINK.sub(r"\1", match.group(1))).strip()
+        if i and _SETEXT.match(line) and lines[i - 1].strip():
+            return _MD_MARKS.sub("", _MD_LINK.sub(r"\1", lines[i - 1])).strip()
+    return None
+
+
+def authoring_findings(app: AppNotebook) -> list[Finding]:
+    """NBA035 (``nbapps init``'s starter text is still there) and NBA036 (the app's first
+    heading is not its title)."""
+    from ..scaffold import DRAFT_TAG, PLACEHOLDER_PHRASES
+
+    findings: list[Finding] = []
+    phrases = [p.casefold() for p in PLACEHOLDER_PHRASES]
+    left = []
+    if any(p in app.meta.description.casefold() for p in phrases):
+        left.append("`metadata.nbapps.description` is the starter sentence")
+    if DRAFT_TAG in app.meta.tags:
+        left.append(f"the tag `{DRAFT_TAG}` is still set")
+    if left:
+        findings.append(Finding("NBA035", "; ".join(left) + " (from `nbapps init`)"))
+    shown = app.widget_cells or list(range(len(app.nb.cells)))
+    for index, cell in enumerate(app.nb.cells):
+        if cell.get("cell_type") == "markdown" and index in shown and any(
+                p in " ".join(str(cell.get("source") or "").split()).casefold()
+                for p in phrases):
+            findings.append(cell_finding("NBA035", "the app's introduction still asks to be "
+                                         "replaced (starter text of `nbapps init`)", app.nb,
+                                         index))
+    title = app.meta.title.strip()
+    if not title:
+        return findings
+    for index in shown:
+        cell = app.nb.cells[index]
+        if cell.get("cell_type") != "markdown":
+            continue
+        heading = first_heading(str(cell.get("source") or ""))
+        if heading is None:
+            continue
+        if _normal(heading) != _normal(title):
+            findings.append(cell_finding(
+                "NBA036", f"the app's first heading “{heading}” is not its title “{title}” "
+                "(`metadata.nbapps.title`, shown by the gallery and the app's frame)",
+                app.nb, index))
+        break
     return findings
 
 
@@ -325,6 +385,7 @@ def static_findings(app: AppNotebook, *, kernel_override: str | None = None) -> 
     """The quick rules (all but test parameters, content scanning and running)."""
     findings = kernel_findings(app, kernel_override)
     findings += structure_findings(app)
+    findings += authoring_findings(app)
     findings += file_findings(app)
     findings += shell_findings(app)
     return findings

@@ -1,0 +1,86 @@
+"""What a person waits for in Chromium: the app frame, warm and cold, against a baseline.
+
+    .venv/bin/python benchmarks/app_frame.py [--loads 5]
+
+Not a test: it prints figures (DESIGN.md targets: a warm app's first widget output <= 500 ms
+after navigation, a cold one <= 3 s) measured side by side in one run, on this machine (which
+may be shared: the load average is printed at the start and the end). With the loan calculator
+approved in a gallery serving apps (Debian's Chromium through Playwright):
+
+- **cold**: the first open of the app (the runner starts), navigation to the frame until the
+  first widget output (the what-if table) shows in the app's iframe;
+- **frame**: the same, warm runner (pools refilled between loads), the way viewers open apps
+  now: the gallery's frame with the app sandboxed in its iframe (opaque origin: no HTTP cache);
+- **baseline**: the same app page opened by itself at its ticket URL *without* the sandbox (the
+  CSP is switched in this process only), i.e. what the proxy served before app isolation,
+  with the browser's cache at work.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+import nbapps.server.app_isolation as isolation  # noqa: E402
+from tests.test_app_browser import CHROMIUM, CHROMIUM_ARGS, _loan_gallery, _login  # noqa: E402
+
+OUTPUT = ".widget-output table"
+
+
+def load() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--loads", type=int, default=5, help="warm loads of each kind")
+    args = parser.parse_args()
+    from playwright.sync_api import sync_playwright
+
+    print(f"load average at start: {load()}", flush=True)
+    sandboxed = isolation.APP_PAGE_CSP
+    warm: dict[str, list[float]] = {"frame": [], "baseline": []}
+    with tempfile.TemporaryDirectory(prefix="nbapps-bench-frame-") as tmp, \
+            _loan_gallery(Path(tmp)) as (g, slug), sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_context(viewport={"width": 1280, "height": 800}).new_page()
+        _login(page, g, "vic")
+        t0 = time.perf_counter()
+        page.goto(f"{g.url}/app/{slug}/open", wait_until="commit")
+        page.frame_locator("#app-view").locator(OUTPUT).first.wait_for(timeout=600_000)
+        cold = time.perf_counter() - t0
+        src = page.get_attribute("#app-view", "src")
+        for _ in range(args.loads):
+            for kind in warm:
+                time.sleep(3)  # the pool refills (fill_delay) before the next viewer
+                isolation.APP_PAGE_CSP = sandboxed if kind == "frame" else "frame-ancestors 'self'"
+                t0 = time.perf_counter()
+                if kind == "frame":
+                    page.goto(f"{g.url}/app/{slug}/open", wait_until="commit")
+                    page.frame_locator("#app-view").locator(OUTPUT).first.wait_for()
+                else:
+                    page.goto(f"{g.url}{src}", wait_until="commit")
+                    page.locator(OUTPUT).first.wait_for()
+                warm[kind].append(time.perf_counter() - t0)
+        isolation.APP_PAGE_CSP = sandboxed
+        browser.close()
+    print(f"cold start, frame to first widget output: {cold * 1000:.0f} ms (target 3000 ms)")
+    for kind, values in warm.items():
+        print(f"warm {kind:8s}: median {statistics.median(values) * 1000:.0f} ms, "
+              f"min {min(values) * 1000:.0f}, max {max(values) * 1000:.0f} "
+              f"({len(values)} loads)")
+    ratio = statistics.median(warm["frame"]) / statistics.median(warm["baseline"])
+    print(f"frame / baseline: {ratio:.2f}x (warm target: frame <= 500 ms)")
+    print(f"load average at end: {load()}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,556 @@
+"""The kernel template of a runner: a warm process that new kernels are forked from.
+
+Starting a kernel the usual way pays a Python start, ipykernel's imports and the app's imports
+(about 1.5 s with pandas and matplotlib on this 2-core machine); forking a process that has
+already imported them pays a few milliseconds. The runner's launcher (:mod:`.launch`) starts
+this process inside the runner's sandbox and cgroup, before Voilà exists, with one end of a
+``socketpair``; Voilà's kernel provisioner (:mod:`.provisioner`) holds the other end and asks
+for kernels over it (JSON messages, one per datagram)::
+
+    -> {"op": "fork", "id": 7, "argv": [...], "env": {...}, "cwd": "..."}
+    <- {"op": "forked", "id": 7, "pid": 4242}      or {"op": "forked", "id": 7, "error": "..."}
+    <- {"op": "bound", "pid": 4242}                 its sockets are listening (clients may connect)
+    <- {"op": "exit", "pid": 4242, "status": 0}     when a kernel has exited (reaped here)
+    <- {"op": "ready", "modules": [...], "fork_safe": true, ...}   once, after the imports
+
+**What is done ahead, and why no further.** The template imports ipykernel (and IPython, zmq,
+tornado, comm), ipywidgets, and the modules the app notebook imports *before it runs any code
+of its own*: the leading import statements (``%matplotlib`` magics, docstrings and plain
+literal assignments such as the ``parameters`` cell may come between them), see
+:func:`nbapps.runner.notebook_variants.template_imports`. Importing those first is what the
+kernel would do first anyway. It never runs app statements: their results could differ per
+viewer (random draws, the time, files and data read "now"), could hold what cannot be shared by
+forking (open files, sockets, database connections, threads), and could change how later imports
+behave (``os.environ``, ``sys.path``, ``matplotlib.use``). App modules that live in the bundle
+itself are not imported either (that would run app code). A library that starts a Python thread
+at import makes the template refuse to fork (kernels are then spawned); one that looks for a
+running IPython at import (``get_ipython()``) would behave differently once a kernel runs, so
+the template starts again without it (ipywidgets and matplotlib_inline are known and are hooked
+up again in each kernel instead).
+
+**What every forked kernel gets, as a spawned one would**: its own session and process group;
+the connection file (ports, HMAC key) its kernel manager wrote; the environment and working
+folder it was asked for; fresh random state (``random``, ``numpy.random`` and every
+``random.Random`` / numpy generator created during the imports are reseeded from the OS);
+only its own ``atexit`` handlers; its cgroup leaf and rlimits (:mod:`nbapps.limits`); and,
+when the runner is sandboxed, one more Landlock layer that drops the template's right to write
+below the runner's cgroup. It dies with the template (``PR_SET_PDEATHSIG`` and ipykernel's
+parent poller), and the template dies with Voilà, so nothing outlives the runner.
+
+Not the same as a spawned kernel: siblings share the template's ``str`` hash seed (Python picks
+it at start-up), and a module that captured the time at import sees the template's start.
+"""
+from __future__ import annotations
+
+import argparse
+import atexit
+import contextlib
+import ctypes
+import gc
+import json
+import os
+import select
+import signal
+import socket
+import sys
+import threading
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+#: ipykernel and the pieces every app kernel needs (imported first, always); the second line
+#: is what a kernel's start-up imports lazily (debugpy alone is 0.4 s)
+BASE_MODULES = ("ipykernel.kernelapp", "ipykernel.ipkernel", "ipykernel.zmqshell", "comm",
+                "ipywidgets",
+                "ipykernel.debugger", "IPython.core.completerlib", "IPython.core.debugger",
+                "IPython.core.oinspect", "IPython.extensions.storemagic",
+                "IPython.utils.wildcard", "pdb", "tornado.platform.asyncio")
+#: what a kernel imports lazily the first time it uses a preloaded module (its first figure, its
+#: first DataFrame shown): library modules, imported after their parent when it is preloaded
+COMPANIONS = {
+    "matplotlib.pyplot": ("matplotlib.backends.backend_agg", "matplotlib_inline.backend_inline",
+                          "IPython.core.pylabtools", "IPython.core.magics.pylab"),
+    "pandas": ("pandas.io.formats.html", "pandas.io.formats.string"),
+}
+#: modules that look for a running IPython when imported, and how to catch them up in a kernel
+REHOOKS = {
+    "ipywidgets": "_handle_ipython",
+    "matplotlib_inline.backend_inline": "_enable_matplotlib_integration",
+}
+#: callers of get_ipython() at import time that need no catching up
+_IPYTHON_AWARE_OK = ("IPython", "ipykernel", "ipywidgets", "matplotlib_inline", "comm",
+                     "jupyter_client", "traitlets", "nbapps")
+MAX_MESSAGE = 1 << 20
+_PR_SET_PDEATHSIG = 1
+_PR_SET_CHILD_SUBREAPER = 36
+
+def _launcher_path() -> str:
+    import importlib.util
+
+    with contextlib.suppress(ImportError, ValueError):
+        spec = importlib.util.find_spec("ipykernel_launcher")
+        return (spec.origin or "") if spec else ""
+    return ""
+
+
+_LAUNCHER = ""
+
+
+@dataclass
+class TemplateConfig:
+    """What the template needs to know (written to JSON by the runner)."""
+
+    #: the app folder: working folder of the template and default for kernels
+    app_dir: str
+    #: modules to import after :data:`BASE_MODULES`
+    preload: list[str] = field(default_factory=list)
+    #: kernel limits, :class:`nbapps.limits.KernelLimits` as a dict
+    kernel_limits: dict[str, Any] = field(default_factory=dict)
+    #: write folders of a forked kernel's own Landlock layer (None: add no layer)
+    kernel_write: list[str] | None = None
+    #: top-level modules not to import (found to look for IPython at import)
+    exclude: list[str] = field(default_factory=list)
+
+    @classmethod
+    def load(cls, path: str) -> TemplateConfig:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
+
+    def dump(self, path: Path) -> None:
+        path.write_text(json.dumps(self.__dict__), encoding="utf-8")
+
+
+def _libc() -> ctypes.CDLL:
+    return ctypes.CDLL(None, use_errno=True)
+
+
+def _send(sock: socket.socket, msg: dict[str, Any]) -> None:
+    with contextlib.suppress(OSError):
+        sock.send(json.dumps(msg).encode("utf-8"))
+
+
+def os_threads() -> int:
+    try:
+        return len(os.listdir("/proc/self/task"))
+    except OSError:
+        return 0
+
+
+# -- warming up ---------------------------------------------------------------------------------
+class _IPythonWatch:
+    """Records which modules call ``get_ipython()`` while the template imports.
+
+    The wrapper replaces IPython's function for good (modules keep a reference to it), so it
+    must behave exactly like the original; it only records while ``active``.
+    """
+
+    def __init__(self) -> None:
+        self.callers: set[str] = set()
+        self.active = False
+
+    def install(self) -> None:
+        import IPython
+        import IPython.core.getipython as getipython
+
+        original = getipython.get_ipython
+
+        def get_ipython() -> Any:
+            if self.active:
+                caller = sys._getframe(1).f_globals.get("__name__", "?")
+                self.callers.add(str(caller))
+            return original()
+
+        get_ipython.__doc__ = original.__doc__
+        getipython.get_ipython = get_ipython  # type: ignore[assignment]
+        IPython.get_ipython = get_ipython  # type: ignore[attr-defined]
+
+    def sensitive(self) -> set[str]:
+        """Top-level packages that looked for IPython at import and are not handled."""
+        out = set()
+        for name in self.callers:
+            top = name.split(".")[0]
+            if top not in _IPYTHON_AWARE_OK:
+                out.add(top)
+        return out
+
+
+def _local(name: str, app_dir: str) -> bool:
+    """Whether module ``name`` would be found in the app folder (app code: never preloaded)."""
+    import importlib.util
+
+    top = name.split(".")[0]
+    for suffix in ("", ".py"):
+        if os.path.exists(os.path.join(app_dir, top + suffix)):
+            return True
+    try:
+        spec = importlib.util.find_spec(top)
+    except (ImportError, ValueError):
+        return True
+    if spec is None:
+        return True
+    origin = spec.origin or ""
+    return origin.startswith(app_dir.rstrip("/") + "/")
+
+
+def warm_up(config: TemplateConfig) -> tuple[dict[str, Any], list[Any]]:
+    """Import what kernels need; the ``ready`` message and the random generators to reseed."""
+    os.environ.setdefault("MPLBACKEND", "module://matplotlib_inline.backend_inline")
+    watch = _IPythonWatch()
+    imported, failed, skipped = [], [], []
+    t0 = time.perf_counter()
+    with contextlib.suppress(ImportError):
+        watch.install()
+    for name in BASE_MODULES:
+        try:
+            __import__(name)
+            imported.append(name)
+        except Exception as exc:  # an optional piece (ipywidgets) may be missing
+            failed.append(f"{name}: {exc}")
+    watch.active = True
+    preload = list(config.preload)
+    for parent, companions in COMPANIONS.items():
+        if parent in preload:
+            preload += [c for c in companions if c not in preload]
+    if "pandas" in preload and "matplotlib.pyplot" in preload:
+        preload.append("pandas.plotting._matplotlib")
+    for name in preload:
+        if name in sys.modules:
+            continue
+        if name.split(".")[0] in config.exclude or _local(name, config.app_dir):
+            skipped.append(name)
+            continue
+        try:
+            __import__(name)
+            imported.append(name)
+        except BaseException as exc:  # noqa: BLE001 - the kernel reports it when it imports
+            failed.append(f"{name}: {type(exc).__name__}: {exc}")
+    watch.active = False
+    reasons = []
+    if threading.active_count() > 1:
+        names = sorted(t.name for t in threading.enumerate() if t is not threading.main_thread())
+        reasons.append(f"an import started Python threads ({', '.join(names)})")
+    gc.collect()
+    generators = _random_generators()  # before freezing: frozen objects are not listed
+    gc.freeze()  # forked kernels then do not copy the template's objects when they collect
+    return {
+        "op": "ready", "modules": imported, "failed": failed, "skipped": skipped,
+        "fork_safe": not reasons, "reasons": reasons, "ipython_sensitive":
+        sorted(watch.sensitive()), "os_threads": os_threads(),
+        "seconds": round(time.perf_counter() - t0, 3), "pid": os.getpid(),
+    }, generators
+
+
+def _random_generators() -> list[Any]:
+    """Every random generator object alive after the imports (reseeded in each kernel)."""
+    import random
+
+    kinds: list[type] = [random.Random]
+    np = sys.modules.get("numpy")
+    if np is not None:
+        kinds += [np.random.RandomState, np.random.Generator]
+    found = [o for o in gc.get_objects() if isinstance(o, tuple(kinds))]
+    return [o for o in found if not isinstance(o, random.SystemRandom)]
+
+
+def reseed(generators: list[Any]) -> None:
+    """Fresh OS entropy for the global and the import-time random generators."""
+    import random
+
+    random.seed()
+    np = sys.modules.get("numpy")
+    if np is not None:
+        np.random.seed()
+    reseedable = (random.Random, np.random.RandomState) if np is not None else (random.Random,)
+    for gen in generators:
+        if isinstance(gen, reseedable):
+            gen.seed()
+        elif np is not None and isinstance(gen, np.random.Generator):
+            bitgen = gen.bit_generator
+            bitgen.state = type(bitgen)().state
+
+
+# -- one kernel (in the forked child) -----------------------------------------------------------
+def _become_kernel(req: dict[str, Any], config: TemplateConfig, generators: list[Any],
+                   close: list[int], status_fd: int) -> int:
+    """Set the child up as a spawned kernel would be, report ``ok`` and run the kernel."""
+    template_pid = os.getppid()
+    for sig in (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_DFL)
+    with contextlib.suppress(ValueError):
+        signal.set_wakeup_fd(-1)
+    os.setsid()
+    _libc().prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != template_pid:
+        return 1
+    for fd in close:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+    from nbapps import limits
+
+    kernel_limits = limits.KernelLimits.from_dict(config.kernel_limits)
+    limits.confine_kernel(kernel_limits, f"k{os.getpid()}")
+    if config.kernel_write is not None:
+        from nbapps import sandbox
+
+        sandbox.restrict(["/"], config.kernel_write)
+    cwd = str(req.get("cwd") or config.app_dir)
+    os.chdir(cwd)
+    env = {str(k): str(v) for k, v in (req.get("env") or {}).items()}
+    env["JPY_PARENT_PID"] = str(template_pid)
+    os.environ.clear()
+    os.environ.update(env)
+    argv = [str(a) for a in req["argv"]]
+    sys.argv = [_LAUNCHER or argv[0], *argv[3:]]
+    sys.path.insert(0, cwd)
+    reseed(generators)
+    atexit._clear()  # the template's handlers are not this kernel's (they may clean shared state)
+    os.write(status_fd, b"ok")
+
+    from ipykernel.kernelapp import IPKernelApp
+
+    app = IPKernelApp.instance()
+    app.initialize([*argv[3:], f"--IPKernelApp.parent_handle={template_pid}"])
+    for module, hook in REHOOKS.items():  # imported before IPython ran: catch them up
+        mod = sys.modules.get(module)
+        if mod is not None and hasattr(mod, hook):
+            with contextlib.suppress(Exception):
+                getattr(mod, hook)()
+    with contextlib.suppress(OSError):  # clients connecting now find the sockets bound
+        os.write(status_fd, b"bound")
+        os.close(status_fd)
+    app.start()
+    return 0
+
+
+def forkable(argv: list[str]) -> bool:
+    """Whether the kernel command is ``<this python> -m ipykernel_launcher ...``."""
+    if len(argv) < 3 or argv[1:3] != ["-m", "ipykernel_launcher"]:
+        return False
+    with contextlib.suppress(OSError):
+        return os.path.samefile(argv[0], sys.executable) or \
+            os.path.realpath(argv[0]) == os.path.realpath(sys.executable)
+    return False
+
+
+class Template:
+    """The template's serving loop (single-threaded: no thread ever runs here)."""
+
+    def __init__(self, sock: socket.socket, config: TemplateConfig, parent: int) -> None:
+        self.sock = sock
+        self.config = config
+        self.parent = parent
+        self.kernels: set[int] = set()
+        self.generators: list[Any] = []
+        self.fork_safe = False
+        self.wake_r, self.wake_w = os.pipe()
+        os.set_blocking(self.wake_w, False)
+        self.stopping = False
+        #: status pipes of kernels that have not said "bound" yet: fd -> pid
+        self.binding: dict[int, int] = {}
+
+    def _on_signal(self, signum: int, frame: Any) -> None:
+        if signum in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
+            self.stopping = True
+
+    def install_signals(self) -> None:
+        for sig in (signal.SIGCHLD, signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
+            signal.signal(sig, self._on_signal)
+        signal.set_wakeup_fd(self.wake_w)
+
+    def fork(self, req: dict[str, Any]) -> dict[str, Any]:
+        rid = req.get("id")
+        argv = req.get("argv") or []
+        if not self.fork_safe:
+            return {"op": "forked", "id": rid, "error": "the template is not fork-safe"}
+        if not forkable(argv):
+            return {"op": "forked", "id": rid, "error": "not an ipykernel of this Python"}
+        status_r, status_w = os.pipe()
+        try:
+            pid = os.fork()
+        except OSError as exc:
+            os.close(status_r)
+            os.close(status_w)
+            return {"op": "forked", "id": rid, "error": f"fork: {exc}"}
+        if pid == 0:  # the new kernel
+            code = 1
+            try:
+                os.close(status_r)
+                close = [self.sock.detach(), self.wake_r, self.wake_w, *self.binding]
+                code = _become_kernel(req, self.config, self.generators, close, status_w)
+            except SystemExit as exc:
+                code = exc.code if isinstance(exc.code, int) else 1
+            except BaseException:  # noqa: BLE001 - report and leave: never back to the loop
+                with contextlib.suppress(OSError):
+                    os.write(status_w, traceback.format_exc()[-2000:].encode())
+            finally:
+                with contextlib.suppress(Exception):
+                    atexit._run_exitfuncs()
+                with contextlib.suppress(Exception):
+                    sys.stdout.flush()
+                    sys.stderr.flush()
+                os._exit(code)
+        os.close(status_w)
+        answer = self._read_status(status_r, timeout=30.0)
+        if answer == "ok":
+            self.kernels.add(pid)
+            self.binding[status_r] = pid
+            return {"op": "forked", "id": rid, "pid": pid}
+        os.close(status_r)
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
+        self._release_leaf(pid)
+        return {"op": "forked", "id": rid, "error": answer or "the new kernel died at set-up"}
+
+    @staticmethod
+    def _read_status(fd: int, timeout: float) -> str:
+        data = b""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([fd], [], [], max(deadline - time.monotonic(), 0))
+            if not ready:
+                break
+            chunk = os.read(fd, 4096)
+            if not chunk:
+                break
+            data += chunk
+            if data == b"ok":
+                break
+        return data.decode("utf-8", "replace")
+
+    def bound(self, fd: int) -> None:
+        """A kernel's status pipe is readable: it said "bound" (or died)."""
+        pid = self.binding.pop(fd)
+        try:
+            data = os.read(fd, 64)
+        except OSError:
+            data = b""
+        os.close(fd)
+        if data.startswith(b"bound"):
+            _send(self.sock, {"op": "bound", "pid": pid})
+
+    def _release_leaf(self, pid: int) -> None:
+        from nbapps import limits
+
+        kl = limits.KernelLimits.from_dict(self.config.kernel_limits)
+        if kl.cgroup is not None:
+            folders = sorted(set(limits.kernel_leaf(kl.cgroup, f"k{pid}").values()))
+            with contextlib.suppress(OSError):
+                limits.release_cgroup(folders)
+
+    def reap(self) -> None:
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            if pid in self.kernels:
+                self.kernels.discard(pid)
+                with contextlib.suppress(OSError):  # what the kernel started goes with it
+                    os.killpg(pid, signal.SIGKILL)
+                self._release_leaf(pid)
+                _send(self.sock, {"op": "exit", "pid": pid,
+                                  "status": os.waitstatus_to_exitcode(status)})
+
+    def stop_kernels(self) -> None:
+        for pid in list(self.kernels):
+            with contextlib.suppress(OSError):
+                os.killpg(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 5
+        while self.kernels and time.monotonic() < deadline:
+            self.reap()
+            time.sleep(0.01)
+
+    def serve(self) -> None:
+        while not self.stopping:
+            if os.getppid() != self.parent:  # Voilà is gone
+                break
+            try:
+                ready, _, _ = select.select([self.sock, self.wake_r, *self.binding], [], [],
+                                            1.0)
+            except InterruptedError:
+                continue
+            for fd in ready:
+                if fd in self.binding:
+                    self.bound(fd)
+            if self.wake_r in ready:
+                with contextlib.suppress(OSError):
+                    os.read(self.wake_r, 512)
+            self.reap()
+            if self.sock in ready:
+                try:
+                    data = self.sock.recv(MAX_MESSAGE)
+                except InterruptedError:
+                    continue
+                except OSError:
+                    break
+                if not data:  # the provisioner's end is closed: Voilà is gone
+                    break
+                try:
+                    req = json.loads(data)
+                except ValueError:
+                    continue
+                if req.get("op") == "fork":
+                    _send(self.sock, self.fork(req))
+        self.stop_kernels()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m nbapps.runner.forkserver")
+    parser.add_argument("--fd", type=int, required=True, help="our end of the socketpair")
+    parser.add_argument("--config", required=True, help="TemplateConfig JSON file")
+    parser.add_argument("--runner-dir", default="", help="(names the runner in ps output)")
+    parser.add_argument("--parent", type=int, default=0, help="pid of Voilà (default: ppid)")
+    args = parser.parse_args(argv)
+    parent = args.parent or os.getppid()
+    libc = _libc()
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)  # orphans of kernels come back to us
+    if os.getppid() != parent:
+        return 1
+    # a process group of our own: the runner's SIGTERM goes to Voilà, which shuts its kernels
+    # down properly; we follow when Voilà has gone (the parent-death signal, the ppid check)
+    with contextlib.suppress(OSError):
+        os.setpgid(0, 0)
+    sock = socket.socket(fileno=args.fd)
+    config = TemplateConfig.load(args.config)
+    global _LAUNCHER
+    _LAUNCHER = _launcher_path()
+    from nbapps import limits, sandbox  # noqa: F401 - kernels use them right after the fork
+    # the folder we were started in is not an import location (app modules are never preloaded)
+    if sys.path and os.path.abspath(sys.path[0] or ".") == os.getcwd():
+        del sys.path[0]
+    with contextlib.suppress(OSError):
+        os.chdir(config.app_dir)
+    template = Template(sock, config, parent)
+    template.install_signals()
+    ready, generators = warm_up(config)
+    sensitive = [m for m in ready["ipython_sensitive"] if m not in config.exclude]
+    if sensitive and not config.exclude:  # start again without them (once)
+        config.exclude = sensitive
+        path = Path(args.config)
+        config.dump(path)
+        os.execv(sys.executable, [sys.executable, "-m", "nbapps.runner.forkserver",
+                                  "--fd", str(args.fd), "--config", args.config,
+                                  "--runner-dir", args.runner_dir, "--parent", str(parent)])
+    if sensitive:
+        ready["fork_safe"] = False
+        ready["reasons"].append(f"modules look for IPython at import: {', '.join(sensitive)}")
+    ready["excluded"] = list(config.exclude)
+    template.fork_safe = bool(ready["fork_safe"])
+    template.generators = generators
+    _send(sock, ready)
+    state = "forks kernels" if template.fork_safe else \
+        f"does not fork ({'; '.join(ready['reasons'])})"
+    print(f"[nbapps template] ready in {ready['seconds']:.2f}s, {len(ready['modules'])} modules "
+          f"imported ({len(ready['failed'])} failed, {len(ready['skipped'])} skipped): {state}",
+          file=sys.stderr, flush=True)
+    template.serve()
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,125 @@
+"""The app frame: a running app inside a slim gallery page, and the app's start-up status.
+
+``GET <base>app/<slug>/open?<params>`` is a gallery page (the gallery's origin, its layout and
+CSP): the app's title as heading and tab title, a way back, a copy-link button, the parameter
+form (labels from the parameters' help comments), a download button, and below them the app
+itself in an iframe: ``<base>apps/<slug>/~t/<ticket>/?<params>``, served sandboxed by the proxy
+(:mod:`nbapps.server.app_isolation`). Rendering it needs no kernel and no runner: the catalog
+entry (cached) and a ticket signature. A browser opening ``<base>apps/<slug>/?<params>`` is
+redirected here, so old links and the app page's form keep working.
+
+While a runner starts, the frame's script (``static/app_frame.js``) polls
+``GET <base>api/apps/<slug>/status`` and shows the steps over the iframe; the iframe's own
+request waits in the proxy for the runner and turns into the app by itself. Without script the
+iframe still shows the proxy's waiting page, which reloads itself.
+"""
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any, ClassVar
+from urllib.parse import urlencode
+
+from ..contract import ParameterContract
+from ..errors import NotFound, ParameterError
+from .app_isolation import IFRAME_SANDBOX
+from .app_status import STEPS, app_status
+from .app_tickets import SEGMENT, AppTickets
+from .authz import OPEN_APPS, Requirement
+from .base import APIHandler, PageHandler
+from .context import ServerOptions
+from .pages_apps import form_field
+from .routes import Op
+from .views import contract_of
+
+#: the route the runs API will add for "download the current result as HTML"
+REPORT_PATH = "/app/{slug}/report.html"
+
+
+def frame_path(slug: str) -> str:
+    return f"/app/{slug}/open"
+
+
+def frame_url_of(options: ServerOptions) -> Callable[[str, str], str]:
+    """``frame_url(slug, query)`` for the proxy: where a browser opening an app is sent."""
+    def frame_url(slug: str, query: str) -> str:
+        return options.url(frame_path(slug)) + (f"?{query}" if query else "")
+    return frame_url
+
+
+def _live(ctx: Any, slug: str) -> Any:
+    """The app's catalog entry with its live version (cached like the gallery's listings)."""
+    detail = ctx.cache.get(("app-frame", slug), lambda: ctx.catalog.get_app(slug, live_only=True))
+    if detail.live is None:
+        raise NotFound(f"no app {slug!r}")
+    return detail
+
+
+def _query_values(handler: Any) -> dict[str, str | list[str]]:
+    raw: dict[str, str | list[str]] = {}
+    for key, values in handler.request.query_arguments.items():
+        texts = [v.decode("utf-8", "replace") for v in values]
+        raw[key] = texts[0] if len(texts) == 1 else texts
+    return raw
+
+
+class AppFrameHandler(PageHandler):
+    """``<base>app/<slug>/open``: the frame around a running app (see the module docstring)."""
+
+    permissions: ClassVar[dict[str, Requirement]] = {"GET": OPEN_APPS}
+    nav = "gallery"
+
+    def get(self, slug: str) -> None:
+        user = self.current_user
+        detail = _live(self.ctx, slug)
+        app = detail.app
+        contract = contract_of(detail.live.manifest)
+        raw = _query_values(self)
+        values: dict[str, Any] = {}
+        problems: list[str] = []
+        if raw:
+            try:
+                values = ParameterContract(tuple(contract)).coerce(raw)
+            except ParameterError as err:
+                problems = [d.get("message", "") for d in (err.details or [])] or [err.message]
+        shown = [dataclasses.replace(p, default=values[p.name]) if p.name in values else p
+                 for p in contract]
+        query = urlencode([(k, v) for k, vs in raw.items()
+                           for v in (vs if isinstance(vs, list) else [vs])])
+        suffix = f"?{query}" if query else ""
+        tickets: AppTickets = self.settings["nbapps_tickets"]
+        ticket = tickets.issue(slug, user.name if user else "", user.id if user else 0)
+        runtime = self.ctx.runtime
+        ready = bool(runtime is not None and hasattr(runtime, "runner_for")
+                     and runtime.runner_for(slug) is not None)
+        report = self.url(REPORT_PATH.format(slug=slug)) + suffix
+        has_report = any(r.path == REPORT_PATH for r in self.settings.get("nbapps_routes", ()))
+        if problems:
+            self.set_status(400)
+        self.render_page(
+            "app_frame.html", app=app, live=detail.live, fields=[form_field(p) for p in shown],
+            problems=problems,
+            app_src=None if problems else
+            self.url(f"/apps/{slug}/{SEGMENT}/{ticket}/") + suffix,
+            share_url=self.gallery_url() + frame_path(slug) + suffix,
+            form_action=self.url(frame_path(slug)),
+            status_url=self.url(f"/api/apps/{slug}/status"),
+            report_url=report if has_report else None, ready=ready, steps=STEPS,
+            sandbox=IFRAME_SANDBOX,
+        )
+
+
+class AppStatusHandler(APIHandler):
+    """``GET <base>api/apps/<slug>/status``: ready, or which step of its start (never starts
+    anything: opening the app does)."""
+
+    permissions: ClassVar[dict[str, Requirement]] = {"GET": OPEN_APPS}
+    docs: ClassVar[dict[str, Op]] = {
+        "GET": Op("Where a live app is on its way to the viewer: ready, starting (step k of "
+                  "n), busy (queue) or unavailable (with a reference number)."),
+    }
+
+    async def get(self, slug: str) -> None:
+        detail = _live(self.ctx, slug)
+        status = await app_status(self.ctx.runtime, slug, detail.app.title)
+        self.write_json(status.to_dict())
