@@ -216,6 +216,13 @@ _TABLE: list[Code] = [
     Code("NBA350", E, "A reason is required to reject or request changes",
          "Write the reason in the comment (what to change, or why it is rejected): the author "
          "sees it in the gallery and in JupyterLab."),
+    # -- live previews of submitted versions (NBA360-369) ----------------------------------------
+    Code("NBA360", E, "The preview of this version has ended",
+         "The version was decided or withdrawn: its preview runner is stopped. Open the live "
+         "app, or the submission page of the newer version."),
+    Code("NBA361", E, "This version cannot be previewed",
+         "Only a submitted version whose gallery check passed can run as a preview: wait for "
+         "the check (the submission page shows its place in the queue) or fix its findings."),
     # -- JupyterLab extension (nbapps.labserver) -------------------------------------------------
     Code("NBA380", E, "No usable gallery URL",
          "Set the gallery's http(s) address in Settings > Settings Editor > nbapps."),

@@ -312,7 +312,7 @@ def test_reviewer_approves_in_the_review_page_and_opens_it_live(gallery, chromiu
 def test_app_frame_title_actions_share_link_and_phone_width(gallery, chromium):
     """The frame around a running app: the app's title (tab and heading), a way back, a copy
     link with the current parameters that opens the same view, the parameter form with the
-    help comments as labels, the download (disabled until the runs API serves it), usable
+    help comments as labels, the download of the current result, usable
     at 390 px without scrolling sideways."""
     g, slug = gallery
     shot = Shots("frame")
@@ -329,7 +329,7 @@ def test_app_frame_title_actions_share_link_and_phone_width(gallery, chromium):
         assert page.title().startswith(title) and "nbapps-default" not in page.title()
         assert page.get_by_role("link", name="Gallery").get_attribute("href") == "/"
         download = page.locator("#download")
-        assert download.is_disabled() and "not available" in download.get_attribute("title")
+        assert download.is_enabled()  # what it saves: tests/test_app_download.py
         page.locator(".app-params summary").click()
         labels = page.locator(".app-params label").all_inner_texts()
         assert labels and all("_" not in label for label in labels), labels  # help comments

@@ -56,6 +56,8 @@ PROBES: dict[tuple[str, str], Probe] = {
     ("submission-decision", "POST"): P(400, body={"decision": "maybe"}),
     ("submission-comment", "POST"): P(400, body={"comment": ""}),
     ("submission-withdraw", "POST"): P(400, body={"comment": LONG}),
+    # the seeded version was never checked by the gallery: it cannot run as a preview (NBA361)
+    ("submission-preview", "GET"): P(409, expect={"analyst": 403}),
     ("account", "GET"): P(200),
     ("account-token-create", "POST"): P(200, body={"label": "probe"}),
     ("account-token-revoke", "POST"): P(404, body={}),

@@ -89,6 +89,8 @@ class AppRelease:
     slug: str
     version: str
     bundle_dir: Path
+    #: what the waiting pages call it before the runner has read the notebook's title
+    title: str = ""
 
 
 @dataclass(frozen=True)

@@ -160,7 +160,7 @@ class AppSlot:
         for r in self.runners():
             if r.info is not None:
                 return r.info.title
-        return self.slug
+        return self.release.title or self.slug
 
 
 class Supervisor:

@@ -60,6 +60,31 @@ def catalog_resolver(ctx: Any) -> Callable[[str], Awaitable[AppRelease | None]]:
     return resolve
 
 
+def preview_resolver(ctx: Any) -> Callable[[str], Awaitable[AppRelease | None]]:
+    """``resolve(key)`` for a preview key ``~v<id>`` (:mod:`nbapps.previews`): that VERSION's
+    stored source (not the live one), extracted like :func:`catalog_resolver`'s; None when the
+    key is not a preview key, the version does not exist or may not run as a preview."""
+    from ..previews import preview_version, previewable
+
+    sources = Path(ctx.data_dir) / "runtime" / "sources"
+
+    async def resolve(key: str) -> AppRelease | None:
+        version_id = preview_version(key)
+        if version_id is None:
+            return None
+        try:
+            version = await ctx.run(ctx.catalog.get_version, version_id)
+        except NotFound:
+            return None
+        if not previewable(version):
+            return None
+        folder = await ctx.run(_extract, ctx.store, version, sources)
+        return AppRelease(key, version.sha256, folder,
+                          title=f"Preview of {version.title} (version {version.number})")
+
+    return resolve
+
+
 def make_runtime(ctx: Any, settings: SupervisorSettings | None = None) -> Supervisor:
     """The gallery's app runtime: a supervisor over ``<data_dir>/runtime``."""
     settings = settings or SupervisorSettings(runtime_dir=Path(ctx.data_dir) / "runtime")

@@ -17,6 +17,7 @@ from ..errors import TooLarge, UsageError
 from ..review import State
 from .authz import Requirement
 from .base import APIHandler
+from .previews import stop_preview
 from .review_data import check_dict, check_view, view_of
 from .routes import Op, Param
 from .submissions import (
@@ -282,6 +283,7 @@ class CheckHandler(_JSONPost):
                                max_queued=checks.queue_max if checks is not None else None,
                                ip=self.client_ip())
         self.ctx.changed()
+        stop_preview(self.ctx, v.id)  # back to "validating": no preview until it passes again
         if checks is not None:
             checks.notify()
         out = v.to_dict()

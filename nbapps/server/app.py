@@ -348,19 +348,19 @@ class NbappsServer(Application):
         tickets = AppTickets.from_secret(secret, lifetime=self.app_ticket_lifetime)
         if ctx.runtime is not None and getattr(ctx.runtime, "handler_class", None) is None:
             # the runner's reverse proxy takes /apps/<slug>/...; it asks authorize_app first
-            from .app_frame import frame_url_of
             from .app_pages import AppPages
-            from .pages_apps import authorize_app
+            from .previews import authorize_runtime, runtime_frame_url, runtime_observer
             from .proxy import proxy_routes
             from .usage import UsageRecorder
 
             if ctx.metrics is not None:
                 ctx.metrics.watch_runtime(ctx.runtime)
             self.usage = UsageRecorder(ctx)
-            rules = list(proxy_routes(ctx.runtime, authorize_app, prefix=f"{base}apps",
-                                      observe=self.usage, tickets=tickets,
-                                      pages=AppPages(ctx.templates),
-                                      frame_url=frame_url_of(ctx.options)))
+            # apps by slug and live previews of submitted versions (nbapps.server.previews)
+            rules = list(proxy_routes(ctx.runtime, authorize_runtime, prefix=f"{base}apps",
+                                      observe=runtime_observer(self.usage, ctx),
+                                      tickets=tickets, pages=AppPages(ctx.templates),
+                                      frame_url=runtime_frame_url(ctx.options)))
             routes = [r for r in routes if r.name != "app-runtime"]
         static_paths = [*self.static_paths, str(STATIC_DIR)]
         settings: dict[str, Any] = {

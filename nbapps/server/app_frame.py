@@ -55,12 +55,32 @@ def _live(ctx: Any, slug: str) -> Any:
     return detail
 
 
-def _query_values(handler: Any) -> dict[str, str | list[str]]:
+@dataclasses.dataclass(frozen=True)
+class AskedValues:
+    """The parameter values a frame's URL asks for, checked against the contract."""
+
+    fields: list[Any]  # form fields showing the asked values (or the defaults)
+    problems: list[str]  # why the values cannot be used; empty when they can
+    suffix: str  # the query to pass on to the app ("?a=1&b=2" or "")
+
+
+def asked_values(handler: Any, contract: list[Any]) -> AskedValues:
     raw: dict[str, str | list[str]] = {}
-    for key, values in handler.request.query_arguments.items():
-        texts = [v.decode("utf-8", "replace") for v in values]
-        raw[key] = texts[0] if len(texts) == 1 else texts
-    return raw
+    for key, texts in handler.request.query_arguments.items():
+        decoded = [v.decode("utf-8", "replace") for v in texts]
+        raw[key] = decoded[0] if len(decoded) == 1 else decoded
+    values: dict[str, Any] = {}
+    problems: list[str] = []
+    if raw:
+        try:
+            values = ParameterContract(tuple(contract)).coerce(raw)
+        except ParameterError as err:
+            problems = [d.get("message", "") for d in (err.details or [])] or [err.message]
+    shown = [dataclasses.replace(p, default=values[p.name]) if p.name in values else p
+             for p in contract]
+    query = urlencode([(k, v) for k, vs in raw.items()
+                       for v in (vs if isinstance(vs, list) else [vs])])
+    return AskedValues([form_field(p) for p in shown], problems, f"?{query}" if query else "")
 
 
 class AppFrameHandler(PageHandler):
@@ -73,20 +93,8 @@ class AppFrameHandler(PageHandler):
         user = self.current_user
         detail = _live(self.ctx, slug)
         app = detail.app
-        contract = contract_of(detail.live.manifest)
-        raw = _query_values(self)
-        values: dict[str, Any] = {}
-        problems: list[str] = []
-        if raw:
-            try:
-                values = ParameterContract(tuple(contract)).coerce(raw)
-            except ParameterError as err:
-                problems = [d.get("message", "") for d in (err.details or [])] or [err.message]
-        shown = [dataclasses.replace(p, default=values[p.name]) if p.name in values else p
-                 for p in contract]
-        query = urlencode([(k, v) for k, vs in raw.items()
-                           for v in (vs if isinstance(vs, list) else [vs])])
-        suffix = f"?{query}" if query else ""
+        asked = asked_values(self, contract_of(detail.live.manifest))
+        problems, suffix = asked.problems, asked.suffix
         tickets: AppTickets = self.settings["nbapps_tickets"]
         ticket = tickets.issue(slug, user.name if user else "", user.id if user else 0)
         runtime = self.ctx.runtime
@@ -97,7 +105,7 @@ class AppFrameHandler(PageHandler):
         if problems:
             self.set_status(400)
         self.render_page(
-            "app_frame.html", app=app, live=detail.live, fields=[form_field(p) for p in shown],
+            "app_frame.html", app=app, live=detail.live, fields=asked.fields,
             problems=problems,
             app_src=None if problems else
             self.url(f"/apps/{slug}/{SEGMENT}/{ticket}/") + suffix,

@@ -171,22 +171,12 @@ def authorize_app(handler: RequestHandler, slug: str) -> bool:
     """
     ctx = handler.settings["nbapps"]
     ticket = getattr(handler, "app_ticket", None)
-    if ticket is not None:
-        user = _ticket_viewer(ctx, ticket)
-        if ticket.user and user is None:
-            return False
-    else:
-        token = ctx.identity.bearer_token(handler.request.headers.get("Authorization"))
-        if token is not None:
-            user = ctx.identity.user_from_token(token)
-        elif from_untrusted_context(handler.request):
-            user = None
-        else:
-            user = ctx.identity.user_from_cookie(handler)
+    user = proxy_viewer(handler)
+    if ticket is not None and ticket.user and user is None:
+        return False
     if not ctx.authorizer.is_allowed(user, OPEN_APPS):
-        if (user is None and ticket is None and handler.request.method == "GET"
-                and handler.request.headers.get("Upgrade", "").lower() != "websocket"):
-            handler.redirect(ctx.options.login_url(handler.request.uri or ctx.options.base_url))
+        if user is None:
+            send_page_to_login(handler)
         return False
     try:
         ctx.cache.get(("live-app", slug),
@@ -195,6 +185,31 @@ def authorize_app(handler: RequestHandler, slug: str) -> bool:
         raise NotFound(f"no app {slug!r}") from None
     handler.app_viewer = user  # type: ignore[attr-defined]
     return True
+
+
+def proxy_viewer(handler: RequestHandler) -> Any:
+    """Who asks the app proxy: the viewer an app ticket names (``handler.app_ticket``, checked
+    by the proxy; nothing else counts), else an API token's user, else the session cookie's
+    unless the request comes from an app page or another site."""
+    ctx = handler.settings["nbapps"]
+    ticket = getattr(handler, "app_ticket", None)
+    if ticket is not None:
+        return _ticket_viewer(ctx, ticket)
+    token = ctx.identity.bearer_token(handler.request.headers.get("Authorization"))
+    if token is not None:
+        return ctx.identity.user_from_token(token)
+    if from_untrusted_context(handler.request):
+        return None
+    return ctx.identity.user_from_cookie(handler)
+
+
+def send_page_to_login(handler: RequestHandler) -> None:
+    """Redirect an anonymous page request (no ticket, GET, not a WebSocket) to the login page;
+    anything else is left to the caller's refusal."""
+    ctx = handler.settings["nbapps"]
+    if (getattr(handler, "app_ticket", None) is None and handler.request.method == "GET"
+            and handler.request.headers.get("Upgrade", "").lower() != "websocket"):
+        handler.redirect(ctx.options.login_url(handler.request.uri or ctx.options.base_url))
 
 
 def _ticket_viewer(ctx: Any, ticket: Ticket) -> Any:

@@ -19,6 +19,7 @@ from .notebook_view import (
     notebook_html,
     with_embed_url,
 )
+from .previews import can_preview, preview_path
 from .review_data import (
     CheckView,
     cached,
@@ -198,6 +199,8 @@ class SubmissionPageHandler(PageHandler):
             can_reject=can["reject"], can_decide=any(can.values()),
             can_withdraw=Action.WITHDRAW in actions,
             own=version.submitter == user.name,
+            preview_url=self.url(preview_path(version.id))
+            if can_preview(self.ctx, version) else None,
             publisher_report=version.manifest.get("validation") if isinstance(
                 version.manifest, dict) else None,
             refresh=REFRESH_SECONDS if status.pending else None,

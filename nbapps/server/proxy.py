@@ -69,6 +69,7 @@ from tornado import httputil, web, websocket
 from tornado.httpclient import HTTPClientError, HTTPRequest
 
 from ..errors import NbappsError, ParameterError
+from ..previews import KEY_PATTERN as PREVIEW_KEY
 from ..runner.admission import Lease, RunnerBusy
 from ..runner.notebook_variants import QUERY_KEY, encode_values
 from ..runner.process import Runner
@@ -89,6 +90,8 @@ from .app_tickets import SEGMENT, AppTickets, Ticket, redact
 log = logging.getLogger("nbapps.server.proxy")
 
 SLUG = r"[a-z0-9]+(?:-[a-z0-9]+)*"
+#: a runtime key: an app slug, or a preview key ``~v<version id>`` (:mod:`nbapps.previews`)
+KEY = rf"(?:{SLUG}|{PREVIEW_KEY})"
 KERNEL = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
 _TICKET_PART = rf"(?:/{re.escape(SEGMENT)}/(?P<ticket>[^/]*))?"
 _ASSET = re.compile(r"voila/(?:static|templates|labextensions|api/themes|files)/[^\x00]*")
@@ -159,9 +162,9 @@ def proxy_routes(
     kwargs: dict[str, Any] = {"config": config}
     base = config.prefix
     return [
-        (rf"{base}/(?P<slug>{SLUG}){_TICKET_PART}/api/kernels/(?P<kernel_id>{KERNEL})/channels",
+        (rf"{base}/(?P<slug>{KEY}){_TICKET_PART}/api/kernels/(?P<kernel_id>{KERNEL})/channels",
          AppWebSocketProxy, kwargs),
-        (rf"{base}/(?P<slug>{SLUG}){_TICKET_PART}(?P<path>/.*)?", AppProxyHandler, kwargs),
+        (rf"{base}/(?P<slug>{KEY}){_TICKET_PART}(?P<path>/.*)?", AppProxyHandler, kwargs),
     ]
 
 
@@ -333,6 +336,9 @@ class AppProxyHandler(_AppRequestMixin, web.RequestHandler):
             if not self._finished:
                 if err.http_status == 404:
                     self._page(404, self.config.pages.not_found())
+                elif err.http_status in (409, 410):  # a preview that ended or cannot run
+                    self._page(err.http_status, self.config.pages.notice(
+                        "Preview not available", err.message, code=err.code))
                 else:
                     self._page(err.http_status, self.config.pages.forbidden())
             return

@@ -119,6 +119,7 @@ def route_table(runtime: Any = None) -> list[Route]:
         pages_apps,
         pages_auth,
         pages_review,
+        previews,
     )
 
     app_handler = getattr(runtime, "handler_class", None) or pages_apps.AppRuntimeHandler
@@ -144,6 +145,7 @@ def route_table(runtime: Any = None) -> list[Route]:
         Route("/submissions/{id}/comment", pages_review.CommentFormHandler, "submission-comment"),
         Route("/submissions/{id}/withdraw", pages_review.WithdrawFormHandler,
               "submission-withdraw"),
+        Route("/submissions/{id}/preview", previews.PreviewFrameHandler, "submission-preview"),
         Route("/account", pages_account.AccountHandler, "account"),
         Route("/account/tokens", pages_account.TokenCreateHandler, "account-token-create"),
         Route("/account/tokens/{prefix}/revoke", pages_account.TokenRevokeHandler,

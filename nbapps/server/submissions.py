@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import PermissionDenied, UsageError
 from ..review import DECISIONS, Action
 from .identity import WebUser
+from .previews import stop_preview
 from .views import is_reviewer, version_for
 
 if TYPE_CHECKING:
@@ -75,6 +76,7 @@ async def decide(handler: BaseHandler, user: WebUser, version_id: int, action: A
     ctx.changed()
     if action == "approve" or getattr(action, "value", None) == "approve":
         ctx.live_changed(version.app_slug)
+    stop_preview(ctx, version_id)
     return version
 
 
@@ -84,6 +86,7 @@ async def withdraw(handler: BaseHandler, user: WebUser, version_id: int, comment
     version = await ctx.run(ctx.catalog.withdraw, version_id, user.name, text,
                             ip=handler.client_ip())
     ctx.changed()
+    stop_preview(ctx, version_id)
     return version
 
 
