@@ -274,11 +274,11 @@ _URL_RE = re.compile(r"serving at (http://\S+)")
 
 
 def start_process(data_dir: Path, db_url: str, args: list[str] | None = None,
-                  env: dict[str, str] | None = None, cwd: Path | None = None
-                  ) -> tuple[subprocess.Popen[bytes], str]:
+                  env: dict[str, str] | None = None, cwd: Path | None = None,
+                  serve_apps: bool = False) -> tuple[subprocess.Popen[bytes], str]:
     """``python -m nbapps.server.app`` in a subprocess; returns (process, URL)."""
     cmd = [sys.executable, "-m", "nbapps.server.app", "--port=0", f"--data-dir={data_dir}",
-           "--NbappsServer.serve_apps=False",
+           f"--NbappsServer.serve_apps={serve_apps}",
            f"--db-url={db_url}", "--log-level=INFO", *(args or [])]
     proc = subprocess.Popen(cmd, cwd=cwd or ROOT, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})

@@ -17,10 +17,9 @@ context managers)::
     except RunnerBusy:                     # ``max_queued_renders`` are waiting already
         ...
 
-The busy counts the supervisor reads (:meth:`Runner.busy`, idle stop, drain) and the render
-queue are the runner's; the proxy never writes them. (The proxy of this release still changes
-``active_requests`` and ``open_websockets`` itself; a lease changes the same counts, so both
-ways agree until it moves to leases.)
+The busy counts the supervisor reads (:meth:`Runner.busy`, idle stop, drain), the render
+queue and the viewers' pages (:class:`~.viewer_pages.ViewerPages`) are the runner's; the proxy
+never writes them, it only holds and releases leases.
 """
 from __future__ import annotations
 
@@ -29,6 +28,8 @@ import time
 from collections.abc import Callable
 from types import TracebackType
 from typing import Any, Literal
+
+from .viewer_pages import ViewerPages
 
 Kind = Literal["request", "socket", "render"]
 
@@ -72,19 +73,26 @@ class Admissions:
     """The counts behind a runner's leases (``owner`` holds ``active_requests``,
     ``open_websockets`` and ``queued_renders``, read by the supervisor and the proxy)."""
 
-    def __init__(self, owner: Any, slots: asyncio.Semaphore, max_queued: int) -> None:
+    def __init__(self, owner: Any, slots: asyncio.Semaphore, max_queued: int,
+                 pages: ViewerPages) -> None:
         self.owner = owner
         self.slots = slots
         self.max_queued = max_queued
+        self.pages = pages
 
-    def hold(self, kind: Literal["request", "socket"]) -> Lease:
+    def hold(self, kind: Literal["request", "socket"], viewer: str | None = None,
+             kernel: str = "") -> Lease:
+        """``viewer``, ``kernel``: whose page a socket belongs to (:class:`ViewerPages`)."""
         attr = "active_requests" if kind == "request" else "open_websockets"
         setattr(self.owner, attr, getattr(self.owner, attr) + 1)
         self.owner.last_used = time.monotonic()
+        page = self.pages.connect(viewer, kernel) if kind == "socket" and viewer else None
 
         def release() -> None:
             setattr(self.owner, attr, getattr(self.owner, attr) - 1)
             self.owner.last_used = time.monotonic()
+            if page is not None:
+                self.pages.disconnect(page)
 
         return Lease(kind, release)
 

@@ -59,6 +59,7 @@ from .config import TEMPLATE_NAME, RunnerSettings, voila_config
 from .env import runner_environment
 from .kernel_setup import KernelSetup, kernel_setup
 from .notebook_variants import CUSTOM_NAME, DEFAULT_NAME, VARIANT_NAMES, build_variants
+from .viewer_pages import ViewerPages
 
 log = logging.getLogger("nbapps.runner")
 
@@ -229,7 +230,10 @@ class Runner:
         #: page renders in flight (the proxy queues the others, see RunnerSettings.renders)
         self.render_slots = asyncio.Semaphore(settings.renders())
         self.queued_renders = 0
-        self._admissions = Admissions(self, self.render_slots, settings.max_queued_renders)
+        #: the kernels each viewer holds (the per-viewer bound, nbapps.runner.viewer_pages)
+        self.pages = ViewerPages(settings.unconnected_cull_timeout)
+        self._admissions = Admissions(self, self.render_slots, settings.max_queued_renders,
+                                      self.pages)
         self.stats = RunnerStats()
         self.health_failures = 0
         #: the runner's cgroup (None: the machine gives none; rlimits only)
@@ -267,9 +271,11 @@ class Runner:
         return self.proc is not None and self.proc.poll() is None
 
     # -- admission leases (the proxy's way in; nbapps.runner.admission) ----------------------
-    def hold(self, kind: Literal["request", "socket"]) -> Lease:
-        """A lease counting a request in flight or a connected page until released."""
-        return self._admissions.hold(kind)
+    def hold(self, kind: Literal["request", "socket"], viewer: str | None = None,
+             kernel: str = "") -> Lease:
+        """A lease counting a request in flight or a connected page (of ``viewer``, on
+        ``kernel``) until released."""
+        return self._admissions.hold(kind, viewer, kernel)
 
     async def render_slot(self) -> Lease:
         """A lease on one of the runner's page renders (waits in its queue; RunnerBusy)."""
@@ -553,11 +559,14 @@ class Runner:
         )
         return self.stats
 
-    def admit(self) -> None:
-        """Count a page request sent to this runner until its status file reflects it."""
+    def admit(self, viewer: str | None = None) -> int:
+        """Count a page request sent to this runner until its status file reflects it (and
+        for its viewer, until its kernel ends: :class:`ViewerPages`). Returns the page's
+        handle among the viewer's pages (0: no viewer)."""
         now = time.time()
         self.admissions = [t for t in self.admissions if t > now - 30] + [now]
         self.last_used = time.monotonic()
+        return self.pages.admit(viewer) if viewer else 0
 
     def in_use(self) -> int:
         """Kernels used by pages: the runner's last status plus admissions made after it."""

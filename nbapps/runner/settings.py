@@ -41,8 +41,9 @@ RUNNER_FIELDS = (
 #: traits that become SupervisorSettings fields (same names)
 SUPERVISOR_FIELDS = (
     "idle_timeout", "sample_interval", "health_interval", "health_failures",
-    "max_kernels_per_app", "memory_budget", "kernel_memory_estimate", "drain_timeout",
-    "retry_after", "start_wait", "log_days", "cgroups", "cgroup_parent",
+    "max_kernels_per_app", "max_kernels_per_viewer", "queue_patience", "memory_budget",
+    "kernel_memory_estimate", "drain_timeout", "retry_after", "start_wait", "log_days",
+    "cgroups", "cgroup_parent",
 )
 
 
@@ -143,7 +144,16 @@ class RuntimeConfiguration(Configurable):
     max_kernels_per_app = Integer(
         40, config=True,
         help="Kernels in use by pages (pooled kernels not counted) per app before new viewers "
-             "get the busy page.")
+             "wait in the app's queue (a page with their place, which opens the app by itself).")
+    max_kernels_per_viewer = Integer(
+        3, config=True,
+        help="Kernels one viewer (an account; anonymous viewers are not told apart) may hold "
+             "in one app; further pages wait until one of theirs closes or is culled (0: no "
+             "bound).")
+    queue_patience = Float(
+        10.0, config=True,
+        help="Seconds a queued viewer keeps their place without their waiting page asking "
+             "again (it asks every retry_after seconds; a closed page gives its place up).")
     memory_budget = Integer(
         0, config=True,
         help="Total memory of all runners and kernels (bytes) before viewers get the busy page "

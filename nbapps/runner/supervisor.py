@@ -47,6 +47,7 @@ from .config import RunnerSettings, prepare_share
 from .orphans import clear_state, owner_alive, reap_orphans, write_state
 from .process import AppRelease, Runner, RunnerError, RunnerState
 from .source import AppSource, Resolver, as_source
+from .waiting_room import WaitingRoom
 
 log = logging.getLogger("nbapps.runner")
 
@@ -75,8 +76,12 @@ class SupervisorSettings:
     #: seconds between HTTP health checks; that many failures in a row is a crash
     health_interval: float = 5.0
     health_failures: int = 3
-    #: kernels in use by pages (pooled kernels not counted) per app before BUSY
+    #: kernels in use by pages (pooled kernels not counted) per app before viewers queue
     max_kernels_per_app: int = 40
+    #: kernels one viewer may hold in one app (pages beyond it wait for one of theirs to end)
+    max_kernels_per_viewer: int = 3
+    #: seconds a queued viewer's place is kept without their waiting page asking again
+    queue_patience: float = 10.0
     #: memory (PSS) of all runners and kernels in bytes; 0 means half of the physical memory
     memory_budget: int = 0
     #: memory one more kernel is assumed to need when checking the budget
@@ -134,6 +139,10 @@ class Route:
     title: str = ""
     retry_after: int = 2
     reason: str = ""
+    #: the viewer's place in the app's queue (1 is next; 0: not queued)
+    place: int = 0
+    #: the admitted page's handle among its viewer's pages (runner.pages; 0: none)
+    page: int = 0
 
 
 @dataclass
@@ -151,6 +160,8 @@ class AppSlot:
     retry_at: float = 0.0
     last_error: str = ""
     last_request: float = field(default_factory=time.monotonic)
+    #: viewers waiting for a kernel, in arrival order (nbapps.runner.waiting_room)
+    waiting: WaitingRoom = field(default_factory=lambda: WaitingRoom(10.0))
 
     def runners(self) -> list[Runner]:
         return [r for r in (self.live, self.pending, *self.draining) if r is not None]
@@ -182,7 +193,8 @@ class Supervisor:
         self._closed = False
         self.http: AsyncHTTPClient | None = None
         self.counters: dict[str, int] = {"starts": 0, "crashes": 0, "restarts": 0,
-                                         "idle_stops": 0, "switches": 0, "busy": 0}
+                                         "idle_stops": 0, "switches": 0, "busy": 0,
+                                         "viewer_limit": 0}
 
     # -- life cycle --------------------------------------------------------------------------
     @property
@@ -252,12 +264,19 @@ class Supervisor:
                 release = await self._resolve(slug)
                 if release is None:
                     return None
-                slot = AppSlot(slug, release)
+                slot = AppSlot(slug, release,
+                               waiting=WaitingRoom(self.settings.queue_patience))
                 self._slots[slug] = slot
         return slot
 
-    async def route(self, slug: str) -> Route:
-        """Where a new page request for ``slug`` goes (admits it to a ready runner)."""
+    async def route(self, slug: str, viewer: str | None = None,
+                    place: str | None = None) -> Route:
+        """Where a new page request for ``slug`` goes (admits it to a ready runner).
+
+        ``viewer`` names who asks (for the per-viewer bound); ``place`` keys their place in
+        the app's queue when it is full (their page's ticket; None: no place is kept, the
+        request only gets in when nobody waits).
+        """
         if self._closed:
             return Route(RouteKind.UNAVAILABLE, title=slug, reason="the server is stopping")
         try:
@@ -284,13 +303,7 @@ class Supervisor:
                                            self.settings.start_wait)
                 runner = slot.live
         if runner is not None and runner.state == RunnerState.READY:
-            reason = self._over_limits(runner)
-            if reason:
-                self.counters["busy"] += 1
-                return Route(RouteKind.BUSY, title=slot.title, retry_after=retry * 3,
-                             reason=reason)
-            runner.admit()
-            return Route(RouteKind.READY, runner=runner, title=slot.title)
+            return self._admit(slot, runner, viewer, place)
         refused = self._ensure_starting(slot)
         if refused:
             self.counters["busy"] += 1
@@ -323,15 +336,54 @@ class Supervisor:
             return live
         return None
 
-    def _over_limits(self, runner: Runner) -> str | None:
+    def _admit(self, slot: AppSlot, runner: Runner, viewer: str | None,
+               place: str | None) -> Route:
+        """Admit a page to a ready runner, or say where it waits: behind the viewer's own
+        pages (the per-viewer bound) or in the app's queue (its kernel and memory limits)."""
         s = self.settings
-        in_use = runner.in_use()
-        if in_use >= s.max_kernels_per_app:
-            return (f"It has reached its limit of {s.max_kernels_per_app} simultaneous "
-                    "viewers.")
+        retry = s.retry_after
+        now = time.monotonic()
+        if viewer and s.max_kernels_per_viewer > 0:
+            held = runner.pages.count(viewer, now)
+            if held >= s.max_kernels_per_viewer:
+                self.counters["viewer_limit"] += 1
+                return Route(RouteKind.BUSY, title=slot.title, retry_after=retry * 3,
+                             reason=f"You have {held} pages of this app open already; close "
+                                    "one of them and this page opens.")
+        free, reason = self._free_kernels(runner)
+        room = slot.waiting
+        room.prune(now)
+        if place is None:
+            admitted = free > len(room)
+            position = 0
+        else:
+            position = room.place(place, now) if (place in room or free <= len(room)) else 0
+            admitted = position <= free
+        if not admitted:
+            self.counters["busy"] += 1
+            return Route(RouteKind.BUSY, title=slot.title, retry_after=retry,
+                         reason=reason, place=position)
+        if place is not None:
+            room.leave(place)
+        page = runner.admit(viewer)
+        return Route(RouteKind.READY, runner=runner, title=slot.title, page=page)
+
+    def _free_kernels(self, runner: Runner) -> tuple[int, str]:
+        """How many more pages the runner may take now, and why not more."""
+        s = self.settings
         if self.total_memory() + s.kernel_memory_estimate > s.budget():
-            return "The server has reached its memory budget for apps."
-        return None
+            return 0, "The server has reached its memory budget for apps."
+        free = s.max_kernels_per_app - runner.in_use()
+        return max(free, 0), (f"It has reached its limit of {s.max_kernels_per_app} "
+                              "simultaneous viewers.")
+
+    def queue_length(self, slug: str) -> int:
+        """Viewers waiting for a kernel of ``slug`` now."""
+        slot = self._slots.get(slug)
+        if slot is None:
+            return 0
+        slot.waiting.prune()
+        return len(slot.waiting)
 
     def total_rss(self) -> int:
         return sum(r.stats.rss for s in self._slots.values() for r in s.runners())

@@ -39,8 +39,10 @@ class AppStatus:
     #: a finer count within the step ("2 of 3 kernels"), 0/0 when none
     done: int = 0
     total: int = 0
-    #: pages waiting for a render slot ahead of a new one
+    #: pages waiting (for a render slot, or in the app's queue) ahead of a new one
     queue: int = 0
+    #: this viewer's place in the app's queue (1 is next; 0: not queued)
+    place: int = 0
     reference: str = ""
     retry_after: int = 2
 
@@ -122,6 +124,11 @@ async def app_status(runtime: Any, slug: str, title: str = "") -> AppStatus:
     from ..runner.process import RunnerState
 
     if live is not None and live.state == RunnerState.READY and live.alive():
+        waiting = getattr(runtime, "queue_length", None)
+        queued = int(waiting(slug)) if waiting is not None else 0
+        if queued:
+            return AppStatus("busy", title, "This app has as many viewers as it can take: "
+                             "new viewers wait in its queue.", queue=queued)
         queue = int(getattr(live, "queued_renders", 0))
         if queue:
             return AppStatus("busy", title, "Many people are opening this app right now: "

@@ -55,6 +55,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import inspect
 import json
 import logging
@@ -97,6 +98,9 @@ _TICKET_PART = rf"(?:/{re.escape(SEGMENT)}/(?P<ticket>[^/]*))?"
 _ASSET = re.compile(r"voila/(?:static|templates|labextensions|api/themes|files)/[^\x00]*")
 _KERNEL_MODEL = re.compile(rf"api/kernels/(?P<kernel>{KERNEL})")
 _SHUTDOWN = re.compile(rf"voila/api/shutdown/(?P<kernel>{KERNEL})")
+#: where a Voilà page names its kernel, and how far into the page we look for it
+_KERNEL_IN_PAGE = re.compile(rb'"kernelId":\s*"(' + KERNEL.encode() + rb')"')
+_KERNEL_SCAN = 256 * 1024
 #: Query keys never forwarded to a runner (auth and Voilà's overrides).
 _DROP_KEYS = {"token", "template", "theme"}
 #: Kernel messages a page may send (the same list standalone Voilà enforces).
@@ -269,6 +273,20 @@ class _AppRequestMixin:
         self.app_ticket, self.ticket_token = ticket, token
         return True
 
+    def viewer_key(self) -> str | None:
+        """Who asks, for the per-viewer bound: the account (None: anonymous viewers cannot be
+        told apart, behind a proxy not even by address; the app's cap bounds them)."""
+        viewer = getattr(self, "app_viewer", None)
+        user_id = int(getattr(viewer, "id", 0) or 0)
+        return f"user:{user_id}" if user_id else None
+
+    def place_key(self) -> str | None:
+        """The key of this page's place in the app's queue: its ticket (one per page load in
+        the gallery's frame, so reloading the waiting page keeps the place)."""
+        if self.ticket_token is None:
+            return None
+        return hashlib.sha256(self.ticket_token.encode()).hexdigest()[:32]
+
     def app_base(self) -> str:
         """The app's base path as this request sees it (with its ticket, if any)."""
         base = f"{self.config.prefix}/{self.path_kwargs['slug']}/"
@@ -297,6 +315,9 @@ class AppProxyHandler(_AppRequestMixin, web.RequestHandler):
         self._client_gone = False
         self._capture: list[bytes] | None = None
         self._captured = 0
+        self._page_handle = 0  # the admitted page, until its kernel id is read (viewer_pages)
+        self._page_head = b""
+        self._page_bytes = 0
         self.app_ticket = None
         self.ticket_token = None
 
@@ -384,7 +405,7 @@ class AppProxyHandler(_AppRequestMixin, web.RequestHandler):
                 status = AppStatus("starting", route.title, "Starting", step=1)
         elif route.kind == RouteKind.BUSY:
             status = AppStatus("busy", route.title, route.reason or "It is busy.",
-                               retry_after=route.retry_after)
+                               retry_after=route.retry_after, place=route.place)
         else:
             status = AppStatus("unavailable", route.title,
                                "The app failed to start; it is being restarted.",
@@ -437,12 +458,16 @@ class AppProxyHandler(_AppRequestMixin, web.RequestHandler):
             self._page(403, self.config.pages.forbidden())
             return
         self._kind = "kernel"
+        runner = self.runtime.runner_for(slug, m["kernel"])
+        if runner is not None:  # the page is closing: its kernel no longer counts for its viewer
+            runner.pages.end_kernel(m["kernel"])
         await self._forward_to(slug, rel, kernel_id=m["kernel"], keep_query=False,
                                method="POST", body=self.request.body or b"")
 
     async def _route(self, slug: str) -> Route:
         """Where the page goes; a ticket request waits (up to ``start_hold``) for a start."""
-        route = await self.runtime.route(slug)
+        viewer, place = self.viewer_key(), self.place_key()
+        route = await self.runtime.route(slug, viewer, place)
         if self.app_ticket is None or route.kind != RouteKind.STARTING:
             return route
         deadline = time.monotonic() + self.config.start_hold
@@ -456,7 +481,7 @@ class AppProxyHandler(_AppRequestMixin, web.RequestHandler):
                 await asyncio.wait({task}, timeout=left)
             else:  # between two states (e.g. a restart after its backoff): look again soon
                 await asyncio.sleep(min(0.1, left))
-            route = await self.runtime.route(slug)
+            route = await self.runtime.route(slug, viewer, place)
         return route
 
     def _to_ticket_url(self, slug: str) -> bool:
@@ -519,6 +544,7 @@ class AppProxyHandler(_AppRequestMixin, web.RequestHandler):
                                         retry_after=route.retry_after * 3,
                                         reason="Too many people are opening it right now."))
             return
+        self._page_handle = route.page
         async with slot:
             await self._forward(runner, url, rel="")
 
@@ -674,12 +700,29 @@ class AppProxyHandler(_AppRequestMixin, web.RequestHandler):
             chunk = self._filter.feed(chunk)
         if not chunk:
             return
+        if self._page_handle:
+            self._find_kernel(chunk)
         self._keep(chunk)
         try:
             self.write(chunk)
             self.flush().add_done_callback(_consume)
         except Exception:  # client closed: keep reading upstream to release the runner
             pass
+
+    def _find_kernel(self, chunk: bytes) -> None:
+        """Read the page's kernel id from its first bytes (it is in Voilà's page config), so
+        the viewer's page count follows that kernel (nbapps.runner.viewer_pages)."""
+        self._page_head = (self._page_head + chunk)[-_KERNEL_SCAN:]
+        m = _KERNEL_IN_PAGE.search(self._page_head)
+        if m is not None and self._runner is not None:
+            self._runner.pages.bind(self._page_handle, m.group(1).decode())
+            self._page_handle = 0
+        elif self._seen_page_bytes(len(chunk)) > _KERNEL_SCAN:
+            self._page_handle = 0  # not in the page's head: the page counts until culled
+
+    def _seen_page_bytes(self, n: int) -> int:
+        self._page_bytes += n
+        return self._page_bytes
 
     def _keep(self, chunk: bytes) -> None:
         """Keep a copy of what is sent, for the asset cache (up to its item size)."""
@@ -803,7 +846,7 @@ class AppWebSocketProxy(_AppRequestMixin, websocket.WebSocketHandler):
             self.finish("kernel not available")
             return
         self._runner = runner
-        self._lease = runner.hold("socket")
+        self._lease = runner.hold("socket", self.viewer_key(), kernel_id)
 
     def select_subprotocol(self, subprotocols: list[str]) -> str | None:
         chosen = self._upstream.selected_subprotocol if self._upstream else None

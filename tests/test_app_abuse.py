@@ -1,0 +1,171 @@
+"""Issue 12.3's acceptance: while viewers try each abuse of the issue on one app (plain page
+GETs that never connect, 60 MiB WebSocket messages, ``?mb=4096``, ``?procs=1000``), the
+gallery (a real ``nbapps.server.app`` process) keeps answering ``/healthz`` quickly and
+another viewer of the same app still gets a rendered page."""
+from __future__ import annotations
+
+import asyncio
+import re
+import statistics
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from typing import Any
+
+import httpx
+import pytest
+from tornado.httpclient import HTTPRequest
+from tornado.websocket import WebSocketClosedError, websocket_connect
+
+from tests.nbfactory import make_notebook
+from tests.server_harness import (
+    Browser,
+    Gallery,
+    build_archive,
+    new_data_dir,
+    start_process,
+    stop_process,
+)
+from tests.test_app_browser import _approve_api, _submit
+from tests.test_runner_limits import ABUSE
+
+pytestmark = pytest.mark.kernel
+MIB = 1024 * 1024
+KERNEL_IN_PAGE = re.compile(r'"kernelId":\s*"([0-9a-f-]{36})"')
+#: the issue's target is 200 ms on an idle machine; CI shares two cores with the kernels the
+#: abuses keep busy, so the test allows some slack and prints the figure
+P99_LIMIT = 0.5
+
+
+class HealthProbe:
+    """``GET /healthz`` every 50 ms from a thread, keeping each answer's time."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.times: list[float] = []
+        self.failures = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        with httpx.Client(timeout=30) as client:
+            while not self._stop.is_set():
+                t0 = time.perf_counter()
+                try:
+                    ok = client.get(f"{self.url}/healthz").status_code == 200
+                except httpx.HTTPError:
+                    ok = False
+                self.times.append(time.perf_counter() - t0)
+                self.failures += not ok
+                self._stop.wait(0.05)
+
+    def __enter__(self) -> HealthProbe:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(30)
+
+    def p99(self) -> float:
+        return statistics.quantiles(self.times, n=100)[98]
+
+
+def abuse_app() -> Any:
+    """The runner-limits app, ending with a display (a published widget cell must show
+    something)."""
+    return make_notebook(params="mb = 0  # MiB to hold\nprocs = 0  # processes to start\n"
+                                "shm_mb = 0  # MiB to write to /dev/shm\n"
+                                "escape = False  # try to raise our own limit\n",
+                         widget=ABUSE + "\nfrom IPython.display import HTML, display\n"
+                                        "display(HTML('<p>RESULT ok</p>'))")
+
+
+@contextmanager
+def abuse_gallery(tmp_path: Any) -> Iterator[tuple[Gallery, str]]:
+    data_dir, db_url, users = new_data_dir(tmp_path)
+    proc, url = start_process(data_dir, db_url, serve_apps=True, args=[
+        "--RuntimeConfiguration.pool_size=1",
+        "--RuntimeConfiguration.custom_pool_size=1",
+        f"--RuntimeConfiguration.kernel_memory_limit={256 * MIB}",
+        "--RuntimeConfiguration.kernel_max_processes=48",
+        "--RuntimeConfiguration.unconnected_cull_timeout=10"])
+    g = Gallery(url=url, data_dir=data_dir, db_url=db_url, users=users, process=proc)
+    try:
+        sub = _submit(g, build_archive(tmp_path / "lim", abuse_app()))
+        _approve_api(g, sub["id"])
+        yield g, sub["slug"]
+    finally:
+        stop_process(proc)
+
+
+def _wait_ready(g: Gallery, browser: Browser, slug: str) -> None:
+    deadline = time.monotonic() + 240
+    while (browser.get(f"/api/apps/{slug}/status").json()["state"] != "ready"
+           and time.monotonic() < deadline):
+        browser.get(f"/apps/{slug}/")  # a page request starts the app's runner
+        time.sleep(1)
+
+
+def _served(g: Gallery, browser: Browser, slug: str) -> bool:
+    """Another viewer opens the app, sees it rendered, and leaves (Voilà's unload beacon)."""
+    r = browser.get(f"/apps/{slug}/", timeout=180)
+    if r.status_code != 200 or "RESULT ok" not in r.text:
+        print("not served:", r.status_code, r.text[-1500:])
+        return False
+    kid = KERNEL_IN_PAGE.search(r.text).group(1)
+    browser.post_form(f"/apps/{slug}/voila/api/shutdown/{kid}", headers={"Origin": g.url})
+    return True
+
+
+async def _send_large_messages(g: Gallery, browser: Browser, slug: str) -> list[int | None]:
+    page = browser.get(f"/apps/{slug}/", timeout=180)
+    kid = KERNEL_IN_PAGE.search(page.text).group(1)
+    cookie = "; ".join(f"{k}={v}" for k, v in browser.http.cookies.items())
+    codes = []
+    for _ in range(5):
+        conn = await websocket_connect(HTTPRequest(
+            g.url.replace("http", "ws", 1) + f"/apps/{slug}/api/kernels/{kid}/channels"
+            "?session_id=big", headers={"Cookie": cookie, "Origin": g.url}),
+            max_message_size=64 * MIB)
+        with suppress(WebSocketClosedError):
+            await conn.write_message("x" * (60 * MIB))
+        while await conn.read_message() is not None:  # the gallery closes it
+            pass
+        codes.append(conn.close_code)
+    return codes
+
+
+def test_the_gallery_stays_responsive_while_a_viewer_abuses_an_app(tmp_path):
+    with abuse_gallery(tmp_path) as (g, slug):
+        browsers = {who: g.browser(who) for who in ("vic", "ana", "alf", "rob", "rita", "adam")}
+        try:
+            _wait_ready(g, browsers["adam"], slug)
+            with HealthProbe(g.url) as probe:
+                # 1. one account GETs 12 pages and never connects: 3 hold kernels, the rest wait
+                answers = [browsers["vic"].get(f"/apps/{slug}/", timeout=180).status_code
+                           for _ in range(12)]
+                assert answers.count(200) == 3 and answers.count(503) == 9, answers
+                assert _served(g, browsers["rita"], slug)
+                # 2. five 60 MiB WebSocket messages: the gallery closes each connection (1009,
+                # too big; or a reset while the client is still sending)
+                codes = asyncio.run(_send_large_messages(g, browsers["alf"], slug))
+                assert set(codes) <= {1009, None} and 1009 in codes, codes
+                assert _served(g, browsers["rita"], slug)
+                # 3. and 4. app code asked to hold 4 GiB and to start 1000 processes
+                big = browsers["ana"].get(f"/apps/{slug}/?mb=4096", timeout=180)
+                assert '"held_mb": 4096' not in big.text.replace("&#34;", '"')
+                assert _served(g, browsers["rita"], slug)
+                many = browsers["rob"].get(f"/apps/{slug}/?procs=1000", timeout=180)
+                assert '"started": 1000' not in many.text.replace("&#34;", '"')
+                assert _served(g, browsers["rita"], slug)
+            p99 = probe.p99()
+            print(f"/healthz during the abuses: {len(probe.times)} requests, "
+                  f"p50 {statistics.median(probe.times) * 1000:.0f} ms, "
+                  f"p99 {p99 * 1000:.0f} ms, max {max(probe.times) * 1000:.0f} ms")
+            assert probe.failures == 0
+            assert p99 <= P99_LIMIT, f"/healthz p99 {p99 * 1000:.0f} ms"
+        finally:
+            for b in browsers.values():
+                b.close()
