@@ -14,7 +14,7 @@ EXT_SOURCES := extension/package.json extension/yarn.lock $(shell find extension
 $(STAMP): pyproject.toml $(EXT_SOURCES)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[test,postgres]'
+	$(BIN)/python -m pip install -q -e '.[test,postgres,s3]'
 	touch $(STAMP)
 
 system-deps:

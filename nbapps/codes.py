@@ -170,6 +170,16 @@ _TABLE: list[Code] = [
          "content means the store was tampered with."),
     Code("NBA313", E, "Catalog database unavailable",
          "Check `--db-url` (or the data dir) and that the database server is running."),
+    Code("NBA314", E, "Cookie secret is not usable",
+         "Give at least 32 random bytes as hex (`openssl rand -hex 32`) in "
+         "`c.NbappsServer.cookie_secret`, `$NBAPPS_COOKIE_SECRET` or a file only its owner can "
+         "read named by `c.NbappsServer.cookie_secret_file`; the same on every replica."),
+    Code("NBA315", E, "Object the catalog names is missing from the bundle store",
+         "Restore it from a backup of the store (same key), or check that `store_url` and "
+         "`store_options` point at the gallery's store; `nbapps store check` lists them all."),
+    Code("NBA316", E, "Stored object does not hold what its address says",
+         "The object was changed outside nbapps: restore the original from a backup of the "
+         "store; for a source, the analyst can also submit the notebook again."),
     # -- the gallery's own check of submissions (NBA320-329) -------------------------------------
     Code("NBA320", E, "The gallery's check of this version failed: it cannot be approved",
          "Read the check's findings; the author fixes the notebook and submits again, or a "

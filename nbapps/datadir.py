@@ -8,6 +8,10 @@ password hashes and session ids), so it is private to the gallery's OS user what
 the folder and its private sub-folders are created 0700, the catalog files (database, ``-wal``,
 ``-shm``) and the cookie secret 0600 (:func:`secure_data_dir`, :func:`prepare_sqlite_file`).
 Existing ones that others could read are tightened at start, with a warning in the log.
+
+One gallery at a time uses a data dir: :func:`lock_data_dir` takes an exclusive ``flock`` on
+``gallery.lock`` before anything in it is changed, so a second server is refused (NBA403)
+having touched nothing; the OS drops the lock when the holder exits, even by SIGKILL.
 """
 from __future__ import annotations
 
@@ -18,6 +22,8 @@ from pathlib import Path
 
 from platformdirs import user_data_dir
 
+from .errors import NbappsError
+
 log = logging.getLogger("nbapps.datadir")
 
 ENV_DATA_DIR = "NBAPPS_DATA_DIR"
@@ -25,6 +31,7 @@ ENV_DB_URL = "NBAPPS_DB_URL"
 DB_FILENAME = "nbapps.db"
 BUNDLES_DIRNAME = "bundles"
 SECRET_FILENAME = "cookie_secret"
+LOCK_FILENAME = "gallery.lock"
 PRIVATE_DIR_MODE = 0o700
 PRIVATE_FILE_MODE = 0o600
 #: folders of the data dir that only the gallery reads (runner folders, uploads, bundles)
@@ -127,3 +134,46 @@ def secure_data_dir(data_dir: Path) -> Path:
         tighten(data_dir / (DB_FILENAME + suffix), PRIVATE_FILE_MODE)
     tighten(data_dir / SECRET_FILENAME, PRIVATE_FILE_MODE)
     return data_dir
+
+
+# -- one gallery per data dir ----------------------------------------------------------------------
+
+class DataDirBusy(NbappsError):
+    code = "NBA403"
+    http_status = 500
+    exit_code = 1
+
+
+class DataDirLock:
+    """An exclusive hold on a data dir (see :func:`lock_data_dir`); :meth:`release` ends it."""
+
+    def __init__(self, path: Path, fd: int) -> None:
+        self.path = path
+        self._fd: int | None = fd
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # closing the only descriptor drops the flock
+            self._fd = None
+
+
+def lock_data_dir(data_dir: Path) -> DataDirLock:
+    """Hold ``data_dir`` for this process (``flock`` on ``gallery.lock``, pid written in it).
+
+    Another process holding it: :class:`DataDirBusy` (NBA403), and nothing was changed (the
+    lock file already exists then). The descriptor is close-on-exec, so runners never hold it.
+    """
+    import fcntl
+
+    path = data_dir / LOCK_FILENAME
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, PRIVATE_FILE_MODE)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        holder = os.read(fd, 32).decode(errors="replace").strip() or "?"
+        os.close(fd)
+        raise DataDirBusy(f"another gallery (pid {holder}) uses the data dir {data_dir}") \
+            from None
+    os.ftruncate(fd, 0)
+    os.write(fd, f"{os.getpid()}\n".encode())
+    return DataDirLock(path, fd)

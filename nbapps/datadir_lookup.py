@@ -20,6 +20,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from .datadir import ENV_DATA_DIR, resolve_data_dir
 
@@ -58,11 +59,20 @@ def config_paths() -> list[str]:
 
 
 def configured_data_dir(paths: Sequence[str] | None = None) -> tuple[str, Path] | None:
-    """``c.NbappsServer.data_dir`` from the config files and the file that set it, or None.
+    """``c.NbappsServer.data_dir`` from the config files and the file that set it, or None."""
+    found = configured_setting("data_dir", paths)
+    if found and isinstance(found[0], str) and found[0]:
+        return found[0], found[1]
+    return None
+
+
+def configured_setting(name: str, paths: Sequence[str] | None = None
+                       ) -> tuple[Any, Path] | None:
+    """``c.NbappsServer.<name>`` from the config files and the file that set it, or None.
 
     Files are read with traitlets' loaders, in the order the server applies them (the Jupyter
     config path from the lowest priority, the current folder last), so the value is the one
-    ``nbapps serve`` would get.
+    ``nbapps serve`` would get. Empty values (``""``, ``None``) count as not set.
     """
     from traitlets.config.loader import (
         ConfigFileNotFound,
@@ -70,7 +80,7 @@ def configured_data_dir(paths: Sequence[str] | None = None) -> tuple[str, Path] 
         PyFileConfigLoader,
     )
 
-    found: tuple[str, Path] | None = None
+    found: tuple[Any, Path] | None = None
     for folder in reversed(list(paths if paths is not None else config_paths())):
         for suffix, loader_class in ((".py", PyFileConfigLoader), (".json", JSONFileConfigLoader)):
             path = Path(folder) / f"{CONFIG_BASENAME}{suffix}"
@@ -84,10 +94,17 @@ def configured_data_dir(paths: Sequence[str] | None = None) -> tuple[str, Path] 
                 log.warning("config file %s not read: %s", path, exc)
                 continue
             section = config.get("NbappsServer") or {}
-            value = section.get("data_dir") if hasattr(section, "get") else None
-            if isinstance(value, str) and value:
+            value = section.get(name) if hasattr(section, "get") else None
+            if value is not None and value != "" and not _is_lazy(value):
                 found = (value, path)
     return found
+
+
+def _is_lazy(value: Any) -> bool:
+    """traitlets' placeholder for a config key that was read but never assigned."""
+    from traitlets.config.loader import Config, LazyConfigValue
+
+    return isinstance(value, (Config, LazyConfigValue))
 
 
 def locate_data_dir(flag: str | os.PathLike[str] | None = None, *,

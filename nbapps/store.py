@@ -23,14 +23,26 @@ if it is what the key says (a source whose files hash to it, a blob whose bytes 
 archive written by another zlib may differ in bytes and still qualify), otherwise the put is
 refused with NBA312 (the store was tampered with).
 
-Objects are written atomically (a temporary name in the same folder, then a link or a move).
+Objects are written atomically, each the way its backend allows:
+
+- local folders: an fsync'd temporary file in the same folder, then ``os.link`` to the final
+  name (fails if the name exists, so nothing is ever replaced);
+- object stores whose PUT is atomic (:data:`DIRECT_PUT_PROTOCOLS`: S3, GCS, ``memory://``):
+  the final key is written once, directly, as an exclusive create (S3's ``If-None-Match: *``:
+  a concurrent writer of the same key gets "exists" and its bytes are compared instead). A
+  temporary object and a move would be a second upload there (a move is a copy + delete);
+- any other fsspec backend: a temporary name, then a move.
+
 Nothing here is served directly. Any fsspec URL works (``file://``, ``memory://``, ``s3://``
-with s3fs installed...); on object stores without rename, fsspec's ``mv`` is a copy + delete.
+with ``nbapps[s3]``...), with its storage options (``c.NbappsServer.store_options`` or
+``$NBAPPS_STORE_OPTIONS``: endpoint, credentials, region...; :func:`resolve_store`).
 """
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
+import json
 import logging
 import os
 import re
@@ -61,6 +73,12 @@ _KEY_RE = re.compile(r"(?:(?P<source>sources/)[0-9a-f]{2}/(?P<ssha>[0-9a-f]{64})
                      r"|[0-9a-f]{2}/(?P<lsha>[0-9a-f]{64})\.nbapp)")
 #: largest total size of the files of one source read back from the store
 MAX_SOURCE_BYTES = 1024 * 1024 * 1024
+#: fsspec protocols whose object PUT is atomic (readers see the old state or the whole object):
+#: objects are written once under their final key there, never as a temporary + move
+DIRECT_PUT_PROTOCOLS = frozenset({"s3", "s3a", "gs", "gcs", "memory"})
+#: environment variables read when the configuration does not set the store
+ENV_STORE_URL = "NBAPPS_STORE_URL"
+ENV_STORE_OPTIONS = "NBAPPS_STORE_OPTIONS"
 
 
 class StoreError(NbappsError):
@@ -109,12 +127,20 @@ class BundleStore:
     """Sources, blobs and legacy bundles under the fsspec ``url`` (default
     ``file://<data_dir>/bundles``)."""
 
-    def __init__(self, url: str | None = None, **storage_options: Any) -> None:
+    def __init__(self, url: str | None = None, *, direct_put: bool | None = None,
+                 **storage_options: Any) -> None:
+        """``storage_options`` go to fsspec (s3fs: ``endpoint_url``, ``key``, ``secret``,
+        ``anon``, ``client_kwargs``...). ``direct_put``: write objects straight under their
+        final key (default: when the backend's PUT is atomic, :data:`DIRECT_PUT_PROTOCOLS`);
+        False forces temporary + move (the behaviour before, for comparisons)."""
         self.url = url or default_store_url()
         fs, root = url_to_fs(self.url, **storage_options)
         self.fs: fsspec.AbstractFileSystem = fs
         self.root = root.rstrip("/") or "/"
         self.fs.makedirs(self.root, exist_ok=True)
+        if direct_put is None:
+            direct_put = bool(DIRECT_PUT_PROTOCOLS & set(self._protocols()))
+        self.direct_put = direct_put and not self._is_local()
 
     def __repr__(self) -> str:
         return f"BundleStore({self.url!r})"
@@ -172,6 +198,10 @@ class BundleStore:
         if self.fs.exists(path):
             self._check_existing(path, data, key, acceptable)
             return key
+        if self.direct_put:
+            self._put_direct(path, data, key, acceptable)
+            log.debug("stored %s (%d bytes)", key, len(data))
+            return key
         folder = path.rsplit("/", 1)[0]
         self.fs.makedirs(folder, exist_ok=True)
         if self._is_local():
@@ -191,10 +221,41 @@ class BundleStore:
         log.debug("stored %s (%d bytes)", key, len(data))
         return key
 
-    def _is_local(self) -> bool:
+    def _protocols(self) -> tuple[str, ...]:
         protocol = self.fs.protocol
-        protocols = (protocol,) if isinstance(protocol, str) else tuple(protocol)
+        return (protocol,) if isinstance(protocol, str) else tuple(protocol)
+
+    def _is_local(self) -> bool:
+        protocols = self._protocols()
         return "file" in protocols or "local" in protocols
+
+    def _put_direct(self, path: str, data: bytes, key: str,
+                    acceptable: Callable[[bytes], bool]) -> None:
+        """One PUT of the final key, as an exclusive create: an object that appeared since
+        the caller looked (another writer) is compared instead, never replaced. A backend
+        that ignores the condition (some S3-compatible servers) overwrites it: the caller's
+        check just before keeps that window small."""
+        try:
+            if self._exclusive_put:
+                self.fs.pipe_file(path, data, mode="create")
+            else:
+                self.fs.pipe_file(path, data)
+        except FileExistsError:
+            self._check_existing(path, data, key, acceptable)
+        except (TypeError, OSError) as exc:
+            # a backend without exclusive create: an fsspec implementation that takes no
+            # ``mode`` (TypeError), an S3-compatible server answering 501 (ENOSYS)
+            if not self._exclusive_put or not (
+                    isinstance(exc, TypeError) and "mode" in str(exc)
+                    or isinstance(exc, OSError) and exc.errno == errno.ENOSYS):
+                raise
+            log.warning("the bundle store %s has no exclusive create; objects are written "
+                        "after a look only", self.url)
+            self._exclusive_put = False
+            self._put_direct(path, data, key, acceptable)
+
+    #: whether the backend takes exclusive creates (False after it refused one)
+    _exclusive_put = True
 
     def _put_local(self, path: str, data: bytes, key: str,
                    acceptable: Callable[[bytes], bool]) -> None:
@@ -217,6 +278,42 @@ class BundleStore:
         finally:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
+
+    @classmethod
+    def matches_key(cls, key: str, data: bytes) -> bool:
+        """Whether ``data`` is what the store key ``key`` says it is: a source archive whose
+        files hash to the key's hash, a blob whose bytes do, a legacy archive whose bytes or
+        source files do. Unreadable archives are not."""
+        m = _KEY_RE.fullmatch(key or "")
+        if m is None:
+            raise BundleError(f"not a store key: {key!r}", code="NBA201")
+        try:
+            if m.group("source"):
+                return cls._source_hash_of(data) == m.group("ssha")
+            if m.group("blob"):
+                return sha256_of(data) == m.group("bsha")
+            return cls._legacy_archive_of(data, m.group("lsha"))
+        except NbappsError:
+            return False
+
+    @staticmethod
+    def _legacy_archive_of(data: bytes, sha256: str) -> bool:
+        if sha256_of(data) == sha256:
+            return True
+        from .bundle import read_source_folder, source_hash, unpack_bundle
+
+        with tempfile.TemporaryDirectory(prefix="nbapps-legacy-") as tmp:
+            folder = unpack_bundle(data, Path(tmp) / "b", max_bytes=MAX_SOURCE_BYTES)
+            return bool(source_hash(read_source_folder(folder)) == sha256)
+
+    def verify_key(self, key: str) -> int:
+        """Read the object ``key`` and check that it is what its key says
+        (:meth:`matches_key`); returns its size. NotFound NBA302 when it is missing,
+        StoreError NBA312 when its bytes are not what the key says."""
+        data = self.get_key(key)
+        if not self.matches_key(key, data):
+            raise StoreError(f"{key} does not hold what its address says")
+        return len(data)
 
     def _check_existing(self, path: str, data: bytes, key: str,
                         acceptable: Callable[[bytes], bool]) -> None:
@@ -243,8 +340,8 @@ class BundleStore:
         files = dict(files)
         digest = source_hash(files)
         data = pack_source(files)
-        key = self._put_key(self.source_key(digest), data,
-                            lambda existing: self._source_hash_of(existing) == digest)
+        key = self.source_key(digest)
+        self._put_key(key, data, lambda existing: self.matches_key(key, existing))
         return StoredSource(digest, key, len(data))
 
     @staticmethod
@@ -313,7 +410,8 @@ class BundleStore:
     def put_blob(self, data: bytes) -> str:
         """Store derived bytes under their SHA-256 (returned)."""
         digest = sha256_of(data)
-        self._put_key(self.blob_key(digest), data, lambda existing: sha256_of(existing) == digest)
+        key = self.blob_key(digest)
+        self._put_key(key, data, lambda existing: self.matches_key(key, existing))
         return digest
 
     def get_blob(self, sha256: str) -> bytes:
@@ -337,17 +435,8 @@ class BundleStore:
         kept only if it is what the key says (its bytes or its source files hash to
         ``sha256``), else StoreError NBA312. ``strict`` is accepted for compatibility."""
         del strict
-
-        def acceptable(existing: bytes) -> bool:
-            if sha256_of(existing) == sha256:
-                return True
-            from .bundle import read_source_folder, source_hash, unpack_bundle
-
-            with tempfile.TemporaryDirectory(prefix="nbapps-legacy-") as tmp:
-                folder = unpack_bundle(existing, Path(tmp) / "b", max_bytes=MAX_SOURCE_BYTES)
-                return bool(source_hash(read_source_folder(folder)) == sha256)
-
-        return self._put_key(self.key_for(sha256), data, acceptable)
+        key = self.key_for(sha256)
+        return self._put_key(key, data, lambda existing: self.matches_key(key, existing))
 
     def get(self, sha256: str) -> bytes:
         """The legacy archive bytes; NotFound NBA302."""
@@ -360,7 +449,33 @@ class BundleStore:
             raise NotFound(f"bundle {sha256} is not in the store") from None
 
 
-def open_store(url: str | None = None, data_dir: str | os.PathLike[str] | None = None
-               ) -> BundleStore:
-    """The store at ``url`` or the default ``file://<data_dir>/bundles``."""
-    return BundleStore(url or default_store_url(data_dir))
+def resolve_store(url: str | None = None, options: Mapping[str, Any] | None = None,
+                  data_dir: str | os.PathLike[str] | None = None
+                  ) -> tuple[str, dict[str, Any]]:
+    """The store's URL and fsspec storage options: ``url``, else ``$NBAPPS_STORE_URL``, else
+    ``file://<data_dir>/bundles``; ``options`` when given (even empty), else
+    ``$NBAPPS_STORE_OPTIONS`` (a JSON object), else none. StoreError NBA312 when the variable
+    is not a JSON object."""
+    url = url or os.environ.get(ENV_STORE_URL) or default_store_url(data_dir)
+    if options is None:
+        text = os.environ.get(ENV_STORE_OPTIONS, "").strip()
+        options = parse_store_options(text, f"${ENV_STORE_OPTIONS}") if text else {}
+    return url, dict(options)
+
+
+def parse_store_options(text: str, where: str) -> dict[str, Any]:
+    """Storage options given as a JSON object (``where`` names the source in the error)."""
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        raise StoreError(f"{where} is not JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise StoreError(f"{where} must be a JSON object of fsspec storage options")
+    return value
+
+
+def open_store(url: str | None = None, data_dir: str | os.PathLike[str] | None = None,
+               options: Mapping[str, Any] | None = None) -> BundleStore:
+    """The store at ``url`` (default: :func:`resolve_store`) with its storage options."""
+    url, storage_options = resolve_store(url, options, data_dir)
+    return BundleStore(url, **storage_options)

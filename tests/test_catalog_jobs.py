@@ -301,3 +301,16 @@ def test_migration_0002_moves_client_manifests_aside(old_catalog_url):
         assert cat.queue_unchecked() == 2  # what the gallery does at its start
     finally:
         cat.close()
+
+
+def test_job_artifacts_page_through_every_job(cat):
+    """``nbapps store check`` walks every job's artifacts, page by page, oldest first."""
+    ids = [submit_checked(cat, f"art{i}").version.id for i in range(3)]
+    job = cat.claim_job(W1)
+    assert cat.finish_job(job.id, W1, job.attempts, state="passed",
+                          artifacts={"report": sha("r")})
+    first = cat.job_artifacts(limit=2)
+    assert [(v, a) for _, v, a in first] == [(ids[0], {"report": sha("r")}), (ids[1], {})]
+    rest = cat.job_artifacts(after_id=first[-1][0], limit=2)
+    assert [v for _, v, _ in rest] == [ids[2]]
+    assert cat.job_artifacts(after_id=rest[-1][0]) == []

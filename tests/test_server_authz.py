@@ -97,6 +97,7 @@ PROBES: dict[tuple[str, str], Probe] = {
     ("api-user-tokens", "DELETE"): P(400),
     ("api-audit", "GET"): P(200),
     ("health", "GET"): P(200),
+    ("ready", "GET"): P(200),
     ("metrics", "GET"): P(200),
 }
 
@@ -160,7 +161,7 @@ def _request(g, route, method: str, role: str, probe: Probe, sessions: dict) -> 
     path = route.url(**g.values)
     if probe.query:
         path += "?" + probe.query
-    if route.is_api or route.name in ("health", "metrics"):
+    if route.is_api or route.name in ("health", "ready", "metrics"):
         client = sessions.setdefault(("api", role), g.client(
             None if role == "anonymous" else ROLE_USER[role]))
         kw: dict[str, Any] = {}

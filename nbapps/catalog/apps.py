@@ -106,6 +106,14 @@ class AppsMixin(CatalogBase):
         previous = next((v for v in versions if v.is_previous_live), None)
         return AppDetail(app=summary, live=live, previous=previous, versions=versions)
 
+    def live_versions(self) -> dict[str, tuple[int, str]]:
+        """``{slug: (live version id, its sha256)}`` of every app that has a live version:
+        the one cheap query gallery replicas poll to follow decisions made on another."""
+        with self._read_core() as conn:
+            rows = conn.execute(select(App.slug, App.live_version_id, Version.sha256)
+                                .join(Version, App.live_version_id == Version.id))
+            return {slug: (int(vid), str(sha)) for slug, vid, sha in rows}
+
     def list_apps(
         self,
         q: str | None = None,

@@ -221,6 +221,15 @@ class JobsMixin(CatalogBase):
         with self._read() as s:
             return [_info(job, owner) for job, owner in s.execute(stmt)]
 
+    def job_artifacts(self, *, after_id: int = 0, limit: int = 1000
+                      ) -> list[tuple[int, int | None, dict[str, Any]]]:
+        """``(job id, version id, artifacts)`` of the jobs after ``after_id``, oldest first, at
+        most ``limit`` (1..1000): pages through every job (``nbapps store check``)."""
+        stmt = (select(Job.id, Job.version_id, Job.artifacts).where(Job.id > int(after_id))
+                .order_by(Job.id).limit(max(1, min(int(limit), 1000))))
+        with self._read() as s:
+            return [(int(i), v, dict(a or {})) for i, v, a in s.execute(stmt)]
+
     # -- queueing ------------------------------------------------------------------------------
 
     def enqueue_job(self, kind: str, *, version_id: int | None = None, owner: str | None = None,

@@ -19,7 +19,8 @@ from ..errors import NbappsError
 # sub-command modules, in the order shown by --help; a module that is missing is skipped so
 # parts can land one at a time.
 COMMAND_MODULES = [
-    "validate", "run", "bundle", "publish", "review", "serve", "user", "init",
+    "validate", "run", "bundle", "publish", "review", "serve", "user", "db", "store", "init",
+    "deploy",
 ]
 
 log = logging.getLogger("nbapps")

@@ -226,6 +226,11 @@ class Supervisor:
                                     resolver=LoopbackResolver())
         self._task = asyncio.ensure_future(self._loop())
 
+    @property
+    def accepting(self) -> bool:
+        """Started, not closed, and its supervision loop alive (``/readyz``)."""
+        return self._task is not None and not self._task.done() and not self._closed
+
     async def close(self) -> None:
         """Stop every runner (used at gallery shutdown)."""
         self._closed = True
@@ -313,6 +318,11 @@ class Supervisor:
                          retry_after=max(retry, int(slot.retry_at - now) + 1),
                          reason=slot.last_error)
         return Route(RouteKind.STARTING, title=slot.title, retry_after=retry)
+
+    def served_releases(self) -> dict[str, str]:
+        """``{slug: version}`` of the release each app slot serves (or is switching to): what
+        the gallery compares with the catalog to follow changes made by other replicas."""
+        return {slug: slot.release.version for slug, slot in self._slots.items()}
 
     def knows(self, slug: str) -> bool:
         """Whether ``slug`` has been resolved to an app (it may not be running)."""

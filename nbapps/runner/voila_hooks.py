@@ -8,6 +8,8 @@
   It also shuts down, after ``unconnected_cull_timeout`` seconds, the kernels of pages that never
   connected (a page GET takes a kernel; a client that never opens the page's WebSocket, a
   script or a crawler, would otherwise hold it until the idle cull, 10 minutes later).
+- :func:`log_request` is the runner's access log (tornado ``log_function``): one line per request
+  with the gallery's ``X-Request-Id``, so a runner's log joins the gallery's.
 - :func:`make_timeout_func` gives Voilà's executor a per-cell timeout so a page never hangs,
   except for the injected wait-for-request cell, which waits in a pooled kernel for as long as
   no viewer comes.
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import time
 from collections.abc import Callable
@@ -40,6 +43,21 @@ def make_timeout_func(seconds: float | None) -> Callable[[Any], float | None]:
         return seconds
 
     return timeout_for
+
+
+def log_request(handler: Any) -> None:
+    """One line per request on Voilà's logger (so in the runner's log file): method, path (no
+    query: it may carry the token), status, time and the gallery's request id. Successful
+    static assets are left out (a page loads dozens)."""
+    request = handler.request
+    status = handler.get_status()
+    path = request.path
+    if status < 400 and ("/static/" in path or "/labextensions/" in path):
+        return
+    rid = (request.headers.get("X-Request-Id") or "-")[:128]
+    level = logging.INFO if status < 500 else logging.ERROR
+    logging.getLogger("Voila").log(level, "%s %s %d %.1fms request_id=%s", request.method,
+                                   path, status, 1000.0 * request.request_time(), rid)
 
 
 def _waiting_kernel_ids() -> set[str]:

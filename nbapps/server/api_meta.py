@@ -1,8 +1,13 @@
 """OpenAPI document (generated from the route table), health check and Prometheus metrics."""
 from __future__ import annotations
 
+import asyncio
+import functools
+import inspect
 import json
-from collections.abc import Iterator
+import threading
+import time
+from collections.abc import Callable, Iterator
 from typing import Any, ClassVar
 
 from prometheus_client import (
@@ -10,6 +15,8 @@ from prometheus_client import (
     CollectorRegistry,
     Counter,
     Histogram,
+    PlatformCollector,
+    ProcessCollector,
     generate_latest,
 )
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -115,8 +122,12 @@ class HealthHandler(APIHandler):
 
     permissions: ClassVar[dict[str, Requirement]] = {"GET": PUBLIC}
 
-    def get(self) -> None:
-        ok = self.ctx.catalog.ping()
+    async def get(self) -> None:
+        # on the thread pool, with a bound: a database that hangs must not freeze the replica
+        try:
+            ok = bool(await asyncio.wait_for(self.ctx.run(self.ctx.catalog.ping), 5.0))
+        except asyncio.TimeoutError:
+            ok = False
         self.write_json({"status": "ok" if ok else "degraded", "catalog": ok},
                         status=200 if ok else 503)
 
@@ -143,6 +154,18 @@ class Metrics:
             "nbapps_proxy_errors_total", "Proxied app requests answered with a status >= 500",
             ["slug", "kind", "status"], registry=self.registry)
         self._runtime_collector: RuntimeCollector | None = None
+        # the process (CPU, memory, file descriptors) and Python platform, as every exporter
+        ProcessCollector(registry=self.registry)
+        PlatformCollector(registry=self.registry)
+        call_buckets = (.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10)
+        self.catalog_calls = Histogram(
+            "nbapps_catalog_call_duration_seconds",
+            "Catalog method calls (outermost only), by method", ["op"],
+            registry=self.registry, buckets=call_buckets)
+        self.store_calls = Histogram(
+            "nbapps_store_call_duration_seconds",
+            "Bundle store method calls (outermost only), by method", ["op"],
+            registry=self.registry, buckets=call_buckets)
 
     def observe(self, route: str, method: str, status: int, seconds: float) -> None:
         self.latency.labels(route, method).observe(seconds)
@@ -156,12 +179,50 @@ class Metrics:
         if status >= 500:
             self.proxy_errors.labels(slug, kind, str(status)).inc()
 
+    def instrument(self, catalog: Any, store: Any) -> None:
+        """Time every public method call of the server's catalog and store (see
+        :func:`time_calls`): the one place their latencies are measured."""
+        time_calls(catalog, self.catalog_calls)
+        time_calls(store, self.store_calls)
+
     def watch_runtime(self, runtime: Any) -> None:
         """Export the runner supervisor's state, read at each scrape (no polling task)."""
         if self._runtime_collector is None and runtime is not None \
                 and hasattr(runtime, "snapshot"):
             self._runtime_collector = RuntimeCollector(runtime)
             self.registry.register(self._runtime_collector)
+
+
+def time_calls(obj: Any, histogram: Histogram) -> None:
+    """Wrap, on this instance, each public method of ``obj``'s class so its duration goes to
+    ``histogram`` labelled with the method name. Only the outermost call of a thread counts (a
+    method calling another is one observation); generator functions are left alone (their
+    call returns at once). Every holder of ``obj`` (handlers, check pool, runner source) sees
+    the timed methods, so no call site changes."""
+    depth = threading.local()
+    for name, fn in inspect.getmembers(type(obj), inspect.isfunction):
+        if name.startswith("_") or inspect.isgeneratorfunction(fn) \
+                or inspect.iscoroutinefunction(fn) \
+                or isinstance(inspect.getattr_static(type(obj), name),
+                              (staticmethod, classmethod)):
+            continue
+        setattr(obj, name, _timed(getattr(obj, name), histogram.labels(name), depth))
+
+
+def _timed(method: Callable[..., Any], child: Any, depth: threading.local
+           ) -> Callable[..., Any]:
+    @functools.wraps(method)
+    def timed(*args: Any, **kwargs: Any) -> Any:
+        level = getattr(depth, "n", 0)
+        depth.n = level + 1
+        t0 = time.perf_counter()
+        try:
+            return method(*args, **kwargs)
+        finally:
+            depth.n = level
+            if level == 0:
+                child.observe(time.perf_counter() - t0)
+    return timed
 
 
 #: every runner state, so a state with no runner reads 0 instead of disappearing

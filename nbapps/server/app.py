@@ -20,6 +20,7 @@ import inspect
 import logging
 import os
 import signal
+import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -31,8 +32,15 @@ from traitlets.config import Application
 
 from .. import __version__
 from ..catalog import open_catalog
-from ..datadir import resolve_db_url, secure_data_dir
+from ..datadir import (
+    DataDirLock,
+    ensure_private_dir,
+    lock_data_dir,
+    resolve_db_url,
+    secure_data_dir,
+)
 from ..datadir_lookup import locate_data_dir
+from ..errors import NbappsError
 from ..runner.settings import RuntimeConfiguration
 from ..store import open_store
 from .api_meta import Metrics, openapi_json
@@ -42,8 +50,10 @@ from .authz import Authorizer
 from .context import STATIC_DIR, ResultCache, ServerContext, ServerOptions, make_template_env
 from .fallback import NotFoundHandler, StaticHandler
 from .forwarded import make_http_server
-from .identity import CatalogUsers, IdentityProvider, load_or_create_secret
+from .identity import CatalogUsers, IdentityProvider, resolve_cookie_secret
+from .live_sync import LiveSync
 from .logs import configure_logging
+from .request_id import RequestIdTransform, request_id
 from .routes import normalize_base_url, route_table, tornado_rules
 from .uploads import clean_upload_dir
 
@@ -110,8 +120,27 @@ class NbappsServer(Application):
                      help="Catalog database URL (SQLite default in the data dir; or "
                           "postgresql+psycopg://...); also $NBAPPS_DB_URL.")
     store_url = Unicode("", config=True,
-                        help="fsspec URL of the bundle store (default: <data-dir>/bundles).")
+                        help="fsspec URL of the bundle store, e.g. s3://bucket/prefix with "
+                             "nbapps[s3] (default: $NBAPPS_STORE_URL, else "
+                             "<data-dir>/bundles).")
+    store_options = Dict(default_value=None, allow_none=True, config=True,
+                         help="fsspec storage options of the bundle store (s3fs: endpoint_url, "
+                              "key, secret, anon, client_kwargs={'region_name': ...}); "
+                              "default: $NBAPPS_STORE_OPTIONS (a JSON object), else none.")
     config_file = Unicode("", config=True, help="Extra config file loaded last.")
+    cookie_secret = Unicode("", config=True,
+                            help="Secret signing cookies and app tickets, as hex (32+ bytes: "
+                                 "`openssl rand -hex 32`); the same on every replica. Also "
+                                 "$NBAPPS_COOKIE_SECRET; default: cookie_secret_file, else "
+                                 "the data dir's own cookie_secret file.")
+    cookie_secret_file = Unicode("", config=True,
+                                 help="File holding the cookie secret as hex (mode 0600), "
+                                      "shared by replicas; used when cookie_secret and "
+                                      "$NBAPPS_COOKIE_SECRET are not set.")
+    live_poll_interval = Float(2.0, config=True,
+                               help="Seconds between checks of the catalog for live versions "
+                                    "changed by another replica (apps switch, listings "
+                                    "refresh); 0: never (one gallery process).")
 
     # -- policy ----------------------------------------------------------------------------------
     allow_anonymous_apps = Bool(False, config=True,
@@ -144,7 +173,12 @@ class NbappsServer(Application):
                                "this server show at once; other replicas' within this time).")
 
     # -- operations ------------------------------------------------------------------------------
-    log_style = Unicode("text", config=True, help="Log format: text (key=value) or json.")
+    log_style = Unicode("text", config=True,
+                        help="Log format: text (key=value) or json (one object per line, UTC "
+                             "times); every request line carries its request_id.")
+    readiness_timeout = Float(2.0, config=True,
+                              help="Seconds each /readyz check (catalog, store) may take "
+                                   "before the replica reports itself not ready.")
     access_log = Bool(True, config=True, help="Log one line per request.")
     worker_threads = Integer(4, config=True,
                              help="Threads for slow work (uploads, rendering, catalog writes).")
@@ -191,6 +225,8 @@ class NbappsServer(Application):
     runtime: Any = None
     #: the app proxy's usage recorder (app views batched into the catalog), when apps are served
     usage: Any = None
+    #: follows live-version changes made by other replicas (:mod:`.live_sync`)
+    live_sync: LiveSync | None = None
 
     @default("log_level")
     def _log_level_default(self) -> int:
@@ -262,8 +298,7 @@ class NbappsServer(Application):
 
         runner = config.runner_settings(
             url_prefix=f"{self.base_url}apps/",
-            protected_paths=(str(Path(ctx.data_dir).resolve()),
-                             *([self.config_file] if self.config_file else [])))
+            protected_paths=(str(Path(ctx.data_dir).resolve()), *self._protected_files()))
         settings = config.supervisor_settings(Path(ctx.data_dir) / "runtime", runner=runner)
         return Supervisor(settings, CatalogAppSource(ctx))
 
@@ -292,14 +327,47 @@ class NbappsServer(Application):
         self._runtime_configuration = config
         return config
 
+    _data_dir_lock: DataDirLock | None = None
+    _secret: bytes | None = None
+
+    def _protected_files(self) -> tuple[str, ...]:
+        """Files outside the data dir that app and check code must not read."""
+        return tuple(f for f in (self.config_file, self.cookie_secret_file) if f)
+
+    def secret(self, data_dir: Path) -> bytes:
+        """The cookie secret (:func:`~.identity.resolve_cookie_secret`, NBA314 if unusable)."""
+        if self._secret is None:
+            self._secret, where = resolve_cookie_secret(
+                data_dir, value=self.cookie_secret, file=self.cookie_secret_file)
+            log.info("cookie secret from %s", where, extra={"source": where})
+        return self._secret
+
     def build_context(self) -> ServerContext:
-        data_dir = secure_data_dir(self.resolved_data_dir())  # 0700, secrets 0600
+        data_dir = self.resolved_data_dir()
+        ensure_private_dir(data_dir)
+        # first: a second gallery on this data dir is refused before it changes any file
+        # (uploads in flight, the runtime folder, the secret)
+        self._data_dir_lock = lock_data_dir(data_dir)
+        try:
+            return self._build_context(data_dir)
+        except BaseException:
+            self.release_data_dir()
+            raise
+
+    def release_data_dir(self) -> None:
+        if self._data_dir_lock is not None:
+            self._data_dir_lock.release()
+            self._data_dir_lock = None
+
+    def _build_context(self, data_dir: Path) -> ServerContext:
+        secure_data_dir(data_dir)  # 0700, secrets 0600
+        self.secret(data_dir)  # a bad secret stops the start here (NBA314)
         db_url = resolve_db_url(self.db_url or None, data_dir)
         catalog = open_catalog(db_url)
         catalog.forget_expired_sessions()
         catalog.login_max_failures = self.login_max_failures
         catalog.login_window_s = self.login_window_seconds
-        store = open_store(self.store_url or None, data_dir)
+        store = open_store(self.store_url or None, data_dir, self.store_options)
         options = ServerOptions(
             site_name=self.site_name, max_upload_bytes=self.max_upload_bytes,
             max_unpacked_bytes=self.max_unpacked_bytes, per_page=self.per_page,
@@ -318,6 +386,7 @@ class NbappsServer(Application):
             metrics=Metrics(),
             cache=ResultCache(self.cache_seconds),
         )
+        ctx.metrics.instrument(catalog, store)  # latency histograms, before anyone calls them
         removed = clean_upload_dir(ctx)
         if removed:
             log.info("removed %d leftover upload file(s) of an interrupted run", removed,
@@ -337,14 +406,14 @@ class NbappsServer(Application):
             total_timeout=self.check_total_timeout,
             sandbox=self.runtime_configuration().sandbox,
             check_unchecked=self.check_unchecked_versions,
-            protected_paths=tuple([self.config_file] if self.config_file else []))
+            protected_paths=self._protected_files())
         return CheckPool(settings, ctx.catalog, ctx.store, on_change=ctx.changed)
 
     def make_app(self, ctx: ServerContext) -> web.Application:
         base = ctx.options.base_url
         routes = route_table(ctx.runtime)
         rules: list[Any] = []
-        secret = load_or_create_secret(ctx.data_dir)
+        secret = self.secret(ctx.data_dir)
         tickets = AppTickets.from_secret(secret, lifetime=self.app_ticket_lifetime)
         if ctx.runtime is not None and getattr(ctx.runtime, "handler_class", None) is None:
             # the runner's reverse proxy takes /apps/<slug>/...; it asks authorize_app first
@@ -383,6 +452,7 @@ class NbappsServer(Application):
             "static_handler_args": {"path": static_paths[-1], "extra_paths": static_paths[:-1]},
             "default_handler_class": NotFoundHandler,
             "log_function": self._log_request,
+            "nbapps_readiness_timeout": self.readiness_timeout,
             "debug": False,
             "compress_response": True,
             "autoreload": False,
@@ -390,7 +460,9 @@ class NbappsServer(Application):
             "websocket_ping_interval": 30,
             **self.tornado_settings,
         }
-        return web.Application(rules + tornado_rules(routes, base), **settings)
+        app = web.Application(rules + tornado_rules(routes, base), **settings)
+        app.add_transform(RequestIdTransform)  # X-Request-Id on every response
+        return app
 
     def _log_request(self, handler: web.RequestHandler) -> None:
         if not self.access_log:
@@ -401,7 +473,8 @@ class NbappsServer(Application):
         level = logging.INFO if status < 400 else logging.WARNING if status < 500 \
             else logging.ERROR
         base = self.base_url
-        if status < 400 and handler.request.path.startswith((f"{base}static/", f"{base}healthz")):
+        if status < 400 and handler.request.path.startswith(
+                (f"{base}static/", f"{base}healthz", f"{base}readyz")):  # probes: every few s
             level = logging.DEBUG
         level = _expected_answer_level(handler, status, level)
         access_log.log(level, "%s %s %d %.1fms", handler.request.method,
@@ -411,6 +484,7 @@ class NbappsServer(Application):
                            "user": getattr(user, "name", None),
                            "ip": handler.request.remote_ip,
                            "route": getattr(handler, "route_name", ""),
+                           "request_id": request_id(handler.request),
                        })
 
     # -- serving ---------------------------------------------------------------------------------
@@ -419,35 +493,42 @@ class NbappsServer(Application):
                     stop: asyncio.Event | None = None, *, install_signals: bool = True) -> None:
         """Run until ``stop`` is set (or SIGTERM/SIGINT); then shut down cleanly."""
         ctx = self.build_context()
-        app = self.make_app(ctx)
-        self.stop_event = stop or asyncio.Event()
-        self.loop = asyncio.get_running_loop()
-        sockets = netutil.bind_sockets(self.port, self.ip)
-        self.bound_port = sockets[0].getsockname()[1]
-        # forms and JSON bodies are small; the upload handler raises its own limit in prepare()
-        server = make_http_server(app, xheaders=self.xheaders,
-                                  trusted_proxy_hops=self.trusted_proxy_hops,
-                                  max_body_size=self.max_request_bytes,
-                                  idle_connection_timeout=120)
-        server.add_sockets(sockets)
-        if install_signals and threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGTERM, signal.SIGINT):
-                self.loop.add_signal_handler(sig, self._on_signal, sig)
-        runtime = ctx.runtime
-        await _lifecycle(runtime, ("start",), ctx)
-        if ctx.checks is not None:
-            ctx.checks.start()
-            # "serving at" means the queue is recovered: versions recorded later are not
-            # mistaken for ones left without a check
-            await self.loop.run_in_executor(None, ctx.checks.wait_ready, 60.0)
-        host = self.ip if ":" not in self.ip else f"[{self.ip}]"
-        url = f"http://{host}:{self.bound_port}{self.base_url}"
-        self.url = url
-        log.info("nbapps gallery serving at %s", url,
-                 extra={"url": url, "data_dir": str(ctx.data_dir), "catalog": repr(ctx.catalog),
-                        "store": ctx.store.url})
-        if ready is not None:
-            ready.set()
+        try:
+            app = self.make_app(ctx)
+            self.stop_event = stop or asyncio.Event()
+            self.loop = asyncio.get_running_loop()
+            sockets = netutil.bind_sockets(self.port, self.ip)
+            self.bound_port = sockets[0].getsockname()[1]
+            # forms and JSON bodies are small; the upload handler raises its own limit later
+            server = make_http_server(app, xheaders=self.xheaders,
+                                      trusted_proxy_hops=self.trusted_proxy_hops,
+                                      max_body_size=self.max_request_bytes,
+                                      idle_connection_timeout=120)
+            server.add_sockets(sockets)
+            if install_signals and threading.current_thread() is threading.main_thread():
+                for sig in (signal.SIGTERM, signal.SIGINT):
+                    self.loop.add_signal_handler(sig, self._on_signal, sig)
+            runtime = ctx.runtime
+            await _lifecycle(runtime, ("start",), ctx)
+            if ctx.checks is not None:
+                ctx.checks.start()
+                # "serving at" means the queue is recovered: versions recorded later are not
+                # mistaken for ones left without a check
+                await self.loop.run_in_executor(None, ctx.checks.wait_ready, 60.0)
+            # replicas: follow live versions and listings changed by other gallery processes
+            self.live_sync = LiveSync(ctx, self.live_poll_interval)
+            self.live_sync.start()
+            host = self.ip if ":" not in self.ip else f"[{self.ip}]"
+            url = f"http://{host}:{self.bound_port}{self.base_url}"
+            self.url = url
+            log.info("nbapps gallery serving at %s", url,
+                     extra={"url": url, "data_dir": str(ctx.data_dir),
+                            "catalog": repr(ctx.catalog), "store": ctx.store.url})
+            if ready is not None:
+                ready.set()
+        except BaseException:
+            self.release_data_dir()  # a failed start leaves the data dir free again
+            raise
         try:
             await self.stop_event.wait()
         finally:
@@ -465,9 +546,12 @@ class NbappsServer(Application):
                     log.exception("app usage not written at shutdown")
             if ctx.checks is not None:  # running checks go back to the queue
                 await self.loop.run_in_executor(None, ctx.checks.stop)
+            if self.live_sync is not None:
+                await self.live_sync.stop()
             await _lifecycle(runtime, ("stop", "close"))
             ctx.executor.shutdown(wait=True, cancel_futures=True)
             ctx.catalog.close()
+            self.release_data_dir()
             if install_signals and threading.current_thread() is threading.main_thread():
                 for sig in (signal.SIGTERM, signal.SIGINT):
                     self.loop.remove_signal_handler(sig)
@@ -526,7 +610,14 @@ def main(argv: list[str] | None = None) -> None:
     """``python -m nbapps.server.app`` / ``nbapps serve``."""
     app = NbappsServer()
     app.initialize(argv)
-    app.start()
+    try:
+        app.start()
+    except NbappsError as exc:  # a refused start is one coded line, as `nbapps serve` prints it
+        log.debug("start failed", exc_info=True)
+        sys.stderr.write(f"nbapps: error: {exc.code}: {exc.message}\n")
+        if exc.hint:
+            sys.stderr.write(f"  fix: {exc.hint}\n")
+        raise SystemExit(exc.exit_code) from None
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -110,6 +110,8 @@ class ServerContext:
     checks: Any = None
     metrics: Any = None
     cache: ResultCache = field(default_factory=lambda: ResultCache(2.0))
+    #: switches of the runtime to a new live version still running, by slug (live_changed)
+    refreshing: dict[str, asyncio.Future[Any]] = field(default_factory=dict)
 
     @property
     def upload_dir(self) -> Path:
@@ -132,7 +134,15 @@ class ServerContext:
         if refresh is None:
             return
         task = asyncio.ensure_future(refresh(slug))
+        self.refreshing[slug] = task
         task.add_done_callback(_log_refresh_failure)
+        task.add_done_callback(
+            lambda t: self.refreshing.pop(slug) if self.refreshing.get(slug) is t else None)
+
+    def refreshing_now(self, slug: str) -> bool:
+        """Whether a switch of ``slug`` started by :meth:`live_changed` is still running."""
+        task = self.refreshing.get(slug)
+        return task is not None and not task.done()
 
 
 def _log_refresh_failure(task: asyncio.Future[Any]) -> None:

@@ -8,7 +8,8 @@ Two credentials are accepted:
   seconds), so logout, a new password, a disabled account, an admin's "end sessions" or a role
   change take effect on this server at once and on other replicas within the cache period: a
   replayed cookie of an ended session is nobody. The signing secret is persisted in the data
-  dir (``cookie_secret``, mode 0600) so sessions survive restarts.
+  dir (``cookie_secret``, mode 0600) so sessions survive restarts; replicas share one given by
+  configuration, ``$NBAPPS_COOKIE_SECRET`` or a file (:func:`resolve_cookie_secret`).
 * an **API token** as ``Authorization: Bearer <token>`` (the CLI, the JupyterLab extension). A
   request that carries this header is authenticated by the token only, never by a cookie too: a
   wrong token is a 401 even with a valid cookie. That is what makes it safe to exempt such
@@ -32,13 +33,13 @@ import re
 import secrets
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 from ..datadir import PRIVATE_FILE_MODE, ensure_private_dir, tighten
-from ..errors import AuthRequired
+from ..errors import AuthRequired, NbappsError
 
 log = logging.getLogger("nbapps.server.identity")
 
@@ -124,6 +125,57 @@ class CatalogUsers:
 
     def end_session(self, session_id: str, user: WebUser, ip: str | None) -> None:
         self.catalog.end_session(session_id, actor=user.name, ip=ip)
+
+
+ENV_COOKIE_SECRET = "NBAPPS_COOKIE_SECRET"
+#: fewest bytes a configured secret must have (``openssl rand -hex 32`` gives 32)
+MIN_SECRET_BYTES = 32
+
+
+class CookieSecretError(NbappsError):
+    code = "NBA314"
+    http_status = 500
+    exit_code = 1
+
+
+def _decode_hex_secret(text: str, where: str) -> bytes:
+    value = text.strip()
+    try:
+        secret = bytes.fromhex(value)
+    except ValueError:
+        raise CookieSecretError(f"the cookie secret in {where} is not hexadecimal") from None
+    if len(secret) < MIN_SECRET_BYTES:
+        raise CookieSecretError(f"the cookie secret in {where} has {len(secret)} bytes; "
+                                f"at least {MIN_SECRET_BYTES} are needed")
+    return secret
+
+
+def resolve_cookie_secret(data_dir: Path, *, value: str = "", file: str = "",
+                          env: Mapping[str, str] | None = None) -> tuple[bytes, str]:
+    """The cookie-signing secret and where it came from, in JupyterHub's order: ``value``
+    (``c.NbappsServer.cookie_secret``, hex), else ``$NBAPPS_COOKIE_SECRET`` (hex), else the
+    file ``file`` (``c.NbappsServer.cookie_secret_file``: hex, private to its owner), else the
+    data dir's own ``cookie_secret`` (created if missing; one per data dir, so replicas with
+    their own data dirs need one of the others). Unusable values: NBA314.
+    """
+    if value:
+        return _decode_hex_secret(value, "NbappsServer.cookie_secret"), "config"
+    env_value = (os.environ if env is None else env).get(ENV_COOKIE_SECRET, "")
+    if env_value:
+        return _decode_hex_secret(env_value, f"${ENV_COOKIE_SECRET}"), f"${ENV_COOKIE_SECRET}"
+    if file:
+        path = Path(file).expanduser()
+        try:
+            mode = path.stat().st_mode
+            text = path.read_text(encoding="ascii", errors="replace")
+        except OSError as exc:
+            raise CookieSecretError(f"cannot read the cookie secret file {path}: "
+                                    f"{exc.strerror or exc}") from None
+        if mode & 0o077:
+            raise CookieSecretError(f"the cookie secret file {path} can be read by other users "
+                                    f"(mode {mode & 0o777:03o}); chmod 600 it")
+        return _decode_hex_secret(text, str(path)), str(path)
+    return load_or_create_secret(data_dir), str(Path(data_dir) / SECRET_FILENAME)
 
 
 def load_or_create_secret(data_dir: Path) -> bytes:

@@ -5,11 +5,17 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import time
 from typing import Any
+
+from .request_id import RequestIdFilter
 
 
 class JSONFormatter(logging.Formatter):
-    """One JSON object per line: time, level, logger, message and any ``extra`` fields."""
+    """One JSON object per line: time (UTC, ISO 8601 with ``Z``), level, logger, message and any
+    ``extra`` fields."""
+
+    converter = time.gmtime
 
     _skip = set(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {
         "message", "asctime"}
@@ -51,6 +57,7 @@ def configure_logging(style: str, level: int | str) -> None:
     ("json" or "text"). Called by the server application only: the library never configures
     logging."""
     handler = logging.StreamHandler(sys.stderr)
+    handler.addFilter(RequestIdFilter())
     if style == "json":
         handler.setFormatter(JSONFormatter())
     else:

@@ -87,6 +87,8 @@ from .app_isolation import (
 from .app_pages import AppPages
 from .app_status import AppStatus, app_status, failure_reference
 from .app_tickets import SEGMENT, AppTickets, Ticket, redact
+from .request_id import HEADER as REQUEST_ID
+from .request_id import request_id
 
 log = logging.getLogger("nbapps.server.proxy")
 
@@ -595,6 +597,7 @@ class AppProxyHandler(_AppRequestMixin, web.RequestHandler):
         headers["X-Forwarded-For"] = self.request.remote_ip or ""
         headers["X-Forwarded-Proto"] = self.request.protocol
         headers["X-Forwarded-Host"] = self.request.host or ""
+        headers[REQUEST_ID] = request_id(self.request)  # joins the runner's log line to ours
         return headers
 
     async def _forward(self, runner: Runner, url: str, *, rel: str, method: str = "GET",
@@ -834,7 +837,9 @@ class AppWebSocketProxy(_AppRequestMixin, websocket.WebSocketHandler):
                      self.request.headers.get("Sec-WebSocket-Protocol", "").split(",")
                      if p.strip()]
         request = HTTPRequest(runner.ws_url(f"api/kernels/{kernel_id}/channels", query),
-                              headers=runner.auth_headers, connect_timeout=10,
+                              headers={**runner.auth_headers,
+                                       REQUEST_ID: request_id(self.request)},
+                              connect_timeout=10,
                               request_timeout=30)
         try:
             self._upstream = await websocket.websocket_connect(

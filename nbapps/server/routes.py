@@ -120,6 +120,7 @@ def route_table(runtime: Any = None) -> list[Route]:
         pages_auth,
         pages_review,
         previews,
+        readiness,
     )
 
     app_handler = getattr(runtime, "handler_class", None) or pages_apps.AppRuntimeHandler
@@ -184,6 +185,7 @@ def route_table(runtime: Any = None) -> list[Route]:
         Route("/api/audit", api_users.AuditHandler, "api-audit"),
         # operations
         Route("/healthz", api_meta.HealthHandler, "health"),
+        Route("/readyz", readiness.ReadyHandler, "ready"),
         Route("/metrics", api_meta.MetricsHandler, "metrics"),
     ]
 

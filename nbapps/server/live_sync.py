@@ -1,0 +1,89 @@
+"""Replicas act as one: follow live-version changes made by another gallery process.
+
+An approval or rollback made through this server switches its runners at once
+(:meth:`ServerContext.live_changed`) and drops its cached listings (:meth:`ServerContext.changed`).
+Another replica on the same catalog learns of it here: every ``interval`` seconds one cheap
+catalog query (``{slug: (live version id, sha256)}``, on the thread pool) is compared with
+
+- what this replica saw last time: any difference drops the cached listings, so gallery pages
+  show the new live versions within ``interval`` (not the cache's own ``ttl``);
+- what the app runtime serves (:meth:`~nbapps.runner.supervisor.Supervisor.served_releases`): an
+  app serving another version than the live one is switched through the same
+  :meth:`ServerContext.live_changed` a local decision uses (the runtime's ``refresh``: start the
+  new version, route new pages to it, drain the old), or retired when it has no live version.
+  An app whose switch is still running (started here or by a local decision) is left to it.
+
+The comparison is with state, not with events, so a missed round, a failed switch or a replica
+started mid-change catches up at the next round. Preview slots (``~v<id>``) are not live apps and
+are left alone.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from ..previews import is_preview_key
+from .context import ServerContext
+
+log = logging.getLogger("nbapps.server.live_sync")
+
+
+class LiveSync:
+    """The periodic check described in the module docstring (``interval`` <= 0: off)."""
+
+    def __init__(self, ctx: ServerContext, interval: float) -> None:
+        self.ctx = ctx
+        self.interval = interval
+        self._seen: dict[str, tuple[int, str]] | None = None
+        self._task: asyncio.Task[None] | None = None
+        #: rounds done and apps switched because of another replica (for logs and tests)
+        self.rounds = 0
+        self.switches = 0
+
+    def start(self) -> None:
+        if self.interval > 0 and self._task is None:
+            self._task = asyncio.ensure_future(self._loop())
+
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+
+    async def _loop(self) -> None:
+        while True:
+            try:
+                await self.poll()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - the catalog may be down for a while
+                log.warning("checking live versions failed: %s", exc)
+            await asyncio.sleep(self.interval)
+
+    async def poll(self) -> list[str]:
+        """One round; returns the slugs whose runners it started switching."""
+        live = await self.ctx.run(self.ctx.catalog.live_versions)
+        if self._seen is not None and live != self._seen:
+            self.ctx.changed()
+        self._seen = live
+        self.rounds += 1
+        runtime = self.ctx.runtime
+        served = getattr(runtime, "served_releases", None)
+        if served is None or getattr(runtime, "refresh", None) is None:
+            return []
+        switched = []
+        for slug, version in served().items():
+            if is_preview_key(slug) or self.ctx.refreshing_now(slug):
+                continue
+            wanted = live.get(slug)
+            if wanted is not None and wanted[1] == version:
+                continue
+            log.info("app %s: live version changed on another replica (now %s); switching",
+                     slug, wanted[0] if wanted else "none",
+                     extra={"slug": slug, "version_id": wanted[0] if wanted else None})
+            self.switches += 1
+            switched.append(slug)
+            self.ctx.live_changed(slug)
+        return switched

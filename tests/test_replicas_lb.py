@@ -1,0 +1,171 @@
+"""Two gallery replicas behind a real nginx: app pages stick to one replica, a kill -9 costs
+only that replica's open app sessions.
+
+Topology (all on loopback): one real PostgreSQL (the catalog), one bundle store (a folder both
+replicas use), two ``nbapps`` server processes with their own data dirs and runners, sharing the
+cookie secret, and Debian's nginx in front with the config ``nbapps deploy nginx-config`` prints
+(:mod:`nbapps.loadbalancer`: the requests of an app page are hashed on its ticket, gallery pages
+go round robin). Everything below goes through nginx, in Chromium for the viewer: publish and
+approve the loan calculator, open it and move a slider (the kernel answers over the WebSocket),
+check in nginx's access log that every request of the page reached one replica, kill -9 that
+replica, reload: the other replica serves the app and its widgets, and the gallery keeps working.
+"""
+from __future__ import annotations
+
+import re
+import secrets
+import signal
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import nbformat
+import pytest
+
+from nbapps.runner.orphans import reap_orphans
+from tests.chromium import launched_chromium
+from tests.nginx_lb import LogEntry, Nginx, running_nginx
+from tests.server_harness import Gallery, build_archive, seed_users, start_process, stop_process
+from tests.test_app_browser import (
+    LOAN,
+    VIEWER,
+    _approve_api,
+    _login,
+    _new_page,
+    _submit,
+    _wait_app_rendered,
+    step_term_slider,
+)
+
+pytestmark = [pytest.mark.browser, pytest.mark.kernel, pytest.mark.postgres]
+
+REPLICA_ARGS = ["--NbappsServer.xheaders=True", "--NbappsServer.check_workers=1",
+                "--RuntimeConfiguration.pool_size=1",
+                "--RuntimeConfiguration.custom_pool_size=1"]
+
+
+@dataclass
+class Replica:
+    url: str
+    data_dir: Path
+    process: subprocess.Popen[bytes]
+
+    @property
+    def address(self) -> str:
+        """How nginx's ``$upstream_addr`` names it."""
+        return self.url.split("://", 1)[1]
+
+
+@contextmanager
+def replicas_behind_nginx(tmp_path: Path, pg_server: Any, count: int = 2
+                          ) -> Iterator[tuple[Gallery, Nginx, list[Replica]]]:
+    """``count`` replicas on one PostgreSQL database and one bundle store, nginx in front;
+    the :class:`Gallery` is nginx's URL with the test users. Everything is stopped on exit,
+    runners a killed replica left behind included."""
+    name, db_url = pg_server.fresh_database()
+    users = seed_users(db_url)
+    store_url = f"file://{tmp_path / 'store'}"
+    # one secret for all replicas through $NBAPPS_COOKIE_SECRET (c.NbappsServer.cookie_secret);
+    # copying one data dir's cookie_secret file into the others works too
+    env = {"NBAPPS_COOKIE_SECRET": secrets.token_hex(32)}
+    replicas: list[Replica] = []
+    try:
+        for i in range(count):
+            data_dir = tmp_path / f"replica{i}" / "data"
+            data_dir.mkdir(parents=True)
+            proc, url = start_process(data_dir, db_url, [f"--store-url={store_url}",
+                                                         *REPLICA_ARGS],
+                                      env=env, serve_apps=True)
+            replicas.append(Replica(url, data_dir, proc))
+        with running_nginx(tmp_path / "nginx", [r.url for r in replicas]) as lb:
+            yield (Gallery(url=lb.url, data_dir=tmp_path, db_url=db_url, users=users),
+                   lb, replicas)
+    finally:
+        for r in replicas:
+            if r.process.poll() is None:
+                stop_process(r.process)
+            reap_orphans(r.data_dir / "runtime")  # the runners of a replica killed -9
+        pg_server.drop_database(name)
+
+
+_KERNEL = re.compile(r"/(?:api/kernels|voila/api/shutdown)/([0-9a-f-]{36})")
+
+
+def _wait_for(condition: Callable[[], bool], what: str, timeout: float = 30) -> None:
+    """Poll ``condition`` (nginx's access log: no event to wait on) until true or fail."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"{what}: not seen in {timeout} s"
+        time.sleep(0.1)
+
+
+def _ticket_entries(lb: Nginx, slug: str, since: int = 0) -> list[LogEntry]:
+    """Access log entries of the app's ticket URLs (the page and all its requests)."""
+    prefix = f"/apps/{slug}/~t/"
+    return [e for e in lb.entries()[since:] if e.path.startswith(prefix)]
+
+
+def test_app_pages_stick_to_a_replica_and_survive_a_kill(tmp_path, pg_server):
+    with replicas_behind_nginx(tmp_path, pg_server) as (g, lb, replicas), \
+            launched_chromium() as chromium:
+        sub = _submit(g, build_archive(tmp_path / "loan", nbformat.read(LOAN, as_version=4)))
+        _approve_api(g, sub["id"])
+        slug = sub["slug"]
+        context, page = _new_page(chromium)
+        try:
+            _login(page, g, VIEWER)
+            frame = f"{g.url}/app/{slug}/open"
+            page.goto(frame, wait_until="domcontentloaded")
+            _wait_app_rendered(page)
+            step_term_slider(page)  # 25 → 26 years: a widget message and the kernel's answer
+
+            first = _ticket_entries(lb, slug)
+            served_by = {e.upstreams[-1] for e in first}
+            assert len(served_by) == 1, f"one page's requests went to {served_by}"
+            owner_address = served_by.pop()
+            owner = next(r for r in replicas if r.address == owner_address)
+            survivor = next(r for r in replicas if r is not owner)
+            lost_kernels = {m[1] for e in first if (m := _KERNEL.search(e.route))}
+            assert lost_kernels, [e.route for e in first]
+
+            owner.process.send_signal(signal.SIGKILL)
+            owner.process.wait(30)
+            # the open page loses its kernel: its WebSocket, served by the owner, ends (nginx
+            # logs a WebSocket when it closes)
+            _wait_for(lambda: any(e.route.endswith("/channels") and e.upstreams[-1] == owner_address
+                                  for e in _ticket_entries(lb, slug)), "the page's WebSocket")
+
+            # a reload through nginx: the same ticket (one per viewer and app for a while) now
+            # hashes to the survivor, which starts the app's runner and serves its widgets
+            mark = len(lb.entries())
+            page.goto(frame, wait_until="domcontentloaded")
+            _wait_app_rendered(page)
+            step_term_slider(page)
+            after = _ticket_entries(lb, slug, mark)
+            assert after and {e.upstreams[-1] for e in after} == {survivor.address}, after
+            # requests about the lost kernel (the old page's unload beacon, its socket's
+            # reconnects) may meet the survivor's runner still starting: 503s nobody reads
+            errors = [(e.method, e.route, e.status, e.upstreams) for e in after
+                      if e.status >= 500 and not any(k in e.route for k in lost_kernels)]
+            assert not errors, errors
+
+            # the gallery's pages keep working through nginx, with the dead replica in its list
+            page.goto(f"{g.url}/")
+            page.wait_for_selector(f'a[href="/app/{slug}"]')
+            with httpx.Client(base_url=g.url, timeout=30, headers={
+                    "Authorization": f"Bearer {g.users[VIEWER].token}"}) as c:
+                for _ in range(6):
+                    assert c.get("/").status_code == 200
+                    r = c.get("/api/apps")
+                    assert r.status_code == 200 and slug in r.text, r.text[:300]
+            tail = lb.entries()[mark:]
+            assert all(e.upstreams[-1] == survivor.address for e in tail)
+            assert not any(re.search(r"/~t/[A-Za-z0-9_-]{8,}\.", e.path) for e in lb.entries()), \
+                "the access log must not hold app tickets"
+        finally:
+            context.close()
