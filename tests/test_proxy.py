@@ -453,13 +453,13 @@ def test_tickets_sign_one_app_one_viewer_for_a_while():
 
 
 def test_the_page_rewriter_keeps_the_ticket_across_chunk_boundaries():
-    from nbapps.server.proxy import _Chain, _Replacer, _Scrubber
+    from nbapps.server.stream_rewrite import Chain, Replacer, Scrubber
 
     page = (b'<script src="/apps/demo/voila/static/voila.js"></script>'
             b'{"baseUrl": "/apps/demo/", "token": "SECRET"} /apps/demo/apps/demo/')
     want = page.replace(b"/apps/demo/", b"/apps/demo/~t/T/").replace(b"SECRET", b"")
     for size in (1, 2, 3, 7, 11, len(page)):
-        chain = _Chain([_Scrubber("SECRET"), _Replacer("/apps/demo/", "/apps/demo/~t/T/")])
+        chain = Chain([Scrubber("SECRET"), Replacer("/apps/demo/", "/apps/demo/~t/T/")])
         out = b"".join(chain.feed(page[i:i + size]) for i in range(0, len(page), size))
         assert out + chain.close() == want, size
 

@@ -26,6 +26,7 @@ import pytest
 from tornado.httpclient import HTTPClientError, HTTPRequest
 from tornado.websocket import websocket_connect
 
+from nbapps.runner.notebook_variants import DEFAULT_NAME
 from nbapps.server.app_isolation import APP_PAGE_CSP
 from tests.nbfactory import make_notebook
 from tests.server_harness import Gallery, build_archive, wait_checked
@@ -129,7 +130,17 @@ def test_a_reviewer_opens_the_live_preview_of_a_submitted_version(preview_galler
     assert f"{PREVIEW_MARK} 9" in page.text and LIVE_MARK not in page.text
     assert page.headers["content-security-policy"] == APP_PAGE_CSP  # same isolation as apps
     assert f'"baseUrl": "{src}"' in page.text
-    assert any(r["slug"] == key for r in _runners(g))
+    preview_runner = next(r for r in _runners(g) if r["slug"] == key)
+    # a preview preheats one page (refilled after this one took it), not a live app's pools
+    status_file = Path(preview_runner["dir"]) / "status.json"
+    deadline = time.monotonic() + START_S
+    while True:
+        pools = json.loads(status_file.read_text())["pools"]
+        sizes = {name: pool["size"] for name, pool in pools.items() if pool["size"]}
+        if sizes or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)  # polling the runner's status file (rewritten as kernels change)
+    assert sizes == {DEFAULT_NAME: 1}, pools
 
     kid = re.search(r'"kernelId":\s*"([0-9a-f-]{36})"', page.text).group(1)
     ws = g.url.replace("http", "ws", 1)

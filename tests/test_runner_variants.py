@@ -31,7 +31,9 @@ from nbapps.runner.notebook_variants import (
 )
 from nbapps.runner.process import _copy_read_only, make_read_only, read_app, remove_tree
 from nbapps.server.app_pages import bad_parameters_page
-from nbapps.server.proxy import _clean_query, _Scrubber, kernel_message_type
+from nbapps.server.proxy_shared import clean_query
+from nbapps.server.proxy_websocket import kernel_message_type
+from nbapps.server.stream_rewrite import Scrubber
 from tests.nbfactory import make_notebook, write_notebook
 
 CONTRACT = [
@@ -234,15 +236,15 @@ def test_bundle_may_not_use_reserved_names(tmp_path):
 
 
 def test_scrubber_removes_a_secret_split_across_chunks():
-    s = _Scrubber("SECRET-TOKEN")
+    s = Scrubber("SECRET-TOKEN")
     chunks = [b"abc SECR", b"ET-TOK", b"EN def SECRET-TOKEN", b" end S"]
     out = b"".join(s.feed(c) for c in chunks) + s.close()
     assert out == b"abc  def  end S"
-    assert _Scrubber("T0K3N").feed(b"no secret here") == b"no secret here"
+    assert Scrubber("T0K3N").feed(b"no secret here") == b"no secret here"
 
 
 def test_query_cleaning_drops_auth_and_overrides():
-    assert _clean_query("v=1&token=abc&template=x&Theme=dark&session_id=s") == "v=1&session_id=s"
+    assert clean_query("v=1&token=abc&template=x&Theme=dark&session_id=s") == "v=1&session_id=s"
 
 
 def test_kernel_message_type_reads_json_and_binary_protocol():

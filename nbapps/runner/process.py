@@ -92,6 +92,9 @@ class AppRelease:
     bundle_dir: Path
     #: what the waiting pages call it before the runner has read the notebook's title
     title: str = ""
+    #: preheated kernels (default-parameter pages, custom-parameter pages) for this release
+    #: only; None: the runtime's (a reviewer's preview needs one, not a live app's pools)
+    pool_sizes: tuple[int, int] | None = None
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import functools
 import logging
 import socket
@@ -405,7 +406,11 @@ class Supervisor:
     # -- starting and switching -----------------------------------------------------------------
     def _new_runner(self, release: AppRelease) -> Runner:
         assert self._share is not None, "Supervisor.start() was not called"
-        return Runner(release, self.settings.runner, self.runtime_dir, self._share,
+        settings = self.settings.runner
+        if release.pool_sizes is not None:
+            default, custom = release.pool_sizes
+            settings = dataclasses.replace(settings, pool_size=default, custom_pool_size=custom)
+        return Runner(release, settings, self.runtime_dir, self._share,
                       fontawesome=self._fontawesome, cgroups=self.cgroups,
                       memory_budget=self.settings.budget(),
                       kernel_cap=self.settings.max_kernels_per_app)

@@ -60,6 +60,11 @@ def catalog_resolver(ctx: Any) -> Callable[[str], Awaitable[AppRelease | None]]:
     return resolve
 
 
+#: a preview's preheated kernels: one default-parameter page (a reviewer or two open it), no
+#: custom-parameter pool (such pages start their kernel when asked)
+PREVIEW_POOL_SIZES = (1, 0)
+
+
 def preview_resolver(ctx: Any) -> Callable[[str], Awaitable[AppRelease | None]]:
     """``resolve(key)`` for a preview key ``~v<id>`` (:mod:`nbapps.previews`): that VERSION's
     stored source (not the live one), extracted like :func:`catalog_resolver`'s; None when the
@@ -80,7 +85,8 @@ def preview_resolver(ctx: Any) -> Callable[[str], Awaitable[AppRelease | None]]:
             return None
         folder = await ctx.run(_extract, ctx.store, version, sources)
         return AppRelease(key, version.sha256, folder,
-                          title=f"Preview of {version.title} (version {version.number})")
+                          title=f"Preview of {version.title} (version {version.number})",
+                          pool_sizes=PREVIEW_POOL_SIZES)
 
     return resolve
 

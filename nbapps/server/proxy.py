@@ -55,27 +55,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
-import inspect
-import json
 import logging
 import re
 import time
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit
+from urllib.parse import urlsplit
 
-from tornado import httputil, web, websocket
+from tornado import httputil, web
 from tornado.httpclient import HTTPClientError, HTTPRequest
 
 from ..errors import NbappsError, ParameterError
 from ..previews import KEY_PATTERN as PREVIEW_KEY
-from ..runner.admission import Lease, RunnerBusy
+from ..runner.admission import RunnerBusy
 from ..runner.notebook_variants import QUERY_KEY, encode_values
 from ..runner.process import Runner
 from ..runner.supervisor import Route, RouteKind, Supervisor
-from .app_assets import AssetCache, CachedAsset
+from .app_assets import CachedAsset
 from .app_isolation import (
     APP_ASSET_CSP,
     APP_NOTICE_CSP,
@@ -86,16 +81,28 @@ from .app_isolation import (
 )
 from .app_pages import AppPages
 from .app_status import AppStatus, app_status, failure_reference
-from .app_tickets import SEGMENT, AppTickets, Ticket, redact
+from .app_tickets import SEGMENT, AppTickets
+from .proxy_shared import (
+    KERNEL,
+    AppRequestMixin,
+    Authorize,
+    FrameUrl,
+    Observer,
+    ProxyConfig,
+    authorized,
+    clean_query,
+    same_origin,
+)
+from .proxy_websocket import AppWebSocketProxy
 from .request_id import HEADER as REQUEST_ID
 from .request_id import request_id
+from .stream_rewrite import Chain, Replacer, Scrubber
 
 log = logging.getLogger("nbapps.server.proxy")
 
 SLUG = r"[a-z0-9]+(?:-[a-z0-9]+)*"
 #: a runtime key: an app slug, or a preview key ``~v<version id>`` (:mod:`nbapps.previews`)
 KEY = rf"(?:{SLUG}|{PREVIEW_KEY})"
-KERNEL = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
 _TICKET_PART = rf"(?:/{re.escape(SEGMENT)}/(?P<ticket>[^/]*))?"
 _ASSET = re.compile(r"voila/(?:static|templates|labextensions|api/themes|files)/[^\x00]*")
 _KERNEL_MODEL = re.compile(rf"api/kernels/(?P<kernel>{KERNEL})")
@@ -103,12 +110,6 @@ _SHUTDOWN = re.compile(rf"voila/api/shutdown/(?P<kernel>{KERNEL})")
 #: where a Voilà page names its kernel, and how far into the page we look for it
 _KERNEL_IN_PAGE = re.compile(rb'"kernelId":\s*"(' + KERNEL.encode() + rb')"')
 _KERNEL_SCAN = 256 * 1024
-#: Query keys never forwarded to a runner (auth and Voilà's overrides).
-_DROP_KEYS = {"token", "template", "theme"}
-#: Kernel messages a page may send (the same list standalone Voilà enforces).
-ALLOWED_KERNEL_MESSAGES = frozenset({
-    "comm_open", "comm_msg", "comm_close", "comm_info_request", "kernel_info_request",
-})
 _REQUEST_HEADERS = (
     "Accept", "Accept-Language", "Cache-Control", "Content-Type", "If-Modified-Since",
     "If-None-Match", "User-Agent", "X-Requested-With",
@@ -119,30 +120,6 @@ _RESPONSE_HEADERS = {
     "pragma", "content-disposition", "vary", "location", "retry-after",
 }
 _SCRUBBED_TYPES = ("text/html", "application/json", "text/plain")
-
-Authorize = Callable[[web.RequestHandler, str], "bool | Awaitable[bool]"]
-#: ``observe(slug, kind, status, seconds)``; kind is "page", "custom", "asset", "kernel", "ws"
-Observer = Callable[[str, str, int, float], None]
-#: ``frame_url(slug, query)``: the gallery page that frames the app (browser navigations)
-FrameUrl = Callable[[str, str], str]
-
-
-@dataclass
-class ProxyConfig:
-    """What both proxy handlers share (one value per mounted proxy)."""
-
-    runtime: Supervisor
-    authorize: Authorize
-    prefix: str = "/apps"
-    observe: Observer | None = None
-    page_timeout: float = 900.0
-    tickets: AppTickets = field(default_factory=AppTickets)
-    pages: AppPages = field(default_factory=AppPages)
-    frame_url: FrameUrl | None = None
-    #: seconds a ticket page request waits for a starting runner before the waiting page
-    start_hold: float = 20.0
-    #: Voilà's scripts and styles, shared by every app (see :mod:`.app_assets`)
-    assets: AssetCache = field(default_factory=AssetCache)
 
 
 def proxy_routes(
@@ -174,132 +151,7 @@ def proxy_routes(
     ]
 
 
-async def _authorized(authorize: Authorize, handler: web.RequestHandler, slug: str) -> bool:
-    result = authorize(handler, slug)
-    if inspect.isawaitable(result):
-        result = await result
-    return bool(result)
-
-
-def _same_origin(handler: web.RequestHandler) -> bool:
-    origin = handler.request.headers.get("Origin")
-    if not origin:
-        return True
-    return urlsplit(origin).netloc.lower() == (handler.request.host or "").lower()
-
-
-def _clean_query(query: str) -> str:
-    pairs = [(k, v) for k, v in parse_qsl(query, keep_blank_values=True)
-             if k.lower() not in _DROP_KEYS]
-    return urlencode(pairs)
-
-
-class _Replacer:
-    """Replaces ``old`` by ``new`` in a byte stream, also where ``old`` spans two chunks."""
-
-    def __init__(self, old: str, new: str = "") -> None:
-        self.old = old.encode()
-        self.new = new.encode()
-        self.tail = b""
-
-    def feed(self, chunk: bytes) -> bytes:
-        data = self.tail + chunk
-        out: list[bytes] = []
-        pos = 0
-        while True:
-            at = data.find(self.old, pos)
-            if at < 0:
-                break
-            out += [data[pos:at], self.new]
-            pos = at + len(self.old)
-        rest = data[pos:]
-        # hold back the longest end of the unreplaced rest that could start ``old``
-        keep = 0
-        for k in range(min(len(self.old) - 1, len(rest)), 0, -1):
-            if self.old.startswith(rest[-k:]):
-                keep = k
-                break
-        out.append(rest[:len(rest) - keep])
-        self.tail = rest[len(rest) - keep:]
-        return b"".join(out)
-
-    def close(self) -> bytes:
-        out, self.tail = self.tail, b""
-        return out
-
-
-class _Scrubber(_Replacer):
-    """Removes a secret from a byte stream, also when the secret spans two chunks."""
-
-    def __init__(self, secret: str) -> None:
-        super().__init__(secret, "")
-
-
-class _Chain:
-    """Several replacers applied in turn to one stream."""
-
-    def __init__(self, steps: list[_Replacer]) -> None:
-        self.steps = steps
-
-    def feed(self, chunk: bytes) -> bytes:
-        for step in self.steps:
-            chunk = step.feed(chunk)
-        return chunk
-
-    def close(self) -> bytes:
-        out = b""
-        for step in self.steps:
-            out = step.feed(out) + step.close()
-        return out
-
-
-class _AppRequestMixin:
-    """Ticket check and the gallery's authorization, shared by both handlers."""
-
-    config: ProxyConfig
-    app_ticket: Ticket | None
-    ticket_token: str | None
-    request: httputil.HTTPServerRequest
-    path_kwargs: dict[str, str]
-
-    def _read_ticket(self) -> bool:
-        """Check the path's ticket (if any); False if there is one and it is not valid."""
-        self.app_ticket = None
-        self.ticket_token = None
-        token = self.path_kwargs.get("ticket")
-        if token is None:
-            return True
-        ticket = self.config.tickets.verify(token, self.path_kwargs["slug"])
-        if ticket is None:
-            return False
-        self.app_ticket, self.ticket_token = ticket, token
-        return True
-
-    def viewer_key(self) -> str | None:
-        """Who asks, for the per-viewer bound: the account (None: anonymous viewers cannot be
-        told apart, behind a proxy not even by address; the app's cap bounds them)."""
-        viewer = getattr(self, "app_viewer", None)
-        user_id = int(getattr(viewer, "id", 0) or 0)
-        return f"user:{user_id}" if user_id else None
-
-    def place_key(self) -> str | None:
-        """The key of this page's place in the app's queue: its ticket (one per page load in
-        the gallery's frame, so reloading the waiting page keeps the place)."""
-        if self.ticket_token is None:
-            return None
-        return hashlib.sha256(self.ticket_token.encode()).hexdigest()[:32]
-
-    def app_base(self) -> str:
-        """The app's base path as this request sees it (with its ticket, if any)."""
-        base = f"{self.config.prefix}/{self.path_kwargs['slug']}/"
-        return f"{base}{SEGMENT}/{self.ticket_token}/" if self.ticket_token else base
-
-    def _request_summary(self) -> str:  # tornado's log line of errors: no ticket in logs
-        return f"{self.request.method} {redact(self.request.uri or '')} " \
-               f"({self.request.remote_ip})"
-
-
-class AppProxyHandler(_AppRequestMixin, web.RequestHandler):
+class AppProxyHandler(AppRequestMixin, web.RequestHandler):
     """HTTP side of the proxy (pages, assets, kernel model and shutdown)."""
 
     SUPPORTED_METHODS = ("GET", "HEAD", "POST", "OPTIONS")  # type: ignore[assignment]
@@ -312,7 +164,7 @@ class AppProxyHandler(_AppRequestMixin, web.RequestHandler):
         self._kind = "asset"
         self._rel = ""
         self._upstream_started = False
-        self._filter: _Replacer | _Chain | None = None
+        self._filter: Replacer | Chain | None = None
         self._runner: Runner | None = None
         self._client_gone = False
         self._capture: list[bytes] | None = None
@@ -354,7 +206,7 @@ class AppProxyHandler(_AppRequestMixin, web.RequestHandler):
         if self._to_frame():
             return
         try:
-            allowed = await _authorized(self.config.authorize, self, slug)
+            allowed = await authorized(self.config.authorize, self, slug)
         except NbappsError as err:  # AuthRequired / PermissionDenied / NotFound
             if not self._finished:
                 if err.http_status == 404:
@@ -456,7 +308,7 @@ class AppProxyHandler(_AppRequestMixin, web.RequestHandler):
         if not m:
             self._not_found()
             return
-        if self.app_ticket is None and not _same_origin(self):
+        if self.app_ticket is None and not same_origin(self):
             self._page(403, self.config.pages.forbidden())
             return
         self._kind = "kernel"
@@ -555,7 +407,7 @@ class AppProxyHandler(_AppRequestMixin, web.RequestHandler):
                           ) -> None:
         key = None
         if kernel_id is None and method == "GET":
-            key = self.config.assets.key(rel, _clean_query(self.request.query))
+            key = self.config.assets.key(rel, clean_query(self.request.query))
             cached = self.config.assets.get(key) if key is not None else None
             if cached is not None:
                 self._send_cached(rel, cached)
@@ -567,7 +419,7 @@ class AppProxyHandler(_AppRequestMixin, web.RequestHandler):
             else:
                 self._unavailable()
             return
-        query = _clean_query(self.request.query) if keep_query else ""
+        query = clean_query(self.request.query) if keep_query else ""
         if key is not None:
             self._capture = []
         await self._forward(runner, runner.url(rel, query), rel=rel, method=method, body=body)
@@ -655,14 +507,14 @@ class AppProxyHandler(_AppRequestMixin, web.RequestHandler):
         self.clear()
         self.set_status(status, self._status_line.reason if self._status_line else None)
         content_type = self._resp_headers.get("Content-Type", "")
-        steps: list[_Replacer] = []
+        steps: list[Replacer] = []
         if any(t in content_type for t in _SCRUBBED_TYPES) and self._runner is not None:
-            steps.append(_Scrubber(self._runner.token))
+            steps.append(Scrubber(self._runner.token))
         if self.ticket_token and self._rel == "" and content_type.startswith("text/html"):
             # the page's own URLs (baseUrl, scripts, styles) keep the ticket
             base = f"{self.prefix}/{self.path_kwargs['slug']}/"
-            steps.append(_Replacer(base, self.app_base()))
-        self._filter = steps[0] if len(steps) == 1 else _Chain(steps) if steps else None
+            steps.append(Replacer(base, self.app_base()))
+        self._filter = steps[0] if len(steps) == 1 else Chain(steps) if steps else None
         if self._kind == "asset":
             # scripts, styles, fonts and the app's images may be cached by the browser (the
             # runner says how long; without a Cache-Control its Last-Modified/ETag still let
@@ -687,7 +539,7 @@ class AppProxyHandler(_AppRequestMixin, web.RequestHandler):
 
     def _rewrite_location(self, value: str) -> str:
         parts = urlsplit(value)
-        query = _clean_query(parts.query)
+        query = clean_query(parts.query)
         base = f"{self.prefix}/{self.path_kwargs['slug']}/"
         path = parts.path if parts.path.startswith(self.prefix + "/") else f"{self.prefix}/"
         if self.ticket_token and path.startswith(base):
@@ -759,159 +611,3 @@ def _same(a: Any, b: Any) -> bool:
     return bool(a == b)
 
 
-def kernel_message_type(message: str | bytes) -> str | None:
-    """The ``msg_type`` of a kernel WebSocket message (JSON or the v1 binary protocol)."""
-    try:
-        if isinstance(message, bytes):
-            count = int.from_bytes(message[:8], "little")
-            if count < 3 or count > 1024:
-                return None
-            offsets = [int.from_bytes(message[8 * (i + 1): 8 * (i + 2)], "little")
-                       for i in range(count)]
-            header = json.loads(message[offsets[1]:offsets[2]].decode("utf-8"))
-        else:
-            header = json.loads(message).get("header", {})
-        msg_type = header.get("msg_type") if isinstance(header, dict) else None
-        return msg_type if isinstance(msg_type, str) else None
-    except (ValueError, IndexError, AttributeError, UnicodeDecodeError):
-        return None
-
-
-class AppWebSocketProxy(_AppRequestMixin, websocket.WebSocketHandler):
-    """WebSocket side: the page's kernel channels, both directions, closes propagated."""
-
-    def initialize(self, config: ProxyConfig) -> None:
-        self.config = config
-        self.runtime = config.runtime
-        self.observe = config.observe
-        self._upstream: websocket.WebSocketClientConnection | None = None
-        self._runner: Runner | None = None
-        self._lease: Lease | None = None
-        self._opened = False
-        self._pump: asyncio.Future[None] | None = None
-        self._t0 = time.perf_counter()
-        self.dropped = 0
-        self.app_ticket = None
-        self.ticket_token = None
-
-    @property
-    def max_message_size(self) -> int:  # type: ignore[override]
-        return self.runtime.settings.runner.max_message_size
-
-    @property
-    def ping_interval(self) -> float | None:  # type: ignore[override]
-        return 30.0
-
-    def check_origin(self, origin: str) -> bool:
-        """With a valid ticket any origin (the sandboxed page's is ``null``): the ticket is the
-        credential. Without one (a cookie or token), only the gallery's own origin."""
-        if self.app_ticket is not None:
-            return True
-        return super().check_origin(origin)
-
-    async def prepare(self) -> None:
-        slug = self.path_kwargs["slug"]
-        kernel_id = self.path_kwargs["kernel_id"]
-        if not self._read_ticket():
-            self.set_status(403)
-            self.finish("ticket invalid or expired")
-            return
-        try:
-            allowed = await _authorized(self.config.authorize, self, slug)
-        except NbappsError as err:
-            allowed = False
-            self.set_status(err.http_status)
-        if not allowed:
-            if not self._finished:
-                if self.get_status() < 400:
-                    self.set_status(403)
-                self.finish("forbidden")
-            return
-        runner = self.runtime.runner_for(slug, kernel_id)
-        if runner is None:
-            self.set_status(503)
-            self.finish("app not running")
-            return
-        query = _clean_query(self.request.query)
-        protocols = [p.strip() for p in
-                     self.request.headers.get("Sec-WebSocket-Protocol", "").split(",")
-                     if p.strip()]
-        request = HTTPRequest(runner.ws_url(f"api/kernels/{kernel_id}/channels", query),
-                              headers={**runner.auth_headers,
-                                       REQUEST_ID: request_id(self.request)},
-                              connect_timeout=10,
-                              request_timeout=30)
-        try:
-            self._upstream = await websocket.websocket_connect(
-                request, subprotocols=protocols or None,
-                max_message_size=self.max_message_size)
-        except (HTTPClientError, OSError, websocket.WebSocketError) as exc:
-            code = getattr(exc, "code", 503)
-            self.set_status(404 if code == 404 else 503)
-            self.finish("kernel not available")
-            return
-        self._runner = runner
-        self._lease = runner.hold("socket", self.viewer_key(), kernel_id)
-
-    def select_subprotocol(self, subprotocols: list[str]) -> str | None:
-        chosen = self._upstream.selected_subprotocol if self._upstream else None
-        return chosen if chosen in subprotocols else None
-
-    def open(self, *args: Any, **kwargs: Any) -> None:
-        self._opened = True
-        self._pump = asyncio.ensure_future(self._pump_upstream())
-
-    async def _pump_upstream(self) -> None:
-        up = self._upstream
-        if up is None:  # the viewer closed the socket before this task first ran
-            return
-        while True:
-            msg = await up.read_message()
-            if msg is None:
-                break
-            try:
-                await self.write_message(msg, binary=isinstance(msg, bytes))
-            except websocket.WebSocketClosedError:
-                break
-        if self.ws_connection is not None and not self.ws_connection.is_closing():
-            code = up.close_code if up.close_code not in (None, 1005, 1006) else 1000
-            self.close(code, up.close_reason)
-
-    async def on_message(self, message: str | bytes) -> None:
-        msg_type = kernel_message_type(message)
-        if msg_type not in ALLOWED_KERNEL_MESSAGES:
-            self.dropped += 1
-            log.warning("dropped a %r message from a viewer of %s", msg_type,
-                        self.path_kwargs.get("slug"))
-            return
-        if self._upstream is not None:
-            try:
-                await self._upstream.write_message(message, binary=isinstance(message, bytes))
-            except websocket.WebSocketClosedError:
-                self.close(1011, "app connection lost")
-
-    def on_close(self) -> None:
-        self._release()
-
-    def on_connection_close(self) -> None:
-        super().on_connection_close()
-        self._release()
-
-    def _release(self) -> None:
-        up, self._upstream = self._upstream, None
-        if up is not None:
-            code = self.close_code if self.close_code not in (None, 1005, 1006) else 1000
-            up.close(code, self.close_reason)
-        if self._runner is not None:
-            if self._lease is not None:
-                self._lease.release()
-            self._runner = None
-            if self.observe is not None:
-                self.observe(self.path_kwargs.get("slug", ""), "ws", 101,
-                             time.perf_counter() - self._t0)
-
-    def on_finish(self) -> None:
-        # prepare() refused or the handshake failed: do not leave an upstream connection open
-        # (a successful handshake also "finishes" the HTTP request, with status 101)
-        if self.get_status() != 101:
-            self._release()
