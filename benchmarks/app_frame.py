@@ -29,7 +29,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 import nbapps.server.app_isolation as isolation  # noqa: E402
-from tests.test_app_browser import CHROMIUM, CHROMIUM_ARGS, _loan_gallery, _login  # noqa: E402
+from tests.chromium import CHROMIUM, CHROMIUM_ARGS  # noqa: E402
+from tests.test_app_browser import _loan_gallery, _login  # noqa: E402
 
 OUTPUT = ".widget-output table"
 
