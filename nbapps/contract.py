@@ -193,6 +193,16 @@ class Parameter:
         )
 
 
+def query_texts(arguments: Mapping[str, list[bytes]]) -> dict[str, str | list[str]]:
+    """The raw parameter texts of a URL query (tornado's ``query_arguments``): one text per
+    name, a list for a repeated name; what :meth:`ParameterContract.coerce` takes."""
+    raw: dict[str, str | list[str]] = {}
+    for key, values in arguments.items():
+        texts = [v.decode("utf-8", "replace") for v in values]
+        raw[key] = texts[0] if len(texts) == 1 else texts
+    return raw
+
+
 def _parse_literal(text: str, fallback: Any = ValueError) -> Any:
     """JSON first (what web forms and YAML users write), then a Python literal."""
     try:

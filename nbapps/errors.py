@@ -59,6 +59,11 @@ class ParameterError(UsageError):
 
     code = "NBA101"
 
+    @property
+    def messages(self) -> list[str]:
+        """One message per refused value (the details'), else the error's own."""
+        return [d.get("message", "") for d in (self.details or [])] or [self.message]
+
 
 class NotebookError(NbappsError):
     """The notebook itself cannot be used (unreadable, invalid, has error findings)."""

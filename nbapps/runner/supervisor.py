@@ -161,8 +161,10 @@ class AppSlot:
     retry_at: float = 0.0
     last_error: str = ""
     last_request: float = field(default_factory=time.monotonic)
-    #: viewers waiting for a kernel, in arrival order (nbapps.runner.waiting_room)
-    waiting: WaitingRoom = field(default_factory=lambda: WaitingRoom(10.0))
+    #: viewers waiting for a kernel, in arrival order (nbapps.runner.waiting_room; made with
+    #: the settings' patience by :meth:`Supervisor._new_slot`)
+    waiting: WaitingRoom = field(default_factory=lambda: WaitingRoom(
+        SupervisorSettings.queue_patience))
 
     def runners(self) -> list[Runner]:
         return [r for r in (self.live, self.pending, *self.draining) if r is not None]
@@ -270,9 +272,7 @@ class Supervisor:
                 release = await self._resolve(slug)
                 if release is None:
                     return None
-                slot = AppSlot(slug, release,
-                               waiting=WaitingRoom(self.settings.queue_patience))
-                self._slots[slug] = slot
+                slot = self._slots[slug] = self._new_slot(slug, release)
         return slot
 
     async def route(self, slug: str, viewer: str | None = None,
@@ -404,6 +404,9 @@ class Supervisor:
         return sum(r.stats.memory for s in self._slots.values() for r in s.runners())
 
     # -- starting and switching -----------------------------------------------------------------
+    def _new_slot(self, slug: str, release: AppRelease) -> AppSlot:
+        return AppSlot(slug, release, waiting=WaitingRoom(self.settings.queue_patience))
+
     def _new_runner(self, release: AppRelease) -> Runner:
         assert self._share is not None, "Supervisor.start() was not called"
         settings = self.settings.runner
@@ -506,7 +509,7 @@ class Supervisor:
         """
         slot = self._slots.get(release.slug)
         if slot is None:
-            self._slots[release.slug] = AppSlot(release.slug, release)
+            self._slots[release.slug] = self._new_slot(release.slug, release)
             return
         if slot.live is not None and slot.live.release.version == release.version:
             slot.release = release

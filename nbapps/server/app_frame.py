@@ -20,7 +20,7 @@ from collections.abc import Callable
 from typing import Any, ClassVar
 from urllib.parse import urlencode
 
-from ..contract import ParameterContract
+from ..contract import ParameterContract, query_texts
 from ..errors import NotFound, ParameterError
 from .app_isolation import IFRAME_SANDBOX
 from .app_status import STEPS, app_status
@@ -65,17 +65,14 @@ class AskedValues:
 
 
 def asked_values(handler: Any, contract: list[Any]) -> AskedValues:
-    raw: dict[str, str | list[str]] = {}
-    for key, texts in handler.request.query_arguments.items():
-        decoded = [v.decode("utf-8", "replace") for v in texts]
-        raw[key] = decoded[0] if len(decoded) == 1 else decoded
+    raw = query_texts(handler.request.query_arguments)
     values: dict[str, Any] = {}
     problems: list[str] = []
     if raw:
         try:
             values = ParameterContract(tuple(contract)).coerce(raw)
         except ParameterError as err:
-            problems = [d.get("message", "") for d in (err.details or [])] or [err.message]
+            problems = err.messages
     shown = [dataclasses.replace(p, default=values[p.name]) if p.name in values else p
              for p in contract]
     query = urlencode([(k, v) for k, vs in raw.items()

@@ -64,6 +64,7 @@ from urllib.parse import urlsplit
 from tornado import httputil, web
 from tornado.httpclient import HTTPClientError, HTTPRequest
 
+from ..contract import query_texts
 from ..errors import NbappsError, ParameterError
 from ..previews import KEY_PATTERN as PREVIEW_KEY
 from ..runner.admission import RunnerBusy
@@ -171,7 +172,6 @@ class AppProxyHandler(AppRequestMixin, web.RequestHandler):
         self._captured = 0
         self._page_handle = 0  # the admitted page, until its kernel id is read (viewer_pages)
         self._page_head = b""
-        self._page_bytes = 0
         self.app_ticket = None
         self.ticket_token = None
 
@@ -367,18 +367,14 @@ class AppProxyHandler(AppRequestMixin, web.RequestHandler):
         runner = route.runner
         info = runner.info
         assert info is not None
-        raw: dict[str, str | list[str]] = {}
-        for key, values in self.request.query_arguments.items():
-            texts = [v.decode("utf-8", "replace") for v in values]
-            raw[key] = texts[0] if len(texts) == 1 else texts
+        raw = query_texts(self.request.query_arguments)
         values: dict[str, Any] = {}
         if raw:
             try:
                 values = info.contract.coerce(raw)
             except ParameterError as err:
-                problems = [d.get("message", "") for d in (err.details or [])] or [err.message]
                 self._page(400, self.config.pages.bad_parameters(
-                    route.title, problems, info.contract.to_dict(), self.app_base(),
+                    route.title, err.messages, info.contract.to_dict(), self.app_base(),
                     code=err.code))
                 return
         defaults = info.contract.defaults()
@@ -567,17 +563,15 @@ class AppProxyHandler(AppRequestMixin, web.RequestHandler):
     def _find_kernel(self, chunk: bytes) -> None:
         """Read the page's kernel id from its first bytes (it is in Voilà's page config), so
         the viewer's page count follows that kernel (nbapps.runner.viewer_pages)."""
-        self._page_head = (self._page_head + chunk)[-_KERNEL_SCAN:]
-        m = _KERNEL_IN_PAGE.search(self._page_head)
+        start = max(len(self._page_head) - 128, 0)  # a match may span two chunks
+        self._page_head += chunk
+        m = _KERNEL_IN_PAGE.search(self._page_head, start)
         if m is not None and self._runner is not None:
             self._runner.pages.bind(self._page_handle, m.group(1).decode())
             self._page_handle = 0
-        elif self._seen_page_bytes(len(chunk)) > _KERNEL_SCAN:
-            self._page_handle = 0  # not in the page's head: the page counts until culled
-
-    def _seen_page_bytes(self, n: int) -> int:
-        self._page_bytes += n
-        return self._page_bytes
+        if m is not None or len(self._page_head) > _KERNEL_SCAN:
+            self._page_handle = 0  # found, or not in the page's head: counts until culled
+            self._page_head = b""
 
     def _keep(self, chunk: bytes) -> None:
         """Keep a copy of what is sent, for the asset cache (up to its item size)."""
