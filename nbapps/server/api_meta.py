@@ -8,6 +8,7 @@ import json
 import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, ClassVar
 
 from prometheus_client import (
@@ -117,15 +118,22 @@ class OpenAPIHandler(APIHandler):
         self.finish(doc)
 
 
+#: the catalog pings of /healthz (one at a time; a hung one makes the next ones time out)
+_HEALTH_PINGS = ThreadPoolExecutor(max_workers=1, thread_name_prefix="nbapps-healthz")
+
+
 class HealthHandler(APIHandler):
     """Liveness and catalog reachability; tells nothing about the catalog's content."""
 
     permissions: ClassVar[dict[str, Requirement]] = {"GET": PUBLIC}
 
     async def get(self) -> None:
-        # on the thread pool, with a bound: a database that hangs must not freeze the replica
+        # off the event loop, with a bound: a database that hangs must not freeze the replica;
+        # on a thread of its own, so a busy request pool does not make liveness look slow
+        loop = asyncio.get_running_loop()
         try:
-            ok = bool(await asyncio.wait_for(self.ctx.run(self.ctx.catalog.ping), 5.0))
+            ok = bool(await asyncio.wait_for(
+                loop.run_in_executor(_HEALTH_PINGS, self.ctx.catalog.ping), 5.0))
         except asyncio.TimeoutError:
             ok = False
         self.write_json({"status": "ok" if ok else "degraded", "catalog": ok},
