@@ -102,3 +102,28 @@ def test_a_bad_token_file_is_logged_not_fatal(jp_server_config, token_file,
     lab = app.web_app.settings["nbapps_lab"]
     assert lab.credentials.get(EXPANDED) is None
     assert "not used: NBA381" in capfd.readouterr().err
+
+
+HUB_TOKEN = "5f1c0ffee0ddba11deadbeef00c0ffee"
+
+
+@pytest.mark.parametrize("token_file", [Path("/nonexistent/nbapps-token")])
+def test_under_a_hub_the_default_gallery_gets_the_hub_token(monkeypatch, jp_server_config,
+                                                            jp_configurable_serverapp):
+    """Under JupyterHub the panel needs no token set-up for the default gallery (a Hub service
+    accepting Hub tokens); the Hub token never goes to any other gallery, and a token the
+    user stores wins."""
+    monkeypatch.setenv("JUPYTERHUB_API_TOKEN", HUB_TOKEN)
+    lab = jp_configurable_serverapp().web_app.settings["nbapps_lab"]
+    assert lab.token_for(EXPANDED) == HUB_TOKEN
+    assert lab.token_for(EXPANDED + "/") == HUB_TOKEN
+    status = lab.token_status(EXPANDED)
+    assert status == {"set": True, "masked": None, "via": "jupyterhub"}
+    assert HUB_TOKEN not in json.dumps(status)
+    assert lab.token_for("https://other.example/g") is None
+    assert lab.token_status("https://other.example/g")["set"] is False
+    lab.credentials.set(EXPANDED, OTHER)
+    assert lab.token_for(EXPANDED) == OTHER
+    lab.credentials.delete(EXPANDED)
+    lab.use_hub_token = False
+    assert lab.token_for(EXPANDED) is None

@@ -62,24 +62,31 @@ class Replica:
 
 
 @contextmanager
-def replicas_behind_nginx(tmp_path: Path, pg_server: Any, count: int = 2
+def replicas_behind_nginx(tmp_path: Path, pg_server: Any, count: int = 2, *,
+                          store_config: str = "", env: dict[str, str] | None = None
                           ) -> Iterator[tuple[Gallery, Nginx, list[Replica]]]:
     """``count`` replicas on one PostgreSQL database and one bundle store, nginx in front;
     the :class:`Gallery` is nginx's URL with the test users. Everything is stopped on exit,
-    runners a killed replica left behind included."""
+    runners a killed replica left behind included. The store is a shared folder, or what
+    ``store_config`` (lines of a ``jupyter_nbapps_config.py``) sets, with ``env`` added to
+    each replica's environment (e.g. S3 credentials)."""
     name, db_url = pg_server.fresh_database()
     users = seed_users(db_url)
-    store_url = f"file://{tmp_path / 'store'}"
+    if store_config:
+        config = tmp_path / "jupyter_nbapps_config.py"
+        config.write_text(store_config)
+        store_args = [f"--config={config}"]
+    else:
+        store_args = [f"--store-url=file://{tmp_path / 'store'}"]
     # one secret for all replicas through $NBAPPS_COOKIE_SECRET (c.NbappsServer.cookie_secret);
     # copying one data dir's cookie_secret file into the others works too
-    env = {"NBAPPS_COOKIE_SECRET": secrets.token_hex(32)}
+    env = {**(env or {}), "NBAPPS_COOKIE_SECRET": secrets.token_hex(32)}
     replicas: list[Replica] = []
     try:
         for i in range(count):
             data_dir = tmp_path / f"replica{i}" / "data"
             data_dir.mkdir(parents=True)
-            proc, url = start_process(data_dir, db_url, [f"--store-url={store_url}",
-                                                         *REPLICA_ARGS],
+            proc, url = start_process(data_dir, db_url, [*store_args, *REPLICA_ARGS],
                                       env=env, serve_apps=True)
             replicas.append(Replica(url, data_dir, proc))
         with running_nginx(tmp_path / "nginx", [r.url for r in replicas]) as lb:

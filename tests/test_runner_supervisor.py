@@ -181,6 +181,9 @@ def test_new_version_switch_has_zero_failed_requests_and_old_runner_drains(tmp_p
             return conn
 
         ws = g.loop.run(open_ws())
+        # a page served just before the switch whose front end connects after it (seconds
+        # later, once its scripts have loaded): its kernel must still be there
+        late = kernel_id_of(httpx.get(g.url("/apps/a/"), timeout=60).text)
         thread = threading.Thread(target=viewers, daemon=True)
         thread.start()
         time.sleep(1.0)
@@ -202,7 +205,21 @@ def test_new_version_switch_has_zero_failed_requests_and_old_runner_drains(tmp_p
             ws.close()
 
         g.loop.run(still_alive())
-        assert wait_until(lambda: not alive(old_pids), timeout=60), "old runner not stopped"
+        time.sleep(1.0)  # several supervision rounds (0.2 s) with no socket open on v1
+
+        async def late_page_connects() -> None:
+            from tornado.httpclient import HTTPRequest
+            from tornado.websocket import websocket_connect
+
+            conn = await websocket_connect(HTTPRequest(
+                g.ws_url(f"/apps/a/api/kernels/{late}/channels?session_id=late")))
+            conn.write_message(kmsg("kernel_info_request"))
+            await _reply(conn, "kernel_info_reply")
+            conn.close()
+
+        assert alive(old_pids), "the old runner stopped under a page not connected yet"
+        g.loop.run(late_page_connects())
+        assert wait_until(lambda: not alive(old_pids), timeout=90), "old runner not stopped"
         assert g.supervisor.counters["switches"] == 1
     finally:
         stop.set()

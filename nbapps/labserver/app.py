@@ -11,7 +11,7 @@ from traitlets import Bool, Float, Int, Unicode, default
 
 from ..errors import NbappsError
 from . import gallery as gallery_api
-from .credentials import CredentialStore
+from .credentials import CredentialStore, normalize_gallery_url
 from .jobs import Job, JobManager
 from .records import PublishRecords
 
@@ -49,6 +49,13 @@ class NbappsLabApp(ExtensionApp):
              "they have no token for that gallery yet (provisioning by Binder, JupyterHub or "
              "an admin); the user can replace or delete it in the panel like any token.",
     )
+    use_hub_token = Bool(
+        True, config=True,
+        help="Under JupyterHub ($JUPYTERHUB_API_TOKEN set), send this server's Hub token to "
+             "`gallery_url` when the user stored no token for it: a gallery that runs as a Hub "
+             "service accepts it, so the panel needs no token set-up. Never sent to any other "
+             "gallery.",
+    )
     execute = Bool(
         True, config=True, help="Run notebooks when validating (publishing always runs them).",
     )
@@ -77,6 +84,27 @@ class NbappsLabApp(ExtensionApp):
         if self.total_timeout:
             out["total_timeout"] = self.total_timeout
         return out
+
+    def hub_token_for(self, gallery_url: str) -> str | None:
+        """This server's JupyterHub token, for the default gallery only (see use_hub_token)."""
+        token = os.environ.get("JUPYTERHUB_API_TOKEN", "").strip()
+        if not (token and self.use_hub_token and self.gallery_url):
+            return None
+        if normalize_gallery_url(gallery_url) != normalize_gallery_url(self.gallery_url):
+            return None
+        return token
+
+    def token_for(self, gallery_url: str) -> str | None:
+        """The token the user stored for ``gallery_url``, else the Hub's (hub_token_for)."""
+        stored = self.credentials.get(gallery_url)
+        return stored if stored is not None else self.hub_token_for(gallery_url)
+
+    def token_status(self, gallery_url: str) -> dict[str, object]:
+        """What the panel may know of the token used for ``gallery_url`` (never the token)."""
+        status: dict[str, object] = dict(self.credentials.status(gallery_url))
+        if not status["set"] and self.hub_token_for(gallery_url):
+            status.update({"set": True, "masked": None, "via": "jupyterhub"})
+        return status
 
     def initialize_settings(self) -> None:
         folder = Path(self.data_dir)

@@ -76,7 +76,7 @@ class NbappsHandler(APIHandler):
         user's token for it."""
         gallery = normalize_gallery_url(self.get_query_argument("gallery", "")
                                         or self.lab.gallery_url)
-        token = self.lab.credentials.get(gallery)
+        token = self.lab.token_for(gallery)
         if token is None:
             raise UsageError(f"no API token stored for {gallery}", code="NBA381")
         return gallery, token
@@ -91,7 +91,7 @@ class SettingsHandler(NbappsHandler):
     """Token status (never the token) per gallery; store or forget a token."""
 
     def _answer(self, gallery: str) -> dict[str, Any]:
-        return {"gallery_url": gallery, "token": self.lab.credentials.status(gallery),
+        return {"gallery_url": gallery, "token": self.lab.token_status(gallery),
                 "execute": self.lab.execute, "version": self.lab.version}
 
     @web.authenticated

@@ -66,6 +66,9 @@ log = logging.getLogger("nbapps.runner")
 MANIFEST = "manifest.json"
 DEFAULT_NOTEBOOK = "app.ipynb"
 HEALTH_PATH = f"voila/templates/{TEMPLATE_NAME}/static/health.txt"
+#: seconds a draining runner is kept after a page without a viewer was served there (such
+#: pages are not tracked one by one; a page connects within seconds of being served)
+ANONYMOUS_PAGE_GRACE = 30.0
 KERNEL_ID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 _ids = itertools.count(1)
 
@@ -229,6 +232,8 @@ class Runner:
         self.last_used = time.monotonic()
         self.active_requests = 0
         self.open_websockets = 0
+        #: when a page without a viewer (a public app) was last admitted (see busy)
+        self.last_anonymous_page = 0.0
         self.admissions: list[float] = []  # wall-clock times of pages admitted (see in_use)
         #: page renders in flight (the proxy queues the others, see RunnerSettings.renders)
         self.render_slots = asyncio.Semaphore(settings.renders())
@@ -285,8 +290,13 @@ class Runner:
         return await self._admissions.render_slot()
 
     def busy(self) -> bool:
-        """Whether viewers still use this runner (requests in flight or pages connected)."""
-        return self.active_requests > 0 or self.open_websockets > 0
+        """Whether viewers still use this runner: requests in flight, pages connected, or
+        pages served that have not connected yet. The last matter at a version switch: a page
+        rendered just before it opens its kernel socket seconds later (the front end loads
+        first), and a draining runner stopped meanwhile leaves that page without widgets."""
+        return (self.active_requests > 0 or self.open_websockets > 0
+                or self.pages.unconnected() > 0
+                or time.monotonic() - self.last_anonymous_page < ANONYMOUS_PAGE_GRACE)
 
     def owns_kernel(self, kernel_id: str) -> bool:
         """Whether the kernel ``kernel_id`` runs in this runner (its connection file is ours)."""
@@ -569,7 +579,10 @@ class Runner:
         now = time.time()
         self.admissions = [t for t in self.admissions if t > now - 30] + [now]
         self.last_used = time.monotonic()
-        return self.pages.admit(viewer) if viewer else 0
+        if viewer:
+            return self.pages.admit(viewer)
+        self.last_anonymous_page = time.monotonic()
+        return 0
 
     def in_use(self) -> int:
         """Kernels used by pages: the runner's last status plus admissions made after it."""

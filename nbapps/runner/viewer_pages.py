@@ -53,6 +53,12 @@ class ViewerPages:
         self._prune(time.monotonic() if now is None else now)
         return sum(1 for p in self._pages if p.viewer == viewer)
 
+    def unconnected(self, now: float | None = None) -> int:
+        """Pages served whose kernel socket has not opened yet (and not culled): a page
+        rendered seconds before a version switch connects to this runner afterwards."""
+        self._prune(time.monotonic() if now is None else now)
+        return sum(1 for p in self._pages if not p.connected)
+
     def connect(self, viewer: str, kernel: str = "") -> int:
         """A kernel WebSocket of ``viewer`` opened: it belongs to the page of that kernel, else
         their oldest page not connected yet, else to a page of its own (a reconnect). Returns a
