@@ -8,4 +8,6 @@ try:  # one version for the package and the lab extension: extension/package.jso
 except PackageNotFoundError:  # running from a source tree that was never installed
     __version__ = "0+unknown"
 
-__all__ = ["__version__"]
+from .record import record  # noqa: E402 - nbapps.record(name, value) in notebooks
+
+__all__ = ["__version__", "record"]

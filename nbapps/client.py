@@ -289,3 +289,60 @@ class GalleryClient:
 
     def app(self, slug: str) -> dict[str, Any]:
         return dict(self.request("GET", f"/api/apps/{slug}"))
+
+    # -- runs (issue 14) -----------------------------------------------------------------------
+
+    def create_runs(self, slug: str, parameter_sets: list[dict[str, Any]], *,
+                    version: int | None = None) -> dict[str, Any]:
+        """Queue one run of ``slug`` per parameter set; ``{"runs": [...], "batch": id}``."""
+        body: dict[str, Any] = {"parameters": parameter_sets[0]} if len(parameter_sets) == 1 \
+            else {"batch": parameter_sets}
+        if version is not None:
+            body["version"] = int(version)
+        return dict(self.request("POST", f"/api/apps/{slug}/runs", json=body))
+
+    def runs(self, slug: str, *, batch: str | None = None, limit: int = 50
+             ) -> list[dict[str, Any]]:
+        params: dict[str, Any] = {"limit": limit, **({"batch": batch} if batch else {})}
+        return list(self.request("GET", f"/api/apps/{slug}/runs", params=params)["items"])
+
+    def run(self, run_id: int) -> dict[str, Any]:
+        return dict(self.request("GET", f"/api/runs/{int(run_id)}"))
+
+    def cancel_run(self, run_id: int) -> dict[str, Any]:
+        return dict(self.request("POST", f"/api/runs/{int(run_id)}/cancel", json={}))
+
+    def run_artifact(self, run_id: int, name: str) -> bytes:
+        """The bytes of one output of a run (``report.html`` as its download)."""
+        try:
+            response = self.http.get(f"/api/runs/{int(run_id)}/{name}",
+                                     params={"download": "1"})
+        except httpx.HTTPError as exc:
+            raise NbappsError(f"cannot reach the gallery at {self.gallery}: {exc}",
+                              code="NBA335") from None
+        if response.status_code >= 400:
+            raise _error_from(response)
+        return response.content
+
+    def wait_for_run(self, run_id: int, timeout: float = 3600.0, *,
+                     on_update: Callable[[dict[str, Any]], None] | None = None,
+                     poll: float = 0.2, max_poll: float = 2.0) -> dict[str, Any]:
+        """Follow a run until it has finished; returns it. NBA375 after ``timeout`` s."""
+        deadline = time.monotonic() + timeout
+        seen: tuple[Any, ...] | None = None
+        delay = poll
+        while True:
+            run = self.run(run_id)
+            now = (run.get("state"), run.get("queue_position"))
+            if now != seen:
+                seen = now
+                if on_update is not None:
+                    on_update(run)
+            if run.get("state") not in ("queued", "running"):
+                return run
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise NbappsError(f"run {run_id} has not finished within {timeout:g} s (it is "
+                                  f"{run.get('state')})", code="NBA375")
+            time.sleep(min(delay, left))
+            delay = min(max_poll, delay * 1.3)

@@ -112,6 +112,44 @@ _TABLE: list[Code] = [
     Code("NBA076", E, "The kernel could not be started", "Check the kernel named in the message."),
     Code("NBA077", E, "An exception was captured in a widget output",
          "An `Output.capture()` swallowed an exception at start; fix the code it names."),
+    # -- variants (nbapps.variants) --------------------------------------------------------------
+    Code("NBA090", E, "`metadata.nbapps.variants` is malformed",
+         'Write a list of `{"name": "EU 2024", "parameters": {"region": "EU"}}` objects, each '
+         "with a non-empty name of at most 80 characters."),
+    Code("NBA091", E, "A variant names an unknown parameter",
+         "Use only names defined in the `parameters` cell."),
+    Code("NBA092", E, "A variant's parameter value is of the wrong type or not allowed",
+         "Give a value of the parameter's type within its `choices` or `min`/`max`."),
+    Code("NBA093", E, "Two variants have the same name",
+         "Give every variant its own name (names that differ only in case or punctuation "
+         "get the same link key)."),
+    Code("NBA094", E, "Too many variants", "Keep at most 20 variants; remove the least used."),
+    # -- declared outputs (metadata.nbapps.outputs; nbapps.runs) -------------------------------
+    Code("NBA080", E, "A declared output is not a plain relative file name",
+         "List files the notebook writes into its working folder, e.g. `summary.csv` or "
+         "`out/chart.png`: no absolute paths, `..`, hidden names or the reserved names "
+         "executed.ipynb, report.html, report.pdf, result.json, run.json."),
+    Code("NBA081", E, "Too many declared outputs",
+         "Declare at most 50 output files (`metadata.nbapps.outputs`); zip several together."),
+    Code("NBA082", W, "A declared output is declared twice",
+         "List each output file once in `metadata.nbapps.outputs`."),
+    # -- schedules (metadata.nbapps.schedules; nbapps.schedules) --------------------------------
+    Code("NBA085", E, "A schedule in `metadata.nbapps.schedules` is malformed",
+         "Give a list of mappings with a unique slug-like `name` (lowercase letters, digits, "
+         "'-'), a `cron` string and optionally `timezone` and `parameters` (README, "
+         "'Schedules')."),
+    Code("NBA086", W, "A schedule uses a seconds field (6-field cron)",
+         "Use a 5-field cron expression (minute hour day month weekday); galleries run "
+         "seconds schedules only with `c.NbappsServer.schedule_allow_seconds` (meant for "
+         "tests)."),
+    Code("NBA087", E, "A schedule's cron expression is invalid",
+         "Write 5 fields: minute hour day-of-month month day-of-week, e.g. `0 6 * * *` for "
+         "06:00 every day."),
+    Code("NBA088", E, "A schedule's time zone is unknown",
+         "Use an IANA time zone name such as `Europe/Paris` or `UTC` (the default)."),
+    Code("NBA089", E, "A schedule's parameters do not fit the parameter contract",
+         "Use only names of the `parameters` cell, with values of their type and within "
+         "their choices or min/max."),
     # -- parameters given on the command line or the URL ----------------------------------------
     Code("NBA100", E, "Command-line usage error", "See `nbapps COMMAND --help`."),
     Code("NBA101", E, "Unknown parameter", "Use one of the parameters listed in the message."),
@@ -222,6 +260,34 @@ _TABLE: list[Code] = [
     Code("NBA341", E, "App not available (reference number shown)",
          "Tell the operator the reference: the server log has the details under it (search "
          "for `ref <number>`); the app is restarted by itself."),
+    # -- JupyterHub login (nbapps.server.hub_auth, NBA342-349) ----------------------------------
+    Code("NBA342", E, "JupyterHub login is not configured correctly",
+         "Run the gallery as a Hub service (the Hub sets JUPYTERHUB_API_TOKEN, _API_URL, "
+         "_CLIENT_ID) or set `c.HubConfiguration.api_url`, `api_token` and `client_id`; "
+         "`role_map` keys are `admin`, `group:<name>`, `role:<name>` or `user:<name>` and its "
+         "values gallery roles (docs/deploy.md, 'JupyterHub login')."),
+    Code("NBA343", E, "JupyterHub login state missing, expired or not matching",
+         "Start the login again from the gallery's login page (within 10 minutes, in the same "
+         "browser, with cookies allowed)."),
+    Code("NBA344", E, "JupyterHub did not answer",
+         "Try again in a moment; if it persists, the operator checks that the Hub runs and "
+         "that `c.HubConfiguration.api_url` reaches its API from the gallery."),
+    Code("NBA345", E, "JupyterHub refused the login",
+         "Log in to JupyterHub again and retry; the operator checks that the service's "
+         "`oauth_redirect_uri` is the gallery's callback URL and its API token is current."),
+    Code("NBA346", E, "This JupyterHub user or token may not use the gallery",
+         "Ask the Hub admin for the `access:services!service=<gallery service>` scope (a role "
+         "in `load_roles`); for a server's token, add that scope to "
+         "`c.Spawner.server_token_scopes`."),
+    Code("NBA347", E, "This account signs in through JupyterHub",
+         "Use 'Sign in with JupyterHub' on the login page; accounts made by the Hub have no "
+         "gallery password."),
+    Code("NBA348", E, "This JupyterHub user cannot be a gallery user",
+         "The Hub user name must be 1-64 visible characters without spaces, ':' or '/', and "
+         "the gallery account must not be disabled: ask a gallery admin."),
+    Code("NBA349", E, "JupyterHub login is not enabled on this gallery",
+         "Log in with your gallery account, or ask the operator to set "
+         "`c.NbappsServer.auth = \"jupyterhub\"`."),
     # -- review pages and decisions (NBA350-359) -------------------------------------------------
     Code("NBA350", E, "A reason is required to reject or request changes",
          "Write the reason in the comment (what to change, or why it is rejected): the author "
@@ -233,6 +299,34 @@ _TABLE: list[Code] = [
     Code("NBA361", E, "This version cannot be previewed",
          "Only a submitted version whose gallery check passed can run as a preview: wait for "
          "the check (the submission page shows its place in the queue) or fix its findings."),
+    # -- runs of approved versions (NBA370-379) --------------------------------------------------
+    Code("NBA370", E, "The run queue is full",
+         "Try again in a few minutes (the message gives the queue length); operators raise "
+         "`c.NbappsServer.run_queue_max` or `run_workers`."),
+    Code("NBA371", E, "This version cannot be run: it is not approved",
+         "Run the app's live version (leave out `version`) or an approved one; a submission "
+         "runs only after its approval."),
+    Code("NBA372", E, "The run ran past its time limit and was stopped",
+         "Make the notebook faster or its data smaller; operators raise "
+         "`c.NbappsServer.run_timeout`."),
+    Code("NBA373", E, "The gallery could not complete this run",
+         "Run it again; if it fails again, the operator finds the cause in the server log."),
+    Code("NBA374", W, "A declared output file is missing or too large",
+         "Write every file listed in `metadata.nbapps.outputs` into the notebook's working "
+         "folder (relative names), within the size limit, or remove it from the list."),
+    Code("NBA375", E, "This run has no such output (yet)",
+         "Wait until the run has finished (`nbapps runs show ID`); its artifacts are listed "
+         "in its `artifacts`."),
+    Code("NBA376", E, "Only the run's owner or an admin may cancel it",
+         "Ask the person who started the run, or an admin."),
+    Code("NBA377", E, "This run has already finished",
+         "Nothing to cancel: a finished run keeps its outputs until retention removes it."),
+    Code("NBA378", E, "Invalid run request",
+         'Send `{"parameters": {...}}` or `{"batch": [{...}, ...]}` (at most the batch limit), '
+         'optionally with `"version": N`.'),
+    Code("NBA379", W, "A recorded result value was left out",
+         "Record JSON values (`nbapps.record(name, value)`) with a name of at most 100 "
+         "characters; keep all results together under the size limit."),
     # -- JupyterLab extension (nbapps.labserver) -------------------------------------------------
     Code("NBA380", E, "No usable gallery URL",
          "Set the gallery's http(s) address in Settings > Settings Editor > nbapps."),
@@ -244,6 +338,18 @@ _TABLE: list[Code] = [
          "your own (lowercase letters, digits, hyphens), then publish again."),
     Code("NBA385", E, "A lab job failed unexpectedly",
          "See the Jupyter server log for the details, then retry; report it if it persists."),
+    # -- PDF reports (nbapps.report_pdf) --------------------------------------------------------
+    Code("NBA386", E, "The HTML report to print cannot be read",
+         "Give the path of an existing, readable HTML report (a run's `report.html`)."),
+    Code("NBA387", E, "Printing the report to PDF ran past its time limit",
+         "The report is very large or kept the browser busy; make its outputs smaller or "
+         "raise the PDF timeout."),
+    Code("NBA388", E, "Chromium could not print the report to PDF",
+         "Install Debian's `chromium` (scripts/install-system-deps.sh) and Python Playwright; "
+         "the message names the cause."),
+    Code("NBA389", W, "The report's widgets did not render before printing",
+         "The PDF shows the widgets' text fallback: install the widget renderer "
+         "(`make widgets`) and keep custom widget libraries out of reports."),
     # -- app runners (NBA400-) --------------------------------------------------------------------
     Code("NBA400", E, "App runner could not be prepared",
          "Check that the approved bundle is complete; see the runner log named in the message."),

@@ -46,6 +46,10 @@ _META_FIELDS: dict[str, tuple[tuple[type, ...], str]] = {
     "parameters": ((dict,), "a mapping of parameter name to {choices, min, max}"),
     "author": ((str,), "a string (shown in the gallery; default: the publishing account)"),
     "slug": ((str,), "the app's name in the gallery (recorded by the first publish)"),
+    "outputs": ((list,), "a list of file names the notebook writes (kept by runs)"),
+    "schedules": ((list,), "a list of schedules {name, cron, timezone, parameters}"),
+    "variants": ((list,), "a list of named parameter sets {name, parameters}"),
+    "snapshot": ((bool,), "true or false (true: open on the latest report, no kernel)"),
 }
 
 
@@ -63,6 +67,12 @@ class AppMetadata:
     parameters: dict[str, dict[str, Any]] = field(default_factory=dict)
     author: str = ""
     slug: str = ""
+    outputs: list[str] = field(default_factory=list)
+    #: raw entries; checked by :func:`nbapps.schedules.parse_schedules` (NBA085-NBA089)
+    schedules: list[Any] = field(default_factory=list)
+    #: raw entries; checked by :func:`nbapps.variants.parse_variants` (NBA090-NBA094)
+    variants: list[Any] = field(default_factory=list)
+    snapshot: bool = False
 
     @classmethod
     def from_notebook(cls, nb: nbformat.NotebookNode) -> tuple[AppMetadata, list[Finding]]:
@@ -92,7 +102,8 @@ class AppMetadata:
                 continue
             if key == "timeout":
                 value = float(value)
-            elif key in ("tags", "files", "test_parameters", "parameters"):
+            elif key in ("tags", "files", "test_parameters", "parameters", "outputs",
+                         "schedules", "variants"):
                 value = copy.deepcopy(_plain(value))
             setattr(meta, key, value)
         return meta, findings
@@ -120,9 +131,9 @@ def _plain(value: Any) -> Any:
 
 
 def _field_problem(key: str, value: Any, kinds: tuple[type, ...]) -> str | None:
-    if isinstance(value, bool) or not isinstance(value, kinds):
+    if (isinstance(value, bool) and bool not in kinds) or not isinstance(value, kinds):
         return f"found a {_json_type(value)}"
-    if key in ("tags", "files"):
+    if key in ("tags", "files", "outputs"):
         bad = [v for v in value if not isinstance(v, str)]
         if bad:
             return f"item {bad[0]!r} is a {_json_type(bad[0])}"

@@ -123,7 +123,7 @@ def test_pages_links_redirects_and_cookies_keep_the_prefix(gallery, tmp_path):
                            {"decision": "approve", "comment": "fine"})
         assert r.headers["location"] == f"{BASE}submissions/{sub_id}?done=approve"
         r = rita.post_form("/logout")
-        assert r.status_code == 302 and r.headers["location"] == f"{BASE}login"
+        assert r.status_code == 302 and r.headers["location"] == f"{BASE}login?logged_out=1"
 
     with gallery.browser("adam") as adam:
         for path in ("/admin/users", "/admin/audit", "/account"):

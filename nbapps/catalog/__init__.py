@@ -16,6 +16,8 @@ from .apps import AppsMixin
 from .audit import AuditMixin
 from .db import CatalogBase, CatalogUnavailable, SchemaTooNew, open_catalog
 from .jobs import JobInfo, JobsMixin, QueueFull
+from .runs import RunInfo, RunQueueFull, RunsMixin
+from .schedules import AppHealth, ScheduleInfo, SchedulesMixin
 from .usage import UsageMixin
 from .users import UsersMixin
 from .values import (
@@ -33,14 +35,14 @@ from .values import (
 from .versions import VersionsMixin, normalize_tags
 
 
-class Catalog(UsersMixin, VersionsMixin, JobsMixin, AppsMixin, AuditMixin, UsageMixin,
-              CatalogBase):
+class Catalog(UsersMixin, VersionsMixin, JobsMixin, RunsMixin, SchedulesMixin, AppsMixin,
+              AuditMixin, UsageMixin, CatalogBase):
     """The catalog facade; see the mixins for the methods by concern."""
 
 
 __all__ = [
     "AppDetail", "AppPage", "AppSummary", "AuditEvent", "Catalog", "CatalogUnavailable",
-    "JobInfo", "QueueFull",
+    "AppHealth", "JobInfo", "QueueFull", "RunInfo", "RunQueueFull", "ScheduleInfo",
     "ReviewInfo", "SchemaTooNew", "Submission", "TokenInfo", "UsagePoint", "UserInfo",
     "VersionInfo", "normalize_tags", "open_catalog", "slugify",
 ]

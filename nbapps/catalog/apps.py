@@ -25,6 +25,7 @@ from ..review import State, can_rollback
 from .audit import append_event
 from .db import CatalogBase
 from .models import App, AppTag, Review, User, Version, utcnow
+from .schedules import sync_live_schedules
 from .values import AppDetail, AppPage, AppSummary
 from .versions import (
     acting_user,
@@ -279,6 +280,7 @@ class AppsMixin(CatalogBase):
             app.previous_live_version_id = new_previous
             app.updated_at = now
             set_app_meta(s, app, target.title, target.description, target.tags)
+            sync_live_schedules(s, app, target.id, target.manifest, now)
             s.add(Review(version_id=target.id, actor_id=user.id, action="rollback",
                          from_state=None, to_state=None, comment=comment or None, at=now))
             append_event(s, "app.rollback", actor=user.name, target=slug,
@@ -287,4 +289,8 @@ class AppsMixin(CatalogBase):
                                   "to_version_id": target.id, "comment": comment})
             s.flush()
             s.expire_all()
-            return self._app_detail(s, slug)
+            detail = self._app_detail(s, slug)
+        from ..variants import queue_snapshot_runs  # live again: its snapshots, if opted in
+
+        queue_snapshot_runs(self, slug, target.id, target.manifest)
+        return detail

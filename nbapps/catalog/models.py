@@ -214,6 +214,61 @@ class Job(Base):
     )
 
 
+class Run(Base):
+    """A run of an approved version (issue 14): one job of kind ``run`` (same row id) with what
+    only runs have (:mod:`nbapps.catalog.runs`). ``origin`` is ``api``, ``schedule`` or
+    ``snapshot``; ``batch`` groups the runs of one request."""
+
+    __tablename__ = "runs"
+
+    job_id: Mapped[int] = mapped_column(
+        ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
+    app_id: Mapped[int] = mapped_column(ForeignKey("apps.id", ondelete="CASCADE"))
+    origin: Mapped[str] = mapped_column(String(16))
+    batch: Mapped[str | None] = mapped_column(String(32), index=True)
+
+    __table_args__ = (Index("ix_runs_app_origin", "app_id", "origin", "job_id"),)
+
+
+class ScheduleRow(Base):
+    """A schedule of an app's live version (issue 14, :mod:`nbapps.catalog.schedules`):
+    replaced when another version goes live; ``paused`` (by an admin) carries over by name.
+
+    ``next_due_at`` is the next regular firing, ``retry_at`` a retry after a failed run;
+    claiming either is a conditional update on its seen value, so one replica fires it.
+    ``run_state``: ``claimed`` (a replica is queueing the run), ``queued`` (run
+    ``last_run_id`` queued, outcome not read yet), or the outcome read last. ``failures``
+    counts consecutive failed runs; with ``broken_since`` set, the app shows *broken* with
+    ``findings`` of run ``broken_run_id``."""
+
+    __tablename__ = "schedules"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    app_id: Mapped[int] = mapped_column(ForeignKey("apps.id", ondelete="CASCADE"))
+    version_id: Mapped[int] = mapped_column(ForeignKey("versions.id"))
+    name: Mapped[str] = mapped_column(String(64))
+    cron: Mapped[str] = mapped_column(String(200))
+    timezone: Mapped[str] = mapped_column(String(64))
+    parameters: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    paused: Mapped[bool] = mapped_column(Boolean, default=False)
+    paused_by: Mapped[str | None] = mapped_column(String(64))
+    paused_at: Mapped[datetime | None]
+    next_due_at: Mapped[datetime | None] = mapped_column(index=True)
+    retry_at: Mapped[datetime | None] = mapped_column(index=True)
+    claimed_by: Mapped[str | None] = mapped_column(String(200))
+    claimed_at: Mapped[datetime | None]
+    last_due_at: Mapped[datetime | None]
+    last_run_id: Mapped[int | None] = mapped_column(Integer)
+    run_state: Mapped[str | None] = mapped_column(String(16))
+    last_passed_run_id: Mapped[int | None] = mapped_column(Integer)
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    broken_since: Mapped[datetime | None]
+    broken_run_id: Mapped[int | None] = mapped_column(Integer)
+    findings: Mapped[list[Any]] = mapped_column(JSON, default=list)
+
+    __table_args__ = (UniqueConstraint("app_id", "name", name="uq_schedules_app_name"),)
+
+
 class Review(Base):
     """Append-only record of every decision, withdrawal and rollback."""
 

@@ -92,6 +92,13 @@ class UsersMixin(SessionsMixin):
             row = s.scalars(select(User).where(User.name == name)).first()
             return user_info(row) if row else None
 
+    def has_password(self, name: str) -> bool | None:
+        """Whether ``name`` can log in with a password (None: no such user). Users made by a
+        JupyterHub login, and token-only users, have none."""
+        with self._read() as s:
+            row = s.execute(select(User.id, User.password_hash).where(User.name == name)).first()
+            return None if row is None else row[1] is not None
+
     def list_users(self, *, include_disabled: bool = True) -> list[UserInfo]:
         """All users ordered by name."""
         stmt = select(User).order_by(User.name)

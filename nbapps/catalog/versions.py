@@ -290,7 +290,12 @@ class VersionsMixin(CatalogBase):
         act = Action.parse(action)
         if act not in review.DECISIONS:
             raise UsageError(f"{act.value!r} is not a review decision", code="NBA100")
-        return self._change_state(int(version_id), reviewer, act, comment, ip)
+        info = self._change_state(int(version_id), reviewer, act, comment, ip)
+        if info.state is State.APPROVED:  # live now: its snapshots (metadata.nbapps.snapshot)
+            from ..variants import queue_snapshot_runs
+
+            queue_snapshot_runs(self, info.app_slug, info.id, info.manifest)
+        return info
 
     def withdraw(self, version_id: int, actor: str, comment: str = "",
                  *, ip: str | None = None) -> VersionInfo:
@@ -335,6 +340,9 @@ class VersionsMixin(CatalogBase):
                 app.live_version_id = version_id
                 app.updated_at = now
                 set_app_meta(s, app, current.title, current.description, current.tags)
+                from .schedules import sync_live_schedules
+
+                sync_live_schedules(s, app, version_id, current.manifest, now)
             append_event(s, f"version.{act.value}", actor=user.name, target=current.app_slug,
                          version_sha256=current.sha256, ip=ip,
                          details={"version_id": version_id, "from": current.state.value,

@@ -20,7 +20,7 @@ from ..errors import NbappsError
 # parts can land one at a time.
 COMMAND_MODULES = [
     "validate", "run", "bundle", "publish", "review", "serve", "user", "db", "store", "init",
-    "deploy",
+    "deploy", "runs",
 ]
 
 log = logging.getLogger("nbapps")

@@ -38,7 +38,15 @@ from ..catalog.jobs import CHECK, JobInfo
 from ..errors import NbappsError
 from ..processes import kill_processes
 from ..store import BundleStore
-from .worker import Abandoned, CheckOutcome, CheckRun, CheckSettings, error_outcome, remove_tree
+from .worker import (
+    Abandoned,
+    CheckOutcome,
+    CheckRun,
+    CheckSettings,
+    ConfinedJob,
+    error_outcome,
+    remove_tree,
+)
 
 log = logging.getLogger("nbapps.jobs")
 
@@ -71,7 +79,15 @@ def claimer_gone(claimed_by: str, host: str | None = None) -> bool:
 
 
 class CheckPool:
-    """Worker threads running check jobs (see the module docstring)."""
+    """Worker threads running check jobs (see the module docstring).
+
+    Subclasses run other kinds of jobs over the same queue (runs: :class:`nbapps.runs.pool.
+    RunPool`): they set :attr:`kind` and :attr:`label` and override :meth:`_new_job`,
+    :meth:`_after_recovery` and :meth:`_idle`."""
+
+    #: the job kind this pool claims, and how its threads and logs name it
+    kind = CHECK
+    label = "check"
 
     def __init__(self, settings: CheckSettings, catalog: Any, store: BundleStore, *,
                  on_change: Callable[[], None] | None = None) -> None:
@@ -110,10 +126,10 @@ class CheckPool:
             return
         for index in range(self.settings.workers):
             thread = threading.Thread(target=self._work, args=(index,), daemon=True,
-                                      name=f"nbapps-check-{index}")
+                                      name=f"nbapps-{self.label}-{index}")
             self._threads.append(thread)
             thread.start()
-        log.info("check pool: %d worker(s)", len(self._threads),
+        log.info("%s pool: %d worker(s)", self.label, len(self._threads),
                  extra={"workers": len(self._threads), "queue_max": self.settings.queue_max})
 
     def stop(self, timeout: float = 30.0) -> None:
@@ -158,16 +174,17 @@ class CheckPool:
             if index == 0 and time.monotonic() - last_sweep > self.settings.lease_seconds:
                 last_sweep = time.monotonic()
                 self._sweep()
+                self._idle()
             with self._wake:
                 if self._signals == seen and not self._stopping.is_set():
                     self._wake.wait(self.settings.poll_seconds)
 
     def _claim(self) -> JobInfo | None:
         try:
-            return self.catalog.claim_job(self.name, kinds=(CHECK,),
+            return self.catalog.claim_job(self.name, kinds=(self.kind,),
                                           lease_seconds=self.settings.lease_seconds)
         except NbappsError as exc:
-            log.warning("check pool: cannot read the job queue: %s", exc.message)
+            log.warning("%s pool: cannot read the job queue: %s", self.label, exc.message)
             self._stopping.wait(self.settings.poll_seconds)
             return None
 
@@ -176,7 +193,7 @@ class CheckPool:
             version = self.catalog.get_version(job.version_id) if job.version_id else None
         except NbappsError as exc:
             version = None
-            log.warning("check %s: version %s unreadable: %s", job.id, job.version_id,
+            log.warning("%s %s: version %s unreadable: %s", self.label, job.id, job.version_id,
                         exc.message)
         if version is None:
             self._finish(job, error_outcome("the version of this check no longer exists"))
@@ -189,24 +206,40 @@ class CheckPool:
             except NbappsError:
                 return True  # the database is away for a moment: keep working, retry later
 
-        run = CheckRun(self.settings, self.store, job, version, keep_claim=keep_claim,
-                       stopping=self._stopping)
+        run = self._new_job(job, version, keep_claim)
         with self._lock:
             self._running[job.id] = run
         try:
             outcome = run.run()
         except Abandoned as why:
-            log.info("check %s stopped: %s", job.id, why)
+            log.info("%s %s stopped: %s", self.label, job.id, why)
             if self._stopping.is_set():
                 self._release(job)
             return
         except Exception:  # noqa: BLE001 - a worker never dies of one job
-            log.exception("check %s failed unexpectedly", job.id)
+            log.exception("%s %s failed unexpectedly", self.label, job.id)
             outcome = error_outcome("the check failed unexpectedly (see the server log)")
         finally:
             with self._lock:
                 self._running.pop(job.id, None)
         self._finish(job, outcome)
+
+    def _new_job(self, job: JobInfo, version: Any, keep_claim: Callable[[], bool]
+                 ) -> ConfinedJob:
+        return CheckRun(self.settings, self.store, job, version, keep_claim=keep_claim,
+                        stopping=self._stopping)
+
+    def _after_recovery(self) -> None:
+        """Start-up work after the queue was recovered (checks: versions without one)."""
+        if self.settings.check_unchecked:
+            queued = self.catalog.queue_unchecked()
+            if queued:
+                log.info("queued a check for %d version(s) recorded without one", queued)
+                if self.on_change is not None:
+                    self.on_change()
+
+    def _idle(self) -> None:
+        """Periodic work of the first worker while the queue is empty (e.g. retention)."""
 
     def _finish(self, job: JobInfo, outcome: CheckOutcome) -> None:
         try:
@@ -214,13 +247,14 @@ class CheckPool:
                                            result=outcome.result, artifacts=outcome.artifacts,
                                            record=outcome.record)
         except NbappsError as exc:
-            log.error("check %s: outcome not recorded: %s", job.id, exc.message)
+            log.error("%s %s: outcome not recorded: %s", self.label, job.id, exc.message)
             return
         if not done:
-            log.info("check %s: finished after its claim was lost; outcome dropped", job.id)
+            log.info("%s %s: finished after its claim was lost; outcome dropped", self.label,
+                     job.id)
             return
         self.finished += 1
-        log.info("check %s of version %s: %s", job.id, job.version_id, outcome.state,
+        log.info("%s %s of version %s: %s", self.label, job.id, job.version_id, outcome.state,
                  extra={"job": job.id, "version": job.version_id, "state": outcome.state,
                         "seconds": outcome.result.get("seconds")})
         if self.on_change is not None:
@@ -230,7 +264,7 @@ class CheckPool:
         try:
             self.catalog.release_job(job.id, self.name, job.attempts)
         except NbappsError as exc:
-            log.warning("check %s not given back to the queue: %s", job.id, exc.message)
+            log.warning("%s %s not given back to the queue: %s", self.label, job.id, exc.message)
 
     # -- recovery ------------------------------------------------------------------------------
 
@@ -242,14 +276,9 @@ class CheckPool:
             for leftover in [*self.settings.folder.iterdir(), *self.settings.temp_folders()]:
                 remove_tree(leftover)
             self._sweep()
-            if self.settings.check_unchecked:
-                queued = self.catalog.queue_unchecked()
-                if queued:
-                    log.info("queued a check for %d version(s) recorded without one", queued)
-                    if self.on_change is not None:
-                        self.on_change()
+            self._after_recovery()
         except Exception:  # noqa: BLE001 - the pool still serves what it can
-            log.exception("check pool: start-up recovery failed")
+            log.exception("%s pool: start-up recovery failed", self.label)
 
     def _sweep(self) -> None:
         try:

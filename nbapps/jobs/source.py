@@ -97,6 +97,8 @@ def derive_manifest(files: dict[str, bytes], stored: StoredSource, *,
             "thumbnail_source": thumb if thumb in files else None,
             "parameters": app.contract.to_dict(),
             "test_parameters": list(meta.test_parameters), "timeout": meta.timeout,
+            "schedules": list(meta.schedules),  # nbapps.schedules: read when it goes live
+            "variants": list(meta.variants), "snapshot": meta.snapshot,  # nbapps.variants
             "kernel": {k: str(spec[k]) for k in ("name", "display_name", "language")
                        if isinstance(spec, dict) and k in spec},
         })

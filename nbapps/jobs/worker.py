@@ -129,8 +129,13 @@ def _log_tail(path: Path, lines: int = 4) -> str:
     return " | ".join(keep[-lines:])[:400]
 
 
-class CheckRun:
-    """Runs one claimed check job (:meth:`run`), in the calling thread."""
+class ConfinedJob:
+    """What every confined job of the pool shares (checks; runs, :mod:`nbapps.runs`): its
+    private folders, the sandboxed program started with the runner environment, its deadline
+    and hard kill, the claim renewal while it runs. Subclasses implement :meth:`run`."""
+
+    #: how logs name this kind of job
+    label = "job"
 
     def __init__(self, settings: CheckSettings, store: BundleStore, job: JobInfo,
                  version: VersionInfo, *, keep_claim: Callable[[], bool],
@@ -145,6 +150,106 @@ class CheckRun:
         self.tmp = Path(tempfile.gettempdir()) / f"{settings.temp_prefix}{job.id}-{job.attempts}"
         self.confined = False
         self.pid: int | None = None
+
+    def run(self) -> CheckOutcome:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _folders(self, files: dict[str, bytes]) -> tuple[Path, Path, Path]:
+        """Fresh ``src`` (the source files, read-only), ``work`` (home/, jupyter/) and
+        ``work/out`` folders, and the private TMPDIR."""
+        remove_tree(self.folder)
+        remove_tree(self.tmp)
+        src, work = self.folder / "src", self.folder / "work"
+        out = work / "out"
+        for folder in (src, out, work / "home", work / "jupyter"):
+            folder.mkdir(parents=True, exist_ok=True)
+        self.tmp.mkdir(mode=0o700)
+        for name, data in files.items():
+            target = src / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(data)
+        make_read_only(src)
+        return src, work, out
+
+    def _start(self, argv: list[str], src: Path, work: Path, log_path: Path, *,
+               stdin: int = subprocess.DEVNULL) -> subprocess.Popen[bytes]:
+        """Start ``argv`` (a program taking ``--parent`` and ``--kernel-sandbox``) confined,
+        in ``work``, its output going to ``log_path`` (``stdin``: a pipe for a program that
+        waits for its job, :mod:`nbapps.runs.worker`)."""
+        cmd = self._confine([*argv, "--parent", str(os.getpid())], src, work)
+        if self.confined:
+            cmd.append("--kernel-sandbox")
+        env = self._environment(work)
+        with open(log_path, "ab") as log_file:
+            proc = subprocess.Popen(  # noqa: S603 - fixed argv, no shell
+                cmd, cwd=str(work), env=env, stdin=stdin, stdout=log_file,
+                stderr=subprocess.STDOUT, start_new_session=True)
+        self.pid = proc.pid
+        log.info("%s %s of version %s: started pid %s (%s)", self.label, self.job.id,
+                 self.version.id, proc.pid, "confined" if self.confined else "NOT confined")
+        return proc
+
+    def _supervise(self, proc: subprocess.Popen[bytes], deadline: float) -> bool:
+        """Wait for the check; True when it was killed at its deadline. Raises Abandoned when
+        the claim was lost or the gallery stops (the check is killed first)."""
+        renew_every = max(1.0, self.settings.lease_seconds / 6)
+        next_renew = time.monotonic() + renew_every
+        try:
+            while True:
+                try:
+                    proc.wait(timeout=0.25)
+                    return False
+                except subprocess.TimeoutExpired:
+                    pass
+                now = time.monotonic()
+                if self.stopping.is_set():
+                    raise Abandoned("the gallery is stopping")
+                if now >= deadline:
+                    log.warning("%s %s: past its deadline; killing pid %s", self.label,
+                                self.job.id, proc.pid)
+                    return True
+                if now >= next_renew:
+                    next_renew = now + renew_every
+                    if not self.keep_claim():
+                        raise Abandoned("the job is no longer ours (cancelled or taken over)")
+        finally:
+            # always: a check killed at its deadline, abandoned, or even one that exited
+            # (its descendants are its own to kill, this is the backstop)
+            kill_process_tree(proc.pid)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=10)
+
+    # -- process set-up ------------------------------------------------------------------------
+
+    def _confine(self, argv: list[str], src: Path, work: Path) -> list[str]:
+        s = self.settings
+        if not s.sandbox:
+            return argv
+        if not sandbox.available():
+            log.warning("Landlock is not available here: the %s of version %s runs without "
+                        "a file-system sandbox", self.label, self.version.id)
+            return argv
+        self.confined = True
+        return sandbox.command(argv, read=[src], write=[work, self.tmp], python=s.python,
+                               protect=[s.data_dir, *s.protected_paths])
+
+    def _environment(self, work: Path) -> dict[str, str]:
+        jupyter = work / "jupyter"
+        env = runner_environment(
+            jupyter_path=str(jupyter / "path"), config_dir=str(jupyter / "config"),
+            runtime_dir=str(self.tmp / "runtime"), data_dir=str(jupyter / "data"),
+            extra_env=self.settings.extra_env)
+        env["HOME"] = str(work / "home")
+        env["TMPDIR"] = str(self.tmp)
+        env["IPYTHONDIR"] = str(work / "home" / ".ipython")
+        env["MPLCONFIGDIR"] = str(work / "home" / ".config" / "matplotlib")
+        return env
+
+
+class CheckRun(ConfinedJob):
+    """Runs one claimed check job (:meth:`run`), in the calling thread."""
+
+    label = "check"
 
     # -- the steps -----------------------------------------------------------------------------
 
@@ -187,18 +292,7 @@ class CheckRun:
 
     def _check(self, source: SourceFiles) -> CheckOutcome:
         s = self.settings
-        remove_tree(self.folder)
-        remove_tree(self.tmp)
-        src, work = self.folder / "src", self.folder / "work"
-        out = work / "out"
-        for folder in (src, out, work / "home", work / "jupyter"):
-            folder.mkdir(parents=True, exist_ok=True)
-        self.tmp.mkdir(mode=0o700)
-        for name, data in source.files.items():
-            target = src / name
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(data)
-        make_read_only(src)
+        src, work, out = self._folders(source.files)
         timeout = source_timeout(source) or s.cell_timeout
         cell_timeout = min(timeout, s.cell_timeout)
         # -P (3.11+): the check's working folder is not on its sys.path
@@ -207,20 +301,10 @@ class CheckRun:
                 "--source", str(src),
                 "--out", str(out), "--cell-timeout", f"{cell_timeout:g}",
                 "--total-timeout", f"{s.total_timeout:g}",
-                "--max-output-bytes", str(s.max_output_bytes), "--parent", str(os.getpid())]
-        cmd = self._confine(argv, src, work)
-        if self.confined:
-            cmd.append("--kernel-sandbox")
-        env = self._environment(work)
+                "--max-output-bytes", str(s.max_output_bytes)]
         log_path = self.folder / "check.log"
         deadline = time.monotonic() + s.total_timeout + s.kill_grace
-        with open(log_path, "ab") as log_file:
-            proc = subprocess.Popen(  # noqa: S603 - fixed argv, no shell
-                cmd, cwd=str(work), env=env, stdin=subprocess.DEVNULL, stdout=log_file,
-                stderr=subprocess.STDOUT, start_new_session=True)
-        self.pid = proc.pid
-        log.info("check %s of version %s: started pid %s (%s)", self.job.id, self.version.id,
-                 proc.pid, "confined" if self.confined else "NOT confined")
+        proc = self._start(argv, src, work, log_path)
         timed_out = self._supervise(proc, deadline)
         if timed_out:
             limit = s.total_timeout
@@ -235,36 +319,6 @@ class CheckRun:
                                  "without a report" + (f": {tail}" if tail else ""))
         return self._outcome(out)
 
-    def _supervise(self, proc: subprocess.Popen[bytes], deadline: float) -> bool:
-        """Wait for the check; True when it was killed at its deadline. Raises Abandoned when
-        the claim was lost or the gallery stops (the check is killed first)."""
-        renew_every = max(1.0, self.settings.lease_seconds / 6)
-        next_renew = time.monotonic() + renew_every
-        try:
-            while True:
-                try:
-                    proc.wait(timeout=0.25)
-                    return False
-                except subprocess.TimeoutExpired:
-                    pass
-                now = time.monotonic()
-                if self.stopping.is_set():
-                    raise Abandoned("the gallery is stopping")
-                if now >= deadline:
-                    log.warning("check %s: past its deadline; killing pid %s", self.job.id,
-                                proc.pid)
-                    return True
-                if now >= next_renew:
-                    next_renew = now + renew_every
-                    if not self.keep_claim():
-                        raise Abandoned("the job is no longer ours (cancelled or taken over)")
-        finally:
-            # always: a check killed at its deadline, abandoned, or even one that exited
-            # (its descendants are its own to kill, this is the backstop)
-            kill_process_tree(proc.pid)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(timeout=10)
-
     def _outcome(self, out: Path) -> CheckOutcome:
         stored, notes = artifacts.collect(out, self.store)
         report = artifacts.load_json(self.store, stored[artifacts.REPORT]) \
@@ -277,33 +331,6 @@ class CheckRun:
                   "notes": list(report.get("notes") or []) + notes,
                   "duration": report.get("duration"), "exit_code": report.get("exit_code")}
         return CheckOutcome("passed" if ok else "failed", result, stored)
-
-    # -- process set-up ------------------------------------------------------------------------
-
-    def _confine(self, argv: list[str], src: Path, work: Path) -> list[str]:
-        s = self.settings
-        if not s.sandbox:
-            return argv
-        if not sandbox.available():
-            log.warning("Landlock is not available here: the check of version %s runs without "
-                        "a file-system sandbox", self.version.id)
-            return argv
-        self.confined = True
-        return sandbox.command(argv, read=[src], write=[work, self.tmp], python=s.python,
-                               protect=[s.data_dir, *s.protected_paths])
-
-    def _environment(self, work: Path) -> dict[str, str]:
-        jupyter = work / "jupyter"
-        env = runner_environment(
-            jupyter_path=str(jupyter / "path"), config_dir=str(jupyter / "config"),
-            runtime_dir=str(self.tmp / "runtime"), data_dir=str(jupyter / "data"),
-            extra_env=self.settings.extra_env)
-        env["HOME"] = str(work / "home")
-        env["TMPDIR"] = str(self.tmp)
-        env["IPYTHONDIR"] = str(work / "home" / ".ipython")
-        env["MPLCONFIGDIR"] = str(work / "home" / ".config" / "matplotlib")
-        return env
-
 
 def source_timeout(source: SourceFiles) -> float | None:
     """The notebook's own ``metadata.nbapps.timeout``, if it sets a usable one."""
@@ -319,5 +346,6 @@ def source_timeout(source: SourceFiles) -> float | None:
     return float(value)
 
 
-__all__ = ["Abandoned", "CheckOutcome", "CheckRun", "CheckSettings", "error_outcome",
+__all__ = ["Abandoned", "CheckOutcome", "CheckRun", "CheckSettings", "ConfinedJob",
+           "error_outcome",
            "remove_tree", "source_timeout"]

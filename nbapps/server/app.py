@@ -50,6 +50,7 @@ from .authz import Authorizer
 from .context import STATIC_DIR, ResultCache, ServerContext, ServerOptions, make_template_env
 from .fallback import NotFoundHandler, StaticHandler
 from .forwarded import make_http_server
+from .hub_auth import HubConfiguration, HubUsers
 from .identity import CatalogUsers, IdentityProvider, resolve_cookie_secret
 from .live_sync import LiveSync
 from .logs import configure_logging
@@ -67,7 +68,7 @@ class NbappsServer(Application):
     name = "nbapps-serve"
     description = "Serve the nbapps gallery: catalog, review workflow, pages and JSON API."
     #: configurables of the server's parts (listed by --help-all, settable on the command line)
-    classes = [RuntimeConfiguration]
+    classes = [RuntimeConfiguration, HubConfiguration]
     version = __version__
 
     aliases = {
@@ -143,6 +144,10 @@ class NbappsServer(Application):
                                     "refresh); 0: never (one gallery process).")
 
     # -- policy ----------------------------------------------------------------------------------
+    auth = Unicode("builtin", config=True,
+                   help="Who logs people in: builtin (gallery accounts and passwords) or "
+                        "jupyterhub (Hub OAuth as a Hub service; c.HubConfiguration.*). "
+                        "Gallery API tokens work in both.")
     allow_anonymous_apps = Bool(False, config=True,
                                 help="Visitors without an account may open live apps (they "
                                      "still need an account for everything else).")
@@ -220,6 +225,48 @@ class NbappsServer(Application):
                                     help="At start, queue a check for every version recorded "
                                          "without one (stored by an earlier nbapps).")
 
+    # -- runs of approved versions (issue 14; nbapps.runs) --------------------------------------
+    run_workers = Integer(1, config=True,
+                          help="Runs executed at once (each a confined subprocess, like a "
+                               "check); a batch uses several. 0: this gallery runs none.")
+    run_queue_max = Integer(100, config=True,
+                            help="Runs that may wait in the queue; more are refused with "
+                                 "NBA370 (HTTP 429) until it drains.")
+    run_timeout = Float(600.0, config=True,
+                        help="Most seconds one run may take; then its kernel is killed "
+                             "(NBA072) and, past a grace, its whole process tree (NBA372).")
+    run_keep_days = Float(30.0, allow_none=True, config=True,
+                          help="Finished runs older than this are deleted (None: kept).")
+    run_keep_count = Integer(100, allow_none=True, config=True,
+                             help="Finished runs kept per app, newest first (None: all).")
+    run_pdf = Bool(True, config=True,
+                   help="Print each run's report to report.pdf with Chromium, when "
+                        "nbapps.report_pdf and Chromium are installed.")
+
+    # -- schedules of live versions (issue 14; nbapps.schedules) ---------------------------------
+    schedules_enabled = Bool(True, config=True,
+                             help="Fire the schedules apps declare (metadata.nbapps.schedules). "
+                                  "Replicas sharing a catalog fire each firing once.")
+    schedule_tick = Float(30.0, config=True,
+                          help="Seconds between two looks at due schedules and finished "
+                               "scheduled runs.")
+    schedule_allow_seconds = Bool(False, config=True,
+                                  help="Also run 6-field cron schedules (a leading seconds "
+                                       "field: they may fire every second; meant for tests).")
+    schedule_retry_base = Float(60.0, config=True,
+                                help="Seconds before the first retry of a failed scheduled run; "
+                                     "doubled at each further failure.")
+    schedule_retry_max = Float(3600.0, config=True,
+                               help="Longest wait before a retry of a failed scheduled run.")
+    schedule_retries = Integer(3, config=True,
+                               help="Retries after a failed scheduled run (the next regular "
+                                    "firing runs anyway).")
+    schedule_webhook_url = Unicode("", config=True,
+                                   help="POST a JSON notification here when a scheduled run "
+                                        "fails or an app recovers (empty: none).")
+    schedule_webhook_timeout = Float(5.0, config=True,
+                                     help="Seconds the webhook may take to answer.")
+
     #: the app runtime (runners + proxy): set by the runner module before start; see
     #: :meth:`make_runtime`. None: /apps/<slug>/ answers "runtime not available".
     runtime: Any = None
@@ -235,6 +282,13 @@ class NbappsServer(Application):
     @default("check_workers")
     def _check_workers_default(self) -> int:
         return os.cpu_count() or 1
+
+    @validate("auth")
+    def _valid_auth(self, proposal: Any) -> str:
+        if proposal["value"] not in ("builtin", "jupyterhub"):
+            raise TraitError("NBA342: auth must be builtin or jupyterhub, "
+                             f"not {proposal['value']!r}")
+        return str(proposal["value"])
 
     @validate("base_url")
     def _valid_base_url(self, proposal: Any) -> str:
@@ -342,6 +396,14 @@ class NbappsServer(Application):
             log.info("cookie secret from %s", where, extra={"source": where})
         return self._secret
 
+    def user_source(self, catalog: Any) -> CatalogUsers:
+        """Built-in accounts, or JupyterHub's users (:mod:`.hub_auth`; NBA342 if misconfigured)."""
+        if self.auth == "jupyterhub":
+            settings = HubConfiguration(parent=self).settings(self.base_url)
+            log.info("JupyterHub login: API %s, client %s", settings.api_url, settings.client_id)
+            return HubUsers(catalog, settings)
+        return CatalogUsers(catalog)
+
     def build_context(self) -> ServerContext:
         data_dir = self.resolved_data_dir()
         ensure_private_dir(data_dir)
@@ -377,7 +439,7 @@ class NbappsServer(Application):
         )
         ctx = ServerContext(
             options=options, catalog=catalog, store=store,
-            identity=IdentityProvider(CatalogUsers(catalog), session_days=self.session_days),
+            identity=IdentityProvider(self.user_source(catalog), session_days=self.session_days),
             authorizer=Authorizer(allow_anonymous_apps=self.allow_anonymous_apps),
             templates=make_template_env(list(self.template_paths), auto_reload=self.debug,
                                         base_url=self.base_url),
@@ -393,7 +455,37 @@ class NbappsServer(Application):
                      extra={"removed": removed})
         ctx.runtime = self.make_runtime(ctx)
         ctx.checks = self.make_check_pool(ctx)
+        ctx.runs = self.make_run_pool(ctx)
+        ctx.scheduler = self.make_scheduler(ctx)
         return ctx
+
+    def make_scheduler(self, ctx: ServerContext) -> Any:
+        """The scheduler of live versions' schedules (:mod:`nbapps.schedules.scheduler`)."""
+        from ..schedules.scheduler import Scheduler, SchedulerSettings
+
+        if not self.schedules_enabled:
+            return None
+        settings = SchedulerSettings(
+            tick=self.schedule_tick, allow_seconds=self.schedule_allow_seconds,
+            retry_base=self.schedule_retry_base, retry_max=self.schedule_retry_max,
+            retries=self.schedule_retries, webhook_url=self.schedule_webhook_url,
+            webhook_timeout=self.schedule_webhook_timeout, public_url=self.public_url,
+            base_url=self.base_url, queue_max=self.run_queue_max)
+        return Scheduler(ctx.catalog, settings, on_change=ctx.changed,
+                         wake_runs=getattr(ctx.runs, "notify", None))
+
+    def make_run_pool(self, ctx: ServerContext) -> Any:
+        """The pool of run workers (:mod:`nbapps.runs.pool`), confined like checks."""
+        from ..runs.pool import RunPool, RunSettings
+
+        settings = RunSettings(
+            data_dir=Path(ctx.data_dir), workers=max(0, self.run_workers),
+            queue_max=self.run_queue_max, total_timeout=self.run_timeout,
+            cell_timeout=self.run_timeout, kill_grace=min(30.0, 5.0 + self.run_timeout / 10),
+            keep_days=self.run_keep_days, keep_count=self.run_keep_count, pdf=self.run_pdf,
+            sandbox=self.runtime_configuration().sandbox,
+            protected_paths=self._protected_files())
+        return RunPool(settings, ctx.catalog, ctx.store, on_change=ctx.changed)
 
     def make_check_pool(self, ctx: ServerContext) -> Any:
         """The pool of check workers (:mod:`nbapps.jobs.pool`), confined like app runners."""
@@ -515,6 +607,11 @@ class NbappsServer(Application):
                 # "serving at" means the queue is recovered: versions recorded later are not
                 # mistaken for ones left without a check
                 await self.loop.run_in_executor(None, ctx.checks.wait_ready, 60.0)
+            if ctx.runs is not None:
+                ctx.runs.start()
+                await self.loop.run_in_executor(None, ctx.runs.wait_ready, 60.0)
+            if ctx.scheduler is not None:
+                ctx.scheduler.start()
             # replicas: follow live versions and listings changed by other gallery processes
             self.live_sync = LiveSync(ctx, self.live_poll_interval)
             self.live_sync.start()
@@ -544,8 +641,12 @@ class NbappsServer(Application):
                     await self.usage.flush()
                 except Exception:  # noqa: BLE001 - shutdown goes on; counts are not vital
                     log.exception("app usage not written at shutdown")
+            if ctx.scheduler is not None:  # first: no new firings while the pools stop
+                await self.loop.run_in_executor(None, ctx.scheduler.stop)
             if ctx.checks is not None:  # running checks go back to the queue
                 await self.loop.run_in_executor(None, ctx.checks.stop)
+            if ctx.runs is not None:  # running runs go back to the queue too
+                await self.loop.run_in_executor(None, ctx.runs.stop)
             if self.live_sync is not None:
                 await self.live_sync.stop()
             await _lifecycle(runtime, ("stop", "close"))

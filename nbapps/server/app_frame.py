@@ -40,6 +40,12 @@ def frame_path(slug: str) -> str:
     return f"/app/{slug}/open"
 
 
+def live_path(slug: str) -> str:
+    """The frame that always runs the app live (a snapshot's *Run live*), where
+    :func:`frame_path` first shows an opted-in app's snapshot when no values are asked for."""
+    return f"/app/{slug}/live"
+
+
 def frame_url_of(options: ServerOptions) -> Callable[[str, str], str]:
     """``frame_url(slug, query)`` for the proxy: where a browser opening an app is sent."""
     def frame_url(slug: str, query: str) -> str:
@@ -85,11 +91,20 @@ class AppFrameHandler(PageHandler):
 
     permissions: ClassVar[dict[str, Requirement]] = {"GET": OPEN_APPS}
     nav = "gallery"
+    #: an app opted in to snapshots opens as its latest default report when no values are
+    #: asked for (the crowd that only looks costs no kernel); False for ``/live``
+    snapshot_first = True
 
     def get(self, slug: str) -> None:
         user = self.current_user
         detail = _live(self.ctx, slug)
         app = detail.app
+        if self.snapshot_first and not self.request.query:
+            from .snapshots import find_snapshot, snapshot_path  # snapshots imports pages_apps
+
+            if find_snapshot(self.ctx, slug, detail.live, None) is not None:
+                self.redirect(self.url(snapshot_path(slug)))
+                return
         asked = asked_values(self, contract_of(detail.live.manifest))
         problems, suffix = asked.problems, asked.suffix
         tickets: AppTickets = self.settings["nbapps_tickets"]
@@ -112,6 +127,12 @@ class AppFrameHandler(PageHandler):
             report_url=report if has_report else None, ready=ready, steps=STEPS,
             sandbox=IFRAME_SANDBOX,
         )
+
+
+class AppLiveFrameHandler(AppFrameHandler):
+    """``<base>app/<slug>/live``: the app frame, never a snapshot."""
+
+    snapshot_first = False
 
 
 class AppStatusHandler(APIHandler):

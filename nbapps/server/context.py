@@ -108,6 +108,10 @@ class ServerContext:
     runtime: Any = None
     #: the gallery's check workers (:class:`nbapps.jobs.pool.CheckPool`); None: none here
     checks: Any = None
+    #: the gallery's run workers (:class:`nbapps.runs.pool.RunPool`); None: runs not served
+    runs: Any = None
+    #: the gallery's scheduler (:class:`nbapps.schedules.scheduler.Scheduler`); None: none
+    scheduler: Any = None
     metrics: Any = None
     cache: ResultCache = field(default_factory=lambda: ResultCache(2.0))
     #: switches of the runtime to a new live version still running, by slug (live_changed)

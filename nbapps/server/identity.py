@@ -13,7 +13,10 @@ Two credentials are accepted:
 * an **API token** as ``Authorization: Bearer <token>`` (the CLI, the JupyterLab extension). A
   request that carries this header is authenticated by the token only, never by a cookie too: a
   wrong token is a 401 even with a valid cookie. That is what makes it safe to exempt such
-  requests from XSRF checks (see :mod:`nbapps.server.base`).
+  requests from XSRF checks (see :mod:`nbapps.server.base`). Under JupyterHub
+  (``c.NbappsServer.auth = "jupyterhub"``) the user source is
+  :class:`nbapps.server.hub_auth.HubUsers`: a token that is not a gallery token (``nba_...``)
+  is a user's Hub token, checked with the Hub; sessions are opened by its OAuth callback.
 
 Lookups are cached for a few seconds (tornado serves every request on one thread; the gallery
 must answer in about a millisecond); :meth:`IdentityProvider.invalidate` drops the cache when a

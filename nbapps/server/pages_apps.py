@@ -16,6 +16,7 @@ from .app_isolation import from_untrusted_context
 from .app_tickets import Ticket
 from .authz import OPEN_APPS, Requirement
 from .base import PAGE_CSP, PageHandler, coded_error
+from .schedule_views import app_schedule_context, broken_slugs
 from .views import (
     NOTICES,
     app_visible_to,
@@ -72,7 +73,7 @@ class GalleryHandler(PageHandler):
         html = self.ctx.templates.get_template("gallery_content.html").render(
             apps=result, q=q, tag=tag, category=category, sort=sort, tags=tag_list(self.ctx),
             categories=category_list(self.ctx), sorts=SORT_LABELS, url_for_page=url_for,
-            url_for=url_for)
+            url_for=url_for, broken=broken_slugs(self.ctx, [a.slug for a in result.items]))
         return Markup(html)
 
 
@@ -93,12 +94,17 @@ class AppPageHandler(PageHandler):
         except NbappsError:
             series = []
         open_url = self.url(app_open_path(detail.app.slug))
+        from .snapshots import snapshot_link, variant_links  # snapshots imports this module
+
         self.render_page(
             "app.html", detail=detail, app=detail.app, live=detail.live,
             contract=contract, form_fields=[form_field(p) for p in contract],
             usage=usage_chart(series), open_url=open_url,
             share_url=self.gallery_url() + app_open_path(detail.app.slug),
+            variants=variant_links(self, detail.app.slug, detail.live, open_url),
+            snapshot=snapshot_link(self, detail.app.slug, detail.live),
             versions=visible_versions(self.ctx, user, detail), can_rollback=can_rollback,
+            **app_schedule_context(self.ctx, user, detail),
             **NOTICES.get(self.get_argument("done", ""), {}),
         )
 

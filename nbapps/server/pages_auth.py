@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 from ..errors import NbappsError
 from .authz import AUTHENTICATED, PUBLIC, Requirement
 from .base import PageHandler, retry_after
+from .hub_auth import login_links
 from .identity import SESSION_COOKIE
 
 
@@ -36,7 +37,9 @@ class LoginHandler(PageHandler):
         if self.current_user is not None:
             self.redirect(nxt)
             return
-        self.render_page("login.html", next=nxt, username="", error=None)
+        self.render_page("login.html", next=nxt, username="", error=None,
+                         hub=login_links(self.ctx, nxt),
+                         logged_out=self.get_argument("logged_out", "") == "1")
 
     async def post(self) -> None:
         name = self.get_body_argument("username", "").strip()
@@ -51,7 +54,7 @@ class LoginHandler(PageHandler):
             if err.code == "NBA309":
                 self.set_header("Retry-After", retry_after(self, err))
             self.render_page("login.html", next=nxt, username=name, error=err.message,
-                             _user=None)
+                             _user=None, hub=login_links(self.ctx, nxt), code=err.code)
             return
         session_id = await self.ctx.run(self.ctx.identity.start_session, user)
         self.set_signed_cookie(
@@ -75,4 +78,4 @@ class LogoutHandler(PageHandler):
         else:  # a logout with a Bearer token: there is no session to end
             await self.ctx.run(self.ctx.catalog.audit, "logout", actor=user.name,
                                target=f"user:{user.name}", ip=self.client_ip())
-        self.redirect(self.url("/login"))
+        self.redirect(self.url("/login?logged_out=1"))

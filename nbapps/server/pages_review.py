@@ -204,8 +204,17 @@ class SubmissionPageHandler(PageHandler):
             publisher_report=version.manifest.get("validation") if isinstance(
                 version.manifest, dict) else None,
             refresh=REFRESH_SECONDS if status.pending else None,
+            **_schedules(self.ctx, version),
             **NOTICES.get(self.get_argument("done", ""), {}),
         )
+
+
+def _schedules(ctx: ServerContext, version: VersionInfo) -> dict[str, object]:
+    """The schedules the reviewer approves with the version (:mod:`.schedule_views`)."""
+    from .schedule_views import version_schedules
+
+    schedules, problems = version_schedules(ctx, version)
+    return {"schedules": schedules, "schedule_problems": problems}
 
 
 class SubmissionNotebookHandler(PageHandler):

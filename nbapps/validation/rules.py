@@ -381,6 +381,51 @@ def content_findings(app: AppNotebook, max_output_bytes: int) -> list[Finding]:
     return findings
 
 
+def schedule_findings(app: AppNotebook) -> list[Finding]:
+    """NBA085-NBA089: ``metadata.nbapps.schedules`` (:func:`nbapps.schedules.parse_schedules`);
+    parameters are checked against the contract unless the parameters cell is unusable
+    (NBA022 already says so)."""
+    from ..schedules import parse_schedules
+
+    if not app.meta.schedules:
+        return []
+    usable = not any(f.code == "NBA022" for f in app.findings)
+    return parse_schedules(app.meta.schedules, app.contract if usable else None)[1]
+
+
+def variant_findings(app: AppNotebook) -> list[Finding]:
+    """NBA090-NBA094: ``metadata.nbapps.variants`` (:func:`nbapps.variants.parse_variants`),
+    checked against the contract unless the parameters cell is unusable (NBA022)."""
+    from ..variants import parse_variants
+
+    if not app.meta.variants:
+        return []
+    usable = not any(f.code == "NBA022" for f in app.findings)
+    return parse_variants(app.meta.variants, app.contract if usable else None)[1]
+
+
+def output_findings(app: AppNotebook) -> list[Finding]:
+    """NBA080-NBA082: ``metadata.nbapps.outputs`` (the files a run keeps, :mod:`nbapps.runs`)."""
+    from ..runs.program import MAX_OUTPUTS, safe_output_name
+
+    findings: list[Finding] = []
+    seen: set[str] = set()
+    if len(app.meta.outputs) > MAX_OUTPUTS:
+        findings.append(Finding("NBA081", f"`metadata.nbapps.outputs` lists "
+                                f"{len(app.meta.outputs)} files; at most {MAX_OUTPUTS}"))
+    for value in app.meta.outputs:
+        name = safe_output_name(value)
+        if name is None:
+            findings.append(Finding("NBA080", f"`metadata.nbapps.outputs` entry {value!r} is "
+                                    "not a plain relative file name"))
+        elif name in seen:
+            findings.append(Finding("NBA082", f"`metadata.nbapps.outputs` lists {name!r} "
+                                    "twice"))
+        else:
+            seen.add(name)
+    return findings
+
+
 def static_findings(app: AppNotebook, *, kernel_override: str | None = None) -> list[Finding]:
     """The quick rules (all but test parameters, content scanning and running)."""
     findings = kernel_findings(app, kernel_override)
@@ -388,5 +433,8 @@ def static_findings(app: AppNotebook, *, kernel_override: str | None = None) -> 
     findings += authoring_findings(app)
     findings += file_findings(app)
     findings += shell_findings(app)
+    findings += schedule_findings(app)
+    findings += variant_findings(app)
+    findings += output_findings(app)
     return findings
 

@@ -1,0 +1,131 @@
+"""The gallery's pool of run workers: :class:`nbapps.jobs.pool.CheckPool`'s threads, recovery
+and clean stop, claiming jobs of kind ``run`` (:mod:`nbapps.catalog.runs`) and running each as a
+:class:`.worker.RunJob`. Its own worker count (``c.NbappsServer.run_workers``) lets a batch use
+several workers in parallel; the first worker also applies the retention
+(``run_keep_days`` / ``run_keep_count`` per app) at start and every ``prune_every`` seconds.
+
+Retention deletes the runs' rows; their blobs stay in the bundle store (the store has no
+delete yet: ``nbapps store check`` lists blobs no job references).
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from ..catalog.jobs import JobInfo
+from ..catalog.runs import RUN
+from ..errors import NbappsError
+from ..jobs.pool import CheckPool
+from ..jobs.worker import ConfinedJob
+from .worker import RunJob, RunSettings, SpareProgram
+
+log = logging.getLogger("nbapps.runs")
+
+
+class RunPool(CheckPool):
+    """Worker threads running run jobs."""
+
+    kind = RUN
+    label = "run"
+    settings: RunSettings
+
+    def __init__(self, settings: RunSettings, catalog: Any, store: Any, *,
+                 on_change: Callable[[], None] | None = None) -> None:
+        super().__init__(settings, catalog, store, on_change=on_change)
+        self._last_prune = 0.0
+        #: runs deleted by retention (for metrics and tests)
+        self.pruned = 0
+        self._local = threading.local()
+        self._spares: set[SpareProgram] = set()
+        #: when this pool last started a run (monotonic; 0: never)
+        self._last_run = 0.0
+
+    def _claim(self) -> JobInfo | None:
+        # a spare program only while runs are being asked for: a gallery whose apps are never
+        # run keeps no idle Python process (nor its folder) around
+        if self.settings.prewarm and self._recently_used():
+            self._ensure_spare()
+        else:
+            spare = getattr(self._local, "spare", None)
+            if spare is not None:
+                self._local.spare = None
+                self._drop(spare)
+        return super()._claim()
+
+    def _recently_used(self) -> bool:
+        return (self._last_run > 0
+                and time.monotonic() - self._last_run < self.settings.spare_idle_seconds)
+
+    def _ensure_spare(self) -> None:
+        """This worker thread's spare program, started if it has none (or it died)."""
+        spare: SpareProgram | None = getattr(self._local, "spare", None)
+        if spare is not None and spare.alive():
+            return
+        if spare is not None:
+            self._drop(spare)
+        try:
+            spare = SpareProgram(self.settings, self._stopping)
+        except Exception:  # noqa: BLE001 - runs still start cold
+            log.warning("run pool: no spare run program", exc_info=True)
+            self._local.spare = None
+            return
+        self._local.spare = spare
+        with self._lock:
+            self._spares.add(spare)
+
+    def _drop(self, spare: SpareProgram) -> None:
+        with self._lock:
+            self._spares.discard(spare)
+        spare.discard()
+
+    def _new_job(self, job: JobInfo, version: Any, keep_claim: Callable[[], bool]
+                 ) -> ConfinedJob:
+        self._last_run = time.monotonic()
+        run = RunJob(self.settings, self.store, job, version, keep_claim=keep_claim,
+                     stopping=self._stopping)
+        spare = getattr(self._local, "spare", None)
+        if spare is not None:
+            self._local.spare = None
+            with self._lock:
+                self._spares.discard(spare)
+            run.spare = spare
+        if self.settings.prewarm:
+            # the next run's program prepares while this one runs (on the other core)
+            self._ensure_spare()
+        return run
+
+    def stop(self, timeout: float = 30.0) -> None:
+        super().stop(timeout)
+        with self._lock:
+            spares, self._spares = list(self._spares), set()
+        for spare in spares:
+            spare.discard()
+
+    def _after_recovery(self) -> None:
+        self.prune()
+
+    def _idle(self) -> None:
+        if time.monotonic() - self._last_prune >= self.settings.prune_every:
+            self.prune()
+
+    def prune(self) -> int:
+        """Apply the retention now; returns how many runs were deleted."""
+        self._last_prune = time.monotonic()
+        s = self.settings
+        if s.keep_days is None and s.keep_count is None:
+            return 0
+        try:
+            gone = self.catalog.prune_runs(keep_days=s.keep_days, keep_count=s.keep_count)
+        except NbappsError as exc:
+            log.warning("run retention not applied: %s", exc.message)
+            return 0
+        if gone:
+            self.pruned += len(gone)
+            log.info("run retention: deleted %d run(s)", len(gone))
+        return len(gone)
+
+
+__all__ = ["RunPool", "RunSettings"]

@@ -1,0 +1,220 @@
+"""The run program: ``python -m nbapps.runs.program --source DIR --out DIR --params JSON ...``.
+
+Run by the gallery's run worker (:mod:`.worker`) for one run, confined exactly like the check
+program (:mod:`nbapps.jobs.check`, whose process set-up it shares: Landlock, kernels in one more
+Landlock layer with ``--kernel-sandbox``, subreaper, ``PR_SET_PDEATHSIG``, the tree killed
+before it exits). It executes the approved source notebook with the parameters (papermill's
+injection, :func:`nbapps.execute.run_notebook`: cell and total timeouts, no missed wake-ups, no
+shutdown stall) in a working folder holding the declared data files, inside its TMPDIR (the only
+folder its kernels may write), and writes into ``--out`` (which the kernels cannot write):
+
+=================== ===========================================================================
+``executed.ipynb``  the executed notebook, widget state in ``metadata.widgets``
+``report.html``     what the app shows (:mod:`.report`), widgets from the saved state
+``result.json``     the values recorded with :func:`nbapps.record` (``{}`` when none)
+``outputs/<name>``  each file named in ``metadata.nbapps.outputs`` that the run wrote into its
+                    working folder (regular files, relative names, at most
+                    ``--max-output-file-bytes`` each; else an NBA374 warning)
+``run.json``        ``{"ok", "findings", "seconds", "cells", "outputs", "notes"}``; written
+                    last, so its presence means the program completed
+=================== ===========================================================================
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import time
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from ..jobs.check import _kill_descendants, _tie_to_parent, _write, confine_kernels, run_timings
+
+APP_NOTEBOOK = "app.ipynb"
+#: artifact file names the program writes itself (declared outputs may not take them)
+RESERVED = ("executed.ipynb", "report.html", "result.json", "run.json", "report.pdf")
+#: declared outputs a notebook may list (NBA081 beyond)
+MAX_OUTPUTS = 50
+#: the recorded values together, as JSON
+MAX_RESULT_BYTES = 1024 * 1024
+
+
+def _finding(code: str, message: str, severity: str | None = None) -> dict[str, Any]:
+    from ..findings import Finding
+
+    data = Finding(code, message).to_dict()
+    if severity is not None:
+        data["severity"] = severity
+    return data
+
+
+def safe_output_name(name: Any) -> str | None:
+    """A declared output name as a relative POSIX path, or None when it is not acceptable."""
+    if not isinstance(name, str):
+        return None
+    text = name.strip().replace("\\", "/")
+    rel = PurePosixPath(text)
+    if not text or rel.is_absolute() or ".." in rel.parts or text.startswith("~") \
+            or text in RESERVED or any(p.startswith(".") for p in rel.parts):
+        return None
+    return rel.as_posix()
+
+
+def collect_outputs(declared: list[Any], workdir: Path, out: Path, max_bytes: int
+                    ) -> tuple[list[str], list[dict[str, Any]]]:
+    """Copy the declared output files from ``workdir`` to ``out/outputs``; (names kept,
+    NBA374 findings for the rest)."""
+    kept: list[str] = []
+    findings: list[dict[str, Any]] = []
+    root = workdir.resolve()
+    for entry in declared:
+        name = safe_output_name(entry)
+        if name is None:
+            findings.append(_finding("NBA374", f"declared output {entry!r} is not a relative "
+                                     "file name in the working folder (or a reserved name)"))
+            continue
+        path = workdir / name
+        try:
+            inside = path.resolve().is_relative_to(root)
+        except OSError:
+            inside = False
+        if not inside or path.is_symlink() or not path.is_file():
+            findings.append(_finding("NBA374", f"declared output '{name}' was not written by "
+                                     "the run (no such regular file in its working folder)"))
+            continue
+        size = path.stat().st_size
+        if size > max_bytes:
+            findings.append(_finding("NBA374", f"declared output '{name}' is {size} bytes, "
+                                     f"more than the gallery keeps ({max_bytes})"))
+            continue
+        target = out / "outputs" / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, target)
+        kept.append(name)
+    return kept, findings
+
+
+def bounded_records(values: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The recorded values if together within :data:`MAX_RESULT_BYTES`, else the ones that fit
+    (in order) and an NBA379 warning per value left out."""
+    kept: dict[str, Any] = {}
+    findings = []
+    size = 2
+    for name, value in values.items():
+        item = len(json.dumps({name: value})) + 1
+        if size + item > MAX_RESULT_BYTES:
+            findings.append(_finding("NBA379", f"recorded value {name!r} left out: the recorded "
+                                     f"values exceed {MAX_RESULT_BYTES} bytes together"))
+            continue
+        kept[name] = value
+        size += item
+    return kept, findings
+
+
+def run(source: Path, out: Path, workdir: Path, parameters: dict[str, Any], *,
+        cell_timeout: float, total_timeout: float, max_output_file_bytes: int,
+        title: str = "", version: str = "") -> dict[str, Any]:
+    """Execute ``source/app.ipynb`` with ``parameters`` in ``workdir``; artifacts into ``out``."""
+    import nbformat
+
+    from ..errors import NbappsError
+    from ..execute import app_files, copy_files, run_notebook
+    from ..notebook import load_notebook
+    from ..record import read_records
+
+    started = time.perf_counter()
+    notes: list[str] = []
+    try:
+        app = load_notebook(source / APP_NOTEBOOK, name=APP_NOTEBOOK)
+    except NbappsError as exc:
+        summary = {"ok": False, "findings": [_finding(exc.code, exc.message)], "seconds": 0,
+                   "cells": [], "outputs": [], "notes": notes}
+        _write(out / "run.json", json.dumps(summary).encode("utf-8"))
+        return summary
+    workdir.mkdir(parents=True, exist_ok=True)
+    copy_files(source, app_files(app), workdir)
+    result = run_notebook(app.nb, parameters, cwd=workdir, cell_timeout=cell_timeout,
+                          total_timeout=total_timeout)
+    findings = [f.to_dict() for f in result.findings]
+    _write(out / "executed.ipynb", nbformat.writes(result.nb).encode("utf-8"))
+    values, dropped = bounded_records(read_records(result.nb))
+    findings.extend(dropped)
+    _write(out / "result.json", json.dumps(values).encode("utf-8"))
+    kept, missing = collect_outputs(list(app.meta.outputs), workdir, out, max_output_file_bytes)
+    findings.extend(missing)
+    try:
+        from .report import render_report
+
+        html = render_report(result.nb, title=title or app.meta.title, parameters=parameters,
+                             when=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+                             version=version)
+        _write(out / "report.html", html.encode("utf-8"))
+    except Exception as exc:  # noqa: BLE001 - the run's other artifacts still count
+        notes.append(f"the HTML report could not be made: {type(exc).__name__}: {exc}"[:300])
+    summary = {"ok": result.ok and not any(f.get("severity") == "error" for f in findings),
+               "findings": findings,
+               "seconds": round(time.perf_counter() - started, 3),
+               "cells": run_timings(result.summary(), result.nb)["cells"],
+               "outputs": kept, "notes": notes}
+    _write(out / "run.json", json.dumps(summary, default=str).encode("utf-8"))
+    return summary
+
+
+def _preload() -> None:
+    """What a run imports and builds anyway, done before the job arrives (a spare program)."""
+    import nbformat  # noqa: F401
+    import papermill.engines  # noqa: F401
+
+    from .. import execute  # noqa: F401
+    from . import report
+
+    report._get_exporter()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m nbapps.runs.program")
+    parser.add_argument("--source", required=True, type=Path)
+    parser.add_argument("--out", required=True, type=Path)
+    parser.add_argument("--params", default="{}", help="the parameter values, as JSON")
+    parser.add_argument("--cell-timeout", type=float, default=120.0)
+    parser.add_argument("--total-timeout", type=float, default=600.0)
+    parser.add_argument("--max-output-file-bytes", type=int, default=20 * 1024 * 1024)
+    parser.add_argument("--title", default="")
+    parser.add_argument("--version", default="")
+    parser.add_argument("--parent", type=int, default=None)
+    parser.add_argument("--kernel-sandbox", action="store_true",
+                        help="start kernels in one more Landlock layer")
+    parser.add_argument("--stdin-job", action="store_true",
+                        help="prepare (imports, kernelspecs), then read the job as one JSON "
+                             "line on stdin: params, cell_timeout, total_timeout, title, ...")
+    args = parser.parse_args(argv)
+    _tie_to_parent(args.parent)
+    args.out.mkdir(parents=True, exist_ok=True)
+    tmp = Path(os.environ.get("TMPDIR") or "/tmp")
+    if args.kernel_sandbox:
+        confine_kernels(tmp)
+    if args.stdin_job:
+        _preload()
+        line = sys.stdin.readline()
+        if not line.strip():  # the gallery stopped or dropped this spare
+            return 0
+        job = json.loads(line)
+        args.params = json.dumps(job.get("params") or {})
+        for key in ("cell_timeout", "total_timeout", "max_output_file_bytes", "title",
+                    "version"):
+            if key in job:
+                setattr(args, key, job[key])
+    try:
+        run(args.source, args.out, tmp / "run", json.loads(args.params),
+            cell_timeout=args.cell_timeout, total_timeout=args.total_timeout,
+            max_output_file_bytes=args.max_output_file_bytes, title=args.title,
+            version=args.version)
+    finally:
+        _kill_descendants()
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover - run as a program by the worker
+    sys.exit(main())

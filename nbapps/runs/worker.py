@@ -1,0 +1,283 @@
+"""One run job: the approved source in a private folder, the confined run program, its
+deadline, and the artifacts stored as content-addressed blobs.
+
+The machinery is the check's (:class:`nbapps.jobs.worker.ConfinedJob`): ``<data_dir>/runs/
+<job id>-<attempt>/`` with ``src/`` (read-only source), ``work/`` (HOME, Jupyter folders,
+``out/``), ``run.log``, and a short private TMPDIR (``nbapps-rn-<tag>-<job>-<attempt>``) in
+which the notebook's working folder lives (the only folder its kernels may write). Both are
+removed at the end, and at the next start after a crash. At ``run_timeout`` the notebook's
+kernel is killed by the program (NBA072); at ``run_timeout + kill_grace`` the worker kills the
+whole process tree (NBA372).
+
+Artifacts, recorded on the job as ``{name: sha256}``: ``executed.ipynb``, ``report.html``,
+``result.json``, ``report.pdf`` (when :mod:`nbapps.report_pdf` and Chromium are there and
+``pdf`` is on) and every declared output under its own relative name.
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import secrets
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+from ..errors import NbappsError
+from ..files import make_read_only, remove_tree
+from ..findings import Finding
+from ..jobs.source import source_ref
+from ..jobs.worker import Abandoned, CheckOutcome, CheckSettings, ConfinedJob, _log_tail
+from ..jobs.worker import source_timeout as notebook_timeout
+from ..processes import kill_process_tree
+from .program import RESERVED
+
+log = logging.getLogger("nbapps.runs")
+
+RUNS_DIR = "runs"
+EXECUTED = "executed.ipynb"
+REPORT = "report.html"
+RESULT = "result.json"
+PDF = "report.pdf"
+#: the URL the PDF printer maps to the pinned widget bundle (:mod:`nbapps.report_pdf`)
+_PDF_BUNDLE_URL = "/static/widgets/embed.js"
+
+
+@dataclass(frozen=True)
+class RunSettings(CheckSettings):
+    """How runs run (``c.NbappsServer.run_*``); ``total_timeout`` is ``run_timeout``."""
+
+    workers: int = 1
+    queue_max: int = 100
+    total_timeout: float = 600.0
+    check_unchecked: bool = False
+    #: finished runs kept per app: at most this many (None: no limit) ...
+    keep_count: int | None = 100
+    #: ... and none older than this many days (None: no limit)
+    keep_days: float | None = 30.0
+    #: largest declared output file kept
+    max_output_file_bytes: int = 20 * 1024 * 1024
+    #: largest artifact kept (executed notebook, report)
+    max_artifact_bytes: int = 100 * 1024 * 1024
+    #: print report.pdf with Chromium (:mod:`nbapps.report_pdf`) when it is installed
+    pdf: bool = True
+    pdf_timeout: float = 60.0
+    #: seconds between retention passes
+    prune_every: float = 600.0
+    #: keep one run program per worker started and waiting for its next job (imports,
+    #: kernelspecs and the report exporter ready): a run skips ~1.5 s of start-up
+    prewarm: bool = True
+    #: a spare program is kept this long after the last run started, then let go
+    spare_idle_seconds: float = 600.0
+
+    @property
+    def folder(self) -> Path:
+        return self.data_dir / RUNS_DIR
+
+    @property
+    def temp_prefix(self) -> str:
+        tag = hashlib.sha256(str(self.data_dir.resolve()).encode()).hexdigest()[:8]
+        return f"nbapps-rn-{tag}-"
+
+
+def _outcome(state: str, code: str, message: str, **extra: Any) -> CheckOutcome:
+    finding = Finding(code, message).to_dict()
+    return CheckOutcome(state, {"findings": [finding], "values": {}, "error": message,
+                                "notes": [], **extra})
+
+
+def _argv(settings: RunSettings, src: Path, out: Path) -> list[str]:
+    safe_path = ["-P"] if sys.version_info >= (3, 11) else []
+    return [settings.python or sys.executable, *safe_path, "-m", "nbapps.runs.program",
+            "--source", str(src), "--out", str(out)]
+
+
+class SpareProgram(ConfinedJob):
+    """A run program started ahead of its job, confined to folders of its own, waiting for
+    the job on stdin (``--stdin-job``); :class:`RunJob` fills its ``src`` and hands it the job.
+    It dies with its worker thread (``PR_SET_PDEATHSIG``) and with the gallery."""
+
+    label = "run"
+    settings: RunSettings
+
+    def __init__(self, settings: RunSettings, stopping: threading.Event) -> None:
+        name = f"spare-{secrets.token_hex(4)}"
+        job: Any = SimpleNamespace(id=name, attempts=0, parameters={})
+        super().__init__(settings, None, job, SimpleNamespace(id="(next)"),  # type: ignore
+                         keep_claim=lambda: True, stopping=stopping)
+        self.folder = settings.folder / name
+        self.tmp = Path(tempfile.gettempdir()) / f"{settings.temp_prefix}{name}"
+        self.src, self.work, self.out = self._folders({})
+        self.log_path = self.folder / "run.log"
+        self.proc = self._start([*_argv(settings, self.src, self.out), "--stdin-job"],
+                                self.src, self.work, self.log_path, stdin=subprocess.PIPE)
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def load(self, files: dict[str, bytes]) -> None:
+        """The job's source files into the (still empty) read-only ``src``."""
+        os.chmod(self.src, 0o700)
+        for name, data in files.items():
+            target = self.src / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(data)
+        make_read_only(self.src)
+
+    def discard(self) -> None:
+        kill_process_tree(self.proc.pid)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.proc.wait(timeout=10)
+        remove_tree(self.folder)
+        remove_tree(self.tmp)
+
+
+class RunJob(ConfinedJob):
+    """Runs one claimed run job (:meth:`run`), in the calling thread; with ``spare`` (a
+    :class:`SpareProgram`), in that already started program."""
+
+    label = "run"
+    settings: RunSettings
+    spare: SpareProgram | None = None
+
+    def run(self) -> CheckOutcome:
+        """The outcome to record; raises :class:`Abandoned` when nothing must be recorded."""
+        started = time.monotonic()
+        try:
+            source = self.store.read_source(*source_ref(self.version))
+        except NbappsError as exc:
+            log.warning("run %s: source of version %s unreadable: %s", self.job.id,
+                        self.version.id, exc.message)
+            return _outcome("error", "NBA373", f"the stored source could not be read: "
+                            f"{exc.message}")
+        try:
+            outcome = self._execute(source.files, notebook_timeout(source))
+        finally:
+            remove_tree(self.folder)
+            remove_tree(self.tmp)
+        outcome.result["seconds"] = round(time.monotonic() - started, 3)
+        outcome.result["confined"] = self.confined
+        #: the program's pid and private folder name (to find leftovers of a killed run)
+        outcome.result["pid"], outcome.result["folder"] = self.pid, self.folder.name
+        return outcome
+
+    def _execute(self, files: dict[str, bytes], own_timeout: float | None) -> CheckOutcome:
+        s = self.settings
+        cell_timeout = min(own_timeout or s.cell_timeout, s.cell_timeout, s.total_timeout)
+        job = {"params": self.job.parameters, "cell_timeout": cell_timeout,
+               "total_timeout": s.total_timeout,
+               "max_output_file_bytes": s.max_output_file_bytes,
+               "title": self.version.title or self.version.app_slug,
+               "version": str(self.version.number)}
+        deadline = time.monotonic() + s.total_timeout + s.kill_grace
+        spare, self.spare = self.spare, None
+        if spare is not None and spare.alive():
+            # the spare's folders become this run's (removed at its end by run())
+            self.folder, self.tmp, self.confined = spare.folder, spare.tmp, spare.confined
+            spare.load(files)
+            out, log_path, proc = spare.out, spare.log_path, spare.proc
+            self.pid = proc.pid
+            assert proc.stdin is not None
+            try:
+                proc.stdin.write(json.dumps(job).encode("utf-8") + b"\n")
+                proc.stdin.close()
+            except OSError:  # it died just now: its exit is handled below as any other
+                pass
+            log.info("run %s of version %s: in spare pid %s", self.job.id, self.version.id,
+                     proc.pid)
+        else:
+            if spare is not None:
+                spare.discard()
+            src, work, out = self._folders(files)
+            argv = [*_argv(s, src, out), "--params", json.dumps(job["params"]),
+                    "--cell-timeout", f"{cell_timeout:g}",
+                    "--total-timeout", f"{s.total_timeout:g}",
+                    "--max-output-file-bytes", str(s.max_output_file_bytes),
+                    "--title", str(job["title"]), "--version", str(job["version"])]
+            log_path = self.folder / "run.log"
+            proc = self._start(argv, src, work, log_path)
+        if self._supervise(proc, deadline):
+            return _outcome("failed", "NBA372", f"the run took longer than "
+                            f"{s.total_timeout:g} s and was stopped")
+        summary_path = out / "run.json"
+        if proc.returncode != 0 or not summary_path.is_file():
+            tail = _log_tail(log_path)
+            log.warning("run %s: the run program ended with %s without a summary: %s",
+                        self.job.id, proc.returncode, tail)
+            return _outcome("error", "NBA373", f"the run program ended with status "
+                            f"{proc.returncode} without a summary" + (f": {tail}" if tail else ""))
+        try:
+            summary = json.loads(summary_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            summary = None
+        if not isinstance(summary, dict):
+            return _outcome("error", "NBA373", "the run's summary could not be read")
+        return self._collect(out, summary)
+
+    def _collect(self, out: Path, summary: dict[str, Any]) -> CheckOutcome:
+        s = self.settings
+        notes = [str(n) for n in summary.get("notes") or []]
+        findings = [f for f in summary.get("findings") or [] if isinstance(f, dict)]
+        stored: dict[str, str] = {}
+        files = {name: out / name for name in (EXECUTED, REPORT, RESULT)}
+        for name in summary.get("outputs") or []:
+            if isinstance(name, str) and name not in RESERVED:
+                files[name] = out / "outputs" / name
+        for name, path in files.items():
+            if path.is_symlink() or not path.is_file():
+                continue
+            size = path.stat().st_size
+            if size > s.max_artifact_bytes:
+                notes.append(f"{name} ({size} bytes) is larger than the gallery keeps")
+                continue
+            stored[name] = self.store.put_blob(path.read_bytes())
+        values: Any = {}
+        if RESULT in files and files[RESULT].is_file():
+            try:
+                values = json.loads(files[RESULT].read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                notes.append("result.json could not be read")
+        if s.pdf and REPORT in stored:
+            self._pdf(out / REPORT, stored, notes)
+        ok = bool(summary.get("ok")) and not any(f.get("severity") == "error" for f in findings)
+        result = {"findings": findings, "values": values if isinstance(values, dict) else {},
+                  "duration": summary.get("seconds"), "cells": summary.get("cells") or [],
+                  "outputs": list(summary.get("outputs") or []), "notes": notes}
+        return CheckOutcome("passed" if ok else "failed", result, stored)
+
+    def _pdf(self, html_path: Path, stored: dict[str, str], notes: list[str]) -> None:
+        """report.pdf, printed by Chromium outside the run's confinement (its scripts are
+        confined by the printer: no network, only the pinned widget bundle)."""
+        try:
+            from ..report_pdf import html_to_pdf
+            from .report import with_embed_url
+        except ImportError:
+            return
+        folder = Path(tempfile.mkdtemp(prefix="nbapps-pdf-"))
+        try:
+            page = folder / REPORT
+            page.write_text(with_embed_url(html_path.read_text(encoding="utf-8"),
+                                           _PDF_BUNDLE_URL), encoding="utf-8")
+            target = folder / PDF
+            html_to_pdf(page, target, timeout=self.settings.pdf_timeout,
+                        title=self.version.title or self.version.app_slug)
+            stored[PDF] = self.store.put_blob(target.read_bytes())
+        except NbappsError as exc:
+            notes.append(f"no PDF: {exc.code}: {exc.message}"[:300])
+        except Exception as exc:  # noqa: BLE001 - the run's other artifacts still count
+            log.warning("run %s: PDF failed", self.job.id, exc_info=True)
+            notes.append(f"no PDF: {type(exc).__name__}"[:300])
+        finally:
+            remove_tree(folder)
+
+
+__all__ = ["EXECUTED", "PDF", "REPORT", "RESULT", "Abandoned", "RunJob", "RunSettings",
+           "SpareProgram"]

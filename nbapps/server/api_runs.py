@@ -1,0 +1,236 @@
+"""JSON API of runs (issue 14): run an approved app with parameters, follow it, get its outputs.
+
+* ``POST /api/apps/<slug>/runs`` ``{"parameters": {...}}`` or ``{"batch": [{...}, ...]}``,
+  optional ``"version": N`` (a version number of the app; default: the live one) → 202 with
+  ``{"runs": [...], "batch": id|null}``. Parameter values are checked against the version's
+  contract before anything is queued (NBA101-103, every bad value listed), the version must be
+  approved (NBA371), the queue must have room (NBA370, 429 with ``Retry-After``).
+* ``GET /api/apps/<slug>/runs`` the app's runs, newest first (``origin``, ``batch``, ``limit``).
+* ``GET /api/runs/<id>`` one run: state, timings, queue position, findings, result, artifact URLs.
+* ``GET /api/runs/<id>/<artifact>`` ``executed.ipynb``, ``report.html``, ``report.pdf``,
+  ``result.json`` or a declared output file. Everything is sent as an attachment, except
+  ``report.html`` without ``?download=1``: it is shown inline, with the review preview's
+  sandbox CSP (an opaque origin; the only script allowed is the gallery's static widget bundle),
+  because it is app output and must not run with the gallery's origin.
+* ``DELETE /api/runs/<id>`` or ``POST /api/runs/<id>/cancel``: the run's owner or an admin.
+
+Who may see and start runs: whoever may open the app (:func:`may_open`: the ``open_apps``
+permission, and the app visible to them, the rule of the app pages), viewers included.
+"""
+from __future__ import annotations
+
+import mimetypes
+from typing import Any, ClassVar
+
+from ..catalog.runs import MAX_BATCH, RunInfo
+from ..errors import NbappsError, NotFound, UsageError
+from ..runs.report import has_widgets, with_embed_url
+from .authz import OPEN_APPS, Requirement
+from .base import APIHandler
+from .identity import WebUser
+from .notebook_view import STATIC_FRAME_CSP, WIDGET_BUNDLE, frame_csp
+from .routes import Op, Param
+from .views import app_visible_to
+
+RUN_BODY_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "parameters": {"type": "object", "description": "parameter name -> value (JSON "
+                       "values; a string for a typed parameter is read like a URL value)"},
+        "batch": {"type": "array", "items": {"type": "object"}, "maxItems": MAX_BATCH,
+                  "description": "several parameter sets, one run each"},
+        "version": {"type": "integer", "minimum": 1,
+                    "description": "an approved version number (default: the live one)"},
+    },
+    "additionalProperties": False,
+}
+_TYPES = {".ipynb": "application/x-ipynb+json", ".json": "application/json",
+          ".html": "text/html; charset=UTF-8", ".pdf": "application/pdf",
+          ".csv": "text/csv; charset=UTF-8", ".txt": "text/plain; charset=UTF-8",
+          ".md": "text/markdown; charset=UTF-8"}
+REPORT = "report.html"
+
+
+def content_type(name: str) -> str:
+    suffix = "." + name.rsplit(".", 1)[-1].lower() if "." in name else ""
+    return _TYPES.get(suffix) or mimetypes.guess_type(name)[0] or "application/octet-stream"
+
+
+def may_open(handler: APIHandler, user: WebUser, slug: str) -> None:
+    """NotFound unless ``user`` may open app ``slug`` (the same rule as the app pages)."""
+    ctx = handler.ctx
+    if not ctx.authorizer.is_allowed(user, OPEN_APPS):
+        raise NotFound(f"no app {slug!r}")
+    detail = ctx.catalog.get_app(slug)
+    if not app_visible_to(ctx, user, detail):
+        raise NotFound(f"no app {slug!r}")
+
+
+def run_json(handler: APIHandler, run: RunInfo) -> dict[str, Any]:
+    out = run.to_dict()
+    out["url"] = handler.url(f"/api/runs/{run.id}")
+    out["artifact_urls"] = {name: handler.url(f"/api/runs/{run.id}/{name}")
+                            for name in sorted(run.artifacts)}
+    return out
+
+
+def _queue_max(handler: APIHandler) -> int | None:
+    pool = getattr(handler.ctx, "runs", None)
+    return pool.settings.queue_max if pool is not None else None
+
+
+class AppRunsHandler(APIHandler):
+    permissions: ClassVar[dict[str, Requirement]] = {"GET": OPEN_APPS, "POST": OPEN_APPS}
+    docs: ClassVar[dict[str, Op]] = {
+        "GET": Op("Runs of an app, newest first (whoever may open the app).", query=(
+            Param("origin", description="api | schedule | snapshot",
+                  enum=("api", "schedule", "snapshot")),
+            Param("batch", description="only the runs of this batch"),
+            Param("limit", "integer", "1-1000, default 50"))),
+        "POST": Op("Run the app's live (or a given approved) version with parameter values, "
+                   "one run per set of a batch; 202 with the queued runs.",
+                   body="application/json", body_schema=RUN_BODY_SCHEMA, ok=202),
+    }
+
+    async def get(self, slug: str) -> None:
+        user = self.require_user()
+        await self.ctx.run(may_open, self, user, slug)
+        limit = int(self.get_argument("limit", "50") or 50)
+        runs = await self.ctx.run(self.ctx.catalog.list_runs, slug,
+                                  origin=self.get_argument("origin", None),
+                                  batch=self.get_argument("batch", None), limit=limit)
+        self.write_json({"items": [run_json(self, r) for r in runs]})
+
+    async def post(self, slug: str) -> None:
+        user = self.require_user()
+        await self.ctx.run(may_open, self, user, slug)
+        body = self.json_body()
+        unknown = sorted(set(body) - set(RUN_BODY_SCHEMA["properties"]))
+        if unknown:
+            raise UsageError(f"unknown field(s) {', '.join(unknown)}; known: parameters, "
+                             "batch, version", code="NBA378")
+        if "batch" in body and "parameters" in body:
+            raise UsageError("give either parameters or batch", code="NBA378")
+        if "batch" in body:
+            sets = body["batch"]
+            if not isinstance(sets, list) or not sets or len(sets) > MAX_BATCH:
+                raise UsageError(f"batch must be a list of 1 to {MAX_BATCH} parameter sets",
+                                 code="NBA378")
+        else:
+            params = body.get("parameters", {})
+            if not isinstance(params, dict):
+                raise UsageError("parameters must be an object of name: value", code="NBA378")
+            sets = [params]
+        number = body.get("version")
+        if number is not None and (isinstance(number, bool) or not isinstance(number, int)):
+            raise UsageError("version must be a version number", code="NBA378")
+        version_id = None
+        if number is not None:
+            version_id = await self.ctx.run(self.ctx.catalog.app_version_for_run, slug, number)
+        runs = await self.ctx.run(self.ctx.catalog.queue_runs, slug, sets, user=user.name,
+                                  version_id=version_id, origin="api",
+                                  queue_max=_queue_max(self), ip=self.client_ip())
+        pool = getattr(self.ctx, "runs", None)
+        if pool is not None:
+            pool.notify()
+        self.write_json({"runs": [run_json(self, r) for r in runs],
+                         "batch": runs[0].batch}, status=202)
+
+
+async def _visible_run(handler: APIHandler, run_id: str) -> RunInfo:
+    user = handler.require_user()
+    run = await handler.ctx.run(handler.ctx.catalog.get_run, int(run_id))
+    try:
+        await handler.ctx.run(may_open, handler, user, run.app)
+    except NotFound:
+        raise NotFound(f"no run with id {run_id}") from None
+    return run
+
+
+class RunHandler(APIHandler):
+    permissions: ClassVar[dict[str, Requirement]] = {"GET": OPEN_APPS, "DELETE": OPEN_APPS}
+    docs: ClassVar[dict[str, Op]] = {
+        "GET": Op("One run: state, timings, queue position, findings, result, artifact URLs."),
+        "DELETE": Op("Cancel a queued or running run (its owner or an admin)."),
+    }
+
+    async def get(self, id: str) -> None:
+        self.write_json(run_json(self, await _visible_run(self, id)))
+
+    async def delete(self, id: str) -> None:
+        await cancel(self, id)
+
+
+class RunCancelHandler(APIHandler):
+    permissions: ClassVar[dict[str, Requirement]] = {"POST": OPEN_APPS}
+    docs: ClassVar[dict[str, Op]] = {
+        "POST": Op("Cancel a queued or running run (its owner or an admin)."),
+    }
+
+    async def post(self, id: str) -> None:
+        await cancel(self, id)
+
+
+async def cancel(handler: APIHandler, run_id: str) -> None:
+    run = await _visible_run(handler, run_id)
+    user = handler.require_user()
+    done = await handler.ctx.run(handler.ctx.catalog.cancel_run, run.id, user=user.name,
+                                 ip=handler.client_ip())
+    handler.write_json(run_json(handler, done))
+
+
+class RunArtifactHandler(APIHandler):
+    permissions: ClassVar[dict[str, Requirement]] = {"GET": OPEN_APPS}
+    docs: ClassVar[dict[str, Op]] = {
+        "GET": Op("An output of a finished run: executed.ipynb, report.html (shown inline in a "
+                  "sandbox unless download=1), report.pdf, result.json or a declared file.",
+                  query=(Param("download", "boolean", "send report.html as a download"),),
+                  returns="application/octet-stream"),
+    }
+
+    async def get(self, id: str, path: str) -> None:
+        run = await _visible_run(self, id)
+        sha = run.artifacts.get(path)
+        if sha is None:
+            raise _no_artifact(run, path)
+        data = await self.ctx.run(self.ctx.store.get_blob, sha)
+        filename = path.rsplit("/", 1)[-1]
+        download = self.get_argument("download", "") in ("1", "true", "yes")
+        self.set_header("Content-Type", content_type(path))
+        self.set_header("Cache-Control", "private, max-age=3600")
+        if path == REPORT:
+            html = data.decode("utf-8", errors="replace")
+            if has_widgets(html):
+                bundle = self.static_url(WIDGET_BUNDLE)
+                origin = f"{self.request.protocol}://{self.request.host}"
+                folder = bundle.split("?", 1)[0].rsplit("/", 1)[0] + "/"
+                self.set_header("Content-Security-Policy", frame_csp(origin + folder))
+                html = with_embed_url(html, origin + bundle if bundle.startswith("/")
+                                      else bundle)
+            else:
+                self.set_header("Content-Security-Policy", STATIC_FRAME_CSP)
+            self.set_header("X-Frame-Options", "SAMEORIGIN")
+            data = html.encode("utf-8")
+        else:
+            # a declared output is the app's file: never a document that could run anything
+            self.set_header("Content-Security-Policy", "sandbox; default-src 'none'")
+            download = True
+        disposition = "attachment" if download else "inline"
+        self.set_header("Content-Disposition", f'{disposition}; filename="{_ascii(filename)}"')
+        self.finish(data)
+
+
+def _no_artifact(run: RunInfo, path: str) -> NbappsError:
+    err = NbappsError(f"run {run.id} has no output {path!r}"
+                      + ("" if run.finished else f" yet (it is {run.state})"), code="NBA375")
+    err.http_status = 404
+    return err
+
+
+def _ascii(name: str) -> str:
+    return "".join(ch if ch.isascii() and ch.isprintable() and ch not in '"\\' else "_"
+                   for ch in name)[:200] or "output"
+
+
+__all__ = ["AppRunsHandler", "RunArtifactHandler", "RunCancelHandler", "RunHandler",
+           "content_type", "may_open"]

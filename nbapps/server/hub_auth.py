@@ -1,0 +1,504 @@
+"""JupyterHub as the gallery's identity provider (``c.NbappsServer.auth = "jupyterhub"``).
+
+The gallery runs as a Hub service and logs people in with the Hub's OAuth, the flow of
+jupyterhub's ``HubOAuth``: the login page sends the browser to the Hub's
+``/hub/api/oauth2/authorize`` with a random ``state`` (and a PKCE challenge); the Hub sends it
+back to ``<base_url>oauth_callback`` with a code; the gallery checks the state against its
+signed state cookie, trades the code for a token (``/hub/api/oauth2/token``, authenticated by
+the service's API token), asks ``/hub/api/user`` who that is, creates or updates the gallery user
+(role from :attr:`HubConfiguration.role_map`, re-applied at every login) and opens an ordinary
+gallery session. Everything downstream (roles, app tickets, XSRF, audit) is unchanged.
+
+Unlike ``HubOAuth``, the OAuth state lives in the signed state cookie, not in the process's
+memory, so the callback may reach any gallery replica (they share the cookie secret).
+
+A JupyterHub API token of a user (``Authorization: token <hub token>``, e.g. the
+``$JUPYTERHUB_API_TOKEN`` of a single-user server) is accepted by the API too: the Hub is asked
+who owns it (cached ``cache_seconds``, like ``HubAuth``) and it must carry one of
+``access_scopes``. Gallery API tokens (``nba_...``) keep working in both modes.
+
+Calls to the Hub are synchronous (``urllib``) and made on the server's worker threads.
+"""
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import logging
+import os
+import secrets
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+from urllib.parse import urlencode
+
+from traitlets import Dict, Float, List, Unicode, default
+from traitlets.config import Configurable
+
+from .. import accounts
+from ..accounts import Role
+from ..errors import AuthRequired, NbappsError, PermissionDenied, UsageError
+from .authz import PUBLIC, Requirement
+from .base import PageHandler, coded_error
+from .identity import SESSION_COOKIE, CatalogUsers, WebUser
+
+log = logging.getLogger("nbapps.server.hub_auth")
+
+#: signed cookies holding a pending login's state, PKCE verifier and destination, one per
+#: login started (named after the state, so two tabs logging in at once do not collide)
+STATE_COOKIE = "nbapps-hub-oauth"
+STATE_SECONDS = 600
+#: the actor of catalog changes the Hub's answers cause (':' cannot be in a user name)
+HUB_ACTOR = "jupyterhub:login"
+
+
+class HubConfiguration(Configurable):
+    """Where the Hub is and how its users become gallery users.
+
+    A Hub-managed service gets everything from the environment the Hub sets
+    (``JUPYTERHUB_API_URL``, ``JUPYTERHUB_API_TOKEN``, ``JUPYTERHUB_CLIENT_ID``,
+    ``JUPYTERHUB_SERVICE_NAME``, ``JUPYTERHUB_OAUTH_CALLBACK_URL``, ``JUPYTERHUB_HOST``,
+    ``JUPYTERHUB_BASE_URL``); an external service sets them here.
+    """
+
+    api_url = Unicode(config=True,
+                      help="The Hub's API as the gallery reaches it, e.g. "
+                           "http://hub:8081/hub/api (default: $JUPYTERHUB_API_URL).")
+    api_token = Unicode(config=True,
+                        help="The gallery service's Hub API token (default: "
+                             "$JUPYTERHUB_API_TOKEN); also its OAuth client secret.")
+    service_name = Unicode(config=True,
+                           help="The gallery's service name in the Hub (default: "
+                                "$JUPYTERHUB_SERVICE_NAME, else nbapps).")
+    client_id = Unicode(config=True,
+                        help="OAuth client id (default: $JUPYTERHUB_CLIENT_ID, else "
+                             "service-<service_name>).")
+    callback_url = Unicode(config=True,
+                           help="The OAuth redirect URI registered in the Hub "
+                                "(oauth_redirect_uri): absolute, or a path behind the Hub's "
+                                "proxy (default: $JUPYTERHUB_OAUTH_CALLBACK_URL, else "
+                                "<base_url>oauth_callback).")
+    hub_url = Unicode(config=True,
+                      help="The Hub's pages as browsers reach them, e.g. "
+                           "https://hub.example.org/hub/ (default: $JUPYTERHUB_HOST + "
+                           "$JUPYTERHUB_BASE_URL + hub/, a path when the gallery is behind "
+                           "the Hub's proxy).")
+    access_scopes = List(Unicode(), config=True,
+                         help="A Hub token must carry one of these scopes (default: "
+                              "$JUPYTERHUB_OAUTH_ACCESS_SCOPES, else "
+                              "access:services!service=<service_name>).")
+    role_map = Dict(Unicode(), config=True,
+                    help="Hub users → gallery roles, e.g. {'group:analysts': 'analyst', "
+                         "'group:reviewers': 'reviewer', 'admin': 'admin'}. Keys: 'admin' "
+                         "(a Hub admin), 'group:<name>', 'role:<name>', 'user:<name>'; the "
+                         "highest matching role wins, re-applied at every login.")
+    default_role = Unicode("viewer", config=True,
+                           help="Gallery role of Hub users no role_map key matches.")
+    cache_seconds = Float(60.0, config=True,
+                          help="How long the Hub's answer about a Hub API token is reused.")
+    timeout = Float(10.0, config=True, help="Seconds a call to the Hub may take.")
+
+    @default("service_name")
+    def _service_name(self) -> str:
+        return os.environ.get("JUPYTERHUB_SERVICE_NAME", "") or "nbapps"
+
+    @default("api_url")
+    def _api_url(self) -> str:
+        return os.environ.get("JUPYTERHUB_API_URL", "")
+
+    @default("api_token")
+    def _api_token(self) -> str:
+        return os.environ.get("JUPYTERHUB_API_TOKEN", "")
+
+    @default("client_id")
+    def _client_id(self) -> str:
+        return os.environ.get("JUPYTERHUB_CLIENT_ID", "") or f"service-{self.service_name}"
+
+    @default("callback_url")
+    def _callback_url(self) -> str:
+        return os.environ.get("JUPYTERHUB_OAUTH_CALLBACK_URL", "")
+
+    @default("hub_url")
+    def _hub_url(self) -> str:
+        public = os.environ.get("JUPYTERHUB_PUBLIC_HUB_URL", "")
+        if public:
+            return public
+        base = os.environ.get("JUPYTERHUB_BASE_URL", "") or "/"
+        return os.environ.get("JUPYTERHUB_HOST", "") + base.rstrip("/") + "/hub/"
+
+    @default("access_scopes")
+    def _access_scopes(self) -> list[str]:
+        env = os.environ.get("JUPYTERHUB_OAUTH_ACCESS_SCOPES", "")
+        if env:
+            try:
+                return [str(s) for s in json.loads(env)]
+            except (ValueError, TypeError):
+                log.warning("ignoring $JUPYTERHUB_OAUTH_ACCESS_SCOPES: not a JSON list")
+        return [f"access:services!service={self.service_name}"]
+
+    def settings(self, base_url: str = "/") -> HubSettings:
+        """The checked values (NBA342 when something needed is missing or malformed)."""
+        missing = [name for name in ("api_url", "api_token", "client_id")
+                   if not getattr(self, name)]
+        if missing:
+            raise HubConfigError(
+                "JupyterHub login needs " + ", ".join(f"HubConfiguration.{m}" for m in missing)
+                + " (a Hub-managed service gets them from JUPYTERHUB_* variables)")
+        role_map = {key: _check_role_key(key, value) for key, value in self.role_map.items()}
+        try:
+            default_role = Role.parse(self.default_role)
+        except UsageError as err:
+            raise HubConfigError(f"HubConfiguration.default_role: {err.message}") from None
+        hub_url = self.hub_url if self.hub_url.endswith("/") else self.hub_url + "/"
+        return HubSettings(
+            api_url=self.api_url.rstrip("/"), api_token=self.api_token,
+            client_id=self.client_id, service_name=self.service_name,
+            callback_url=self.callback_url or f"{base_url}oauth_callback",
+            hub_url=hub_url, access_scopes=frozenset(self.access_scopes),
+            role_map=role_map, default_role=default_role,
+            cache_seconds=self.cache_seconds, timeout=self.timeout)
+
+
+class HubConfigError(NbappsError):
+    code = "NBA342"
+    http_status = 500
+    exit_code = 1
+
+
+_KEY_KINDS = ("group", "role", "user")
+
+
+def _check_role_key(key: str, value: str) -> Role:
+    kind, sep, name = key.partition(":")
+    if not (key == "admin" or (sep and kind in _KEY_KINDS and name)):
+        raise HubConfigError(f"HubConfiguration.role_map key {key!r}: use 'admin', "
+                             "'group:<name>', 'role:<name>' or 'user:<name>'")
+    try:
+        return Role.parse(value)
+    except UsageError as err:
+        raise HubConfigError(f"HubConfiguration.role_map[{key!r}]: {err.message}") from None
+
+
+@dataclass(frozen=True)
+class HubSettings:
+    api_url: str
+    api_token: str = field(repr=False)
+    client_id: str
+    service_name: str
+    callback_url: str
+    hub_url: str
+    access_scopes: frozenset[str]
+    role_map: Mapping[str, Role]
+    default_role: Role = Role.VIEWER
+    cache_seconds: float = 60.0
+    timeout: float = 10.0
+
+    @property
+    def authorize_url(self) -> str:
+        return self.hub_url + "api/oauth2/authorize"
+
+    @property
+    def logout_url(self) -> str:
+        return self.hub_url + "logout"
+
+
+@dataclass(frozen=True)
+class HubUser:
+    """What the Hub says about the owner of a token (the parts the gallery uses)."""
+
+    name: str
+    admin: bool = False
+    groups: frozenset[str] = frozenset()
+    roles: frozenset[str] | None = None  # None: the answer did not include them
+    scopes: frozenset[str] = frozenset()
+
+    @classmethod
+    def from_model(cls, model: Mapping[str, Any]) -> HubUser:
+        roles = model.get("roles")
+        return cls(name=str(model.get("name") or ""), admin=bool(model.get("admin")),
+                   groups=frozenset(str(g) for g in model.get("groups") or ()),
+                   roles=None if roles is None else frozenset(str(r) for r in roles),
+                   scopes=frozenset(str(s) for s in model.get("scopes") or ()))
+
+
+def role_for(user: HubUser, role_map: Mapping[str, Role], default: Role) -> Role:
+    """The highest gallery role any ``role_map`` key matching ``user`` gives (else
+    ``default``): ``admin`` matches a Hub admin, ``group:g`` a member of g, ``role:r`` a
+    holder of Hub role r, ``user:u`` the user u."""
+    best = default
+    for key, role in role_map.items():
+        kind, _, name = key.partition(":")
+        matched = (key == "admin" and user.admin
+                   or kind == "group" and name in user.groups
+                   or kind == "role" and name in (user.roles or ())
+                   or kind == "user" and name == user.name)
+        if matched and role > best:
+            best = role
+    return best
+
+
+def has_access(scopes: frozenset[str], required: frozenset[str]) -> bool:
+    """Whether ``scopes`` hold one of ``required`` (a filtered scope such as
+    ``access:services!service=nbapps`` is also held through its unfiltered form)."""
+    if not required:
+        return True
+    return any(s in scopes or s.partition("!")[0] in scopes for s in required)
+
+
+class HubClient:
+    """The calls the gallery makes to the Hub's REST API (synchronous; run them on threads)."""
+
+    def __init__(self, settings: HubSettings) -> None:
+        self.settings = settings
+        self._cache: dict[bytes, tuple[float, HubUser | None]] = {}
+        self._lock = threading.Lock()
+
+    def _request(self, path: str, *, token: str, data: bytes | None = None
+                 ) -> tuple[int, Any]:
+        """(status, decoded JSON or None); NBA344 when the Hub cannot be reached or fails."""
+        url = f"{self.settings.api_url}/{path}"
+        headers = {"Authorization": f"token {token}", "Accept": "application/json"}
+        if data is not None:
+            headers["Content-Type"] = "application/x-www-form-urlencoded"
+        req = urllib.request.Request(url, data=data, headers=headers,
+                                     method="POST" if data is not None else "GET")
+        try:
+            with urllib.request.urlopen(req, timeout=self.settings.timeout) as resp:
+                status, body = resp.status, resp.read()
+        except urllib.error.HTTPError as exc:
+            status, body = exc.code, exc.read()
+        except OSError as exc:  # URLError, timeouts, refused connections
+            reason = getattr(exc, "reason", exc)
+            log.warning("JupyterHub API %s unreachable: %s", url, reason)
+            raise coded_error("JupyterHub did not answer; try again in a moment", "NBA344",
+                              503) from None
+        if status >= 500:
+            log.warning("JupyterHub API %s answered %d", url, status)
+            raise coded_error(f"JupyterHub failed (HTTP {status}); try again in a moment",
+                              "NBA344", 502)
+        try:
+            payload = json.loads(body) if body else None
+        except ValueError:
+            payload = None
+        return status, payload
+
+    def token_for_code(self, code: str, verifier: str) -> str:
+        """The OAuth token for an authorization code (NBA345 if the Hub refuses it)."""
+        s = self.settings
+        form = urlencode({"client_id": s.client_id, "client_secret": s.api_token,
+                          "grant_type": "authorization_code", "code": code,
+                          "redirect_uri": s.callback_url, "code_verifier": verifier})
+        status, payload = self._request("oauth2/token", token=s.api_token, data=form.encode())
+        token = payload.get("access_token") if isinstance(payload, dict) else None
+        if status != 200 or not isinstance(token, str) or not token:
+            detail = payload.get("error_description") or payload.get("error") \
+                if isinstance(payload, dict) else None
+            log.warning("JupyterHub refused the OAuth code: HTTP %d %s", status, detail or "")
+            raise coded_error("JupyterHub refused the login; log in again", "NBA345", 403)
+        return token
+
+    def user_for_token(self, token: str, *, use_cache: bool = True) -> HubUser | None:
+        """Who owns ``token`` (None: nobody, e.g. revoked), cached ``cache_seconds``."""
+        key = hashlib.sha256(token.encode("utf-8", "replace")).digest()
+        now = time.monotonic()
+        if use_cache:
+            with self._lock:
+                hit = self._cache.get(key)
+            if hit is not None and hit[0] > now:
+                return hit[1]
+        status, payload = self._request("user", token=token)
+        user = HubUser.from_model(payload) \
+            if status == 200 and isinstance(payload, dict) and payload.get("name") else None
+        if user is not None and user.roles is None and any(
+                k.startswith("role:") for k in self.settings.role_map):
+            user = self._with_roles(user)
+        with self._lock:
+            if len(self._cache) > 4096:
+                self._cache.clear()
+            self._cache[key] = (now + self.settings.cache_seconds, user)
+        return user
+
+    def _with_roles(self, user: HubUser) -> HubUser:
+        """``user`` with its Hub roles, read with the service's token (needs the
+        ``read:roles:users`` scope); without them ``role:`` keys match nothing."""
+        status, payload = self._request(f"users/{urllib.request.quote(user.name, safe='')}",
+                                        token=self.settings.api_token)
+        roles = payload.get("roles") if status == 200 and isinstance(payload, dict) else None
+        if roles is None:
+            log.warning("cannot read the Hub roles of %s (HTTP %d): give the gallery service "
+                        "the read:roles:users scope", user.name, status)
+            return user
+        return HubUser(name=user.name, admin=user.admin, groups=user.groups,
+                       roles=frozenset(str(r) for r in roles), scopes=user.scopes)
+
+
+class HubUsers(CatalogUsers):
+    """Gallery users whose identity comes from the Hub (plus the built-in ones: local accounts
+    with a password, and gallery API tokens, keep working)."""
+
+    def __init__(self, catalog: Any, settings: HubSettings,
+                 client: HubClient | None = None) -> None:
+        super().__init__(catalog)
+        self.settings = settings
+        self.client = client or HubClient(settings)
+
+    def sync_user(self, hub_user: HubUser, *, via: str, ip: str | None = None) -> WebUser:
+        """The gallery user of ``hub_user``: created (without a password) on first sight, its
+        role set from the role map whenever it differs. NBA346/NBA348 when refused."""
+        if not has_access(hub_user.scopes, self.settings.access_scopes):
+            raise PermissionDenied(
+                f"JupyterHub user {hub_user.name!r} has no access to this gallery",
+                code="NBA346")
+        try:
+            accounts.check_user_name(hub_user.name)
+        except UsageError:
+            raise PermissionDenied(f"JupyterHub user name {hub_user.name!r} cannot be a "
+                                   "gallery user name", code="NBA348") from None
+        role = role_for(hub_user, self.settings.role_map, self.settings.default_role)
+        cat = self.catalog
+        info = cat.find_user(hub_user.name)
+        if info is None:
+            try:
+                info = cat.create_user(hub_user.name, role, None, actor=HUB_ACTOR)
+                log.info("created gallery user %s (%s) from JupyterHub", hub_user.name,
+                         role.value, extra={"user": hub_user.name, "role": role.value})
+            except NbappsError as err:
+                if err.code != "NBA307":  # NBA307: created meanwhile by another request
+                    raise
+                info = cat.get_user(hub_user.name)
+        if info.disabled:
+            raise PermissionDenied(f"the gallery account {hub_user.name!r} is disabled",
+                                   code="NBA348")
+        if Role(info.role) != role:
+            log.info("gallery role of %s: %s -> %s (JupyterHub)", hub_user.name,
+                     Role(info.role).value, role.value)
+            info = cat.set_role(hub_user.name, role, actor=HUB_ACTOR)
+        return WebUser(id=info.id, name=info.name, role=role.value, via=via)
+
+    def user_by_token(self, token: str) -> WebUser | None:
+        if accounts.looks_like_token(token):
+            return super().user_by_token(token)
+        hub_user = self.client.user_for_token(token)
+        if hub_user is None:
+            return None
+        return self.sync_user(hub_user, via="token")
+
+    def login(self, name: str, password: str, ip: str | None) -> WebUser:
+        try:
+            return super().login(name, password, ip)
+        except AuthRequired as err:
+            if err.code == "NBA308" and self.catalog.has_password(name) is False:
+                raise AuthRequired(f"{name} signs in through JupyterHub, not with a password",
+                                   code="NBA347") from None
+            raise
+
+
+def hub_users(ctx: Any) -> HubUsers | None:
+    """The Hub user source of a server context (None: built-in accounts only)."""
+    users = getattr(ctx.identity, "users", None)
+    return users if isinstance(users, HubUsers) else None
+
+
+# -- the OAuth pages ---------------------------------------------------------------------------
+
+def state_cookie(state: str) -> str:
+    """The name of the cookie of the login whose OAuth state is ``state``."""
+    return f"{STATE_COOKIE}-{hashlib.sha256(state.encode()).hexdigest()[:16]}"
+
+
+def _pkce() -> tuple[str, str]:
+    verifier = secrets.token_urlsafe(48)
+    digest = hashlib.sha256(verifier.encode("ascii")).digest()
+    return verifier, base64.urlsafe_b64encode(digest).decode("ascii").rstrip("=")
+
+
+class HubLoginHandler(PageHandler):
+    """``GET <base>hub-login?next=...``: off to the Hub's OAuth authorization."""
+
+    permissions: ClassVar[dict[str, Requirement]] = {"GET": PUBLIC}
+    nav = "login"
+
+    def get(self) -> None:
+        from .pages_auth import safe_next
+
+        users = hub_users(self.ctx)
+        if users is None:
+            raise coded_error("JupyterHub login is not enabled on this gallery", "NBA349", 404)
+        nxt = safe_next(self.get_argument("next", ""), self.ctx.options.base_url)
+        state = secrets.token_urlsafe(24)
+        verifier, challenge = _pkce()
+        self.set_signed_cookie(
+            state_cookie(state), json.dumps({"s": state, "n": nxt, "v": verifier}),
+            expires_days=STATE_SECONDS / 86400, httponly=True, samesite="Lax",
+            secure=self.request.protocol == "https", path=self.ctx.options.base_url)
+        s = users.settings
+        self.redirect(s.authorize_url + "?" + urlencode({
+            "client_id": s.client_id, "redirect_uri": s.callback_url,
+            "response_type": "code", "state": state,
+            "code_challenge": challenge, "code_challenge_method": "S256"}))
+
+
+class HubCallbackHandler(PageHandler):
+    """``GET <base>oauth_callback?code=...&state=...``: the Hub's answer; opens a session."""
+
+    permissions: ClassVar[dict[str, Requirement]] = {"GET": PUBLIC}
+    nav = "login"
+
+    def _pending(self) -> dict[str, str]:
+        state = self.get_argument("state", "")
+        name = state_cookie(state)
+        raw = self.get_signed_cookie(name, max_age_days=STATE_SECONDS / 86400) \
+            if state else None
+        self.clear_cookie(name, path=self.ctx.options.base_url)  # a state is used once
+        try:
+            pending = json.loads(raw) if raw else None
+        except ValueError:
+            pending = None
+        if (not isinstance(pending, dict) or not isinstance(pending.get("s"), str)
+                or not state or not hmac.compare_digest(pending["s"], state)):
+            raise coded_error("the JupyterHub login state is missing, expired or does not "
+                              "match; start the login again", "NBA343", 400)
+        return pending
+
+    async def get(self) -> None:
+        users = hub_users(self.ctx)
+        if users is None:
+            raise coded_error("JupyterHub login is not enabled on this gallery", "NBA349", 404)
+        pending = self._pending()
+        if self.get_argument("error", ""):
+            log.info("JupyterHub login refused: %s", self.get_argument("error"))
+            raise coded_error("JupyterHub refused the login", "NBA345", 403)
+        code = self.get_argument("code", "")
+        if not code:
+            raise coded_error("the JupyterHub answer has no code; start the login again",
+                              "NBA343", 400)
+        token = await self.ctx.run(users.client.token_for_code, code, pending.get("v", ""))
+        hub_user = await self.ctx.run(users.client.user_for_token, token, use_cache=False)
+        if hub_user is None:
+            raise coded_error("JupyterHub does not know the token it just gave", "NBA345", 403)
+        user = await self.ctx.run(users.sync_user, hub_user, via="cookie")
+        await self.ctx.run(self.ctx.catalog.audit, "login", actor=user.name, target=user.name,
+                           ip=self.client_ip(), details={"via": "jupyterhub",
+                                                         "role": user.role})
+        session_id = await self.ctx.run(self.ctx.identity.start_session, user)
+        self.set_signed_cookie(
+            SESSION_COOKIE, session_id,
+            expires_days=self.ctx.identity.session_days, httponly=True, samesite="Lax",
+            secure=self.request.protocol == "https", path=self.ctx.options.base_url)
+        from .pages_auth import safe_next
+
+        self.redirect(safe_next(pending.get("n"), self.ctx.options.base_url))
+
+
+def login_links(ctx: Any, next_url: str) -> dict[str, str] | None:
+    """What the login page shows for the Hub (None: built-in accounts only)."""
+    users = hub_users(ctx)
+    if users is None:
+        return None
+    return {"login": ctx.options.url("/hub-login") + "?" + urlencode({"next": next_url}),
+            "logout": users.settings.logout_url}
