@@ -359,6 +359,19 @@ _TABLE: list[Code] = [
          "Try again later, or ask an admin to raise the per-app kernel cap or memory budget."),
     Code("NBA403", E, "Another gallery uses this data folder",
          "Stop the other `nbapps serve` or give this one its own data folder."),
+    # -- app runners on JupyterHub (NBA410-NBA419) ----------------------------------------------
+    Code("NBA410", E, "JupyterHub runner backend not configured",
+         "Set RuntimeConfiguration.hub_api_url, hub_api_token and hub_account (or "
+         "$JUPYTERHUB_API_URL and $JUPYTERHUB_API_TOKEN) when backend is jupyterhub."),
+    Code("NBA411", E, "JupyterHub refused an app server request",
+         "Give the gallery's Hub token servers!user=<hub_account>, allow named servers and "
+         "install nbapps' pre_spawn_hook in the Hub (docs/deploy.md, Runners on the Hub)."),
+    Code("NBA412", E, "JupyterHub did not answer an app server request",
+         "Check that the Hub is running and hub_api_url reaches it; the app is restarted with "
+         "backoff."),
+    Code("NBA413", E, "JupyterHub app server stopped or timed out while starting",
+         "See the Hub's log and the runner log; raise hub_spawn_timeout and the spawner's "
+         "http_timeout/start_timeout on a slow machine."),
 ]
 
 CODES: dict[str, Code] = {c.code: c for c in _TABLE}

@@ -53,10 +53,12 @@ from .findings import Finding, cell_label, first_line
 from .kernel import KernelTracker, NbappsKernelManager, track_kernels
 from .kernelspecs import resolve_kernel_name
 from .notebook import INJECTED_TAG, WIDGET_TAG, AppNotebook, load_notebook
+from .processes import kill_process_tree
 from .tracebacks import clean_evalue
 from .tracebacks import describe as describe_traceback
 
-__all__ = ["RunResult", "app_files", "run_app", "run_notebook", "run_notebook_file"]
+__all__ = ["RunResult", "StartedKernel", "app_files", "run_app", "run_notebook",
+           "run_notebook_file", "start_kernel"]
 
 log = logging.getLogger("nbapps.execute")
 
@@ -215,8 +217,23 @@ def run_notebook(
     cell_timeout: float,
     total_timeout: float,
     kernel_name: str | None = None,
+    kernel: StartedKernel | None = None,
 ) -> RunResult:
-    """Run a copy of ``nb`` in folder ``cwd`` (which must hold the files it needs)."""
+    """Run a copy of ``nb`` in folder ``cwd`` (which must hold the files it needs).
+
+    ``kernel``: one started ahead in ``cwd`` (:func:`start_kernel`); the run uses it when it is
+    the notebook's kernel and still alive, else starts its own. It is shut down either way."""
+    try:
+        return _run_notebook(nb, parameters, cwd=cwd, cell_timeout=cell_timeout,
+                             total_timeout=total_timeout, kernel_name=kernel_name, kernel=kernel)
+    finally:
+        if kernel is not None:
+            kernel.discard()
+
+
+def _run_notebook(nb: NotebookNode, parameters: Mapping[str, Any], *, cwd: Path,
+                  cell_timeout: float, total_timeout: float, kernel_name: str | None,
+                  kernel: StartedKernel | None) -> RunResult:
     params = dict(parameters)
     started = time.perf_counter()
     name = kernel_name or (nb.metadata.get("kernelspec") or {}).get("name")
@@ -231,30 +248,41 @@ def run_notebook(
                           f"{_installed_kernels()})")
         return _result(params, [finding], copy.deepcopy(nb), None, started)
 
+    if kernel is not None and kernel.usable(name, cwd):
+        return _run_in(nb, params, injected, name, cwd, kernel.private, cell_timeout,
+                       total_timeout, started, km=kernel.km)
     with tempfile.TemporaryDirectory(prefix="nbapps-k-", ignore_cleanup_errors=True) as private:
         return _run_in(nb, params, injected, name, cwd, Path(private), cell_timeout,
                        total_timeout, started)
 
 
-def _run_in(nb: NotebookNode, params: dict[str, Any], injected: int | None, name: str, cwd: Path,
-            private: Path, cell_timeout: float, total_timeout: float,
-            started: float) -> RunResult:
-    """Run with the kernel's log and sockets in folder ``private`` (not in ``cwd``)."""
-    kernel_log = private / "kernel.log"
-    km_config: dict[str, Any] = {"kernel_log": str(kernel_log)}
+def _kernel_config(private: Path) -> Config:
+    """The kernel manager's configuration: the kernel's log and sockets in ``private``."""
+    km_config: dict[str, Any] = {"kernel_log": str(private / "kernel.log")}
     if os.name == "posix":
         # Unix sockets instead of TCP ports: no port races between kernels starting at the same
         # time (seen here: "Address already in use", the kernel dies before its first reply)
         # and nothing listening on the network. An absolute, short path (socket paths are
         # limited to ~100 bytes) since the kernel runs in ``cwd``.
         km_config.update(transport="ipc", ip=str(private / "k"))
-    config = Config({"NbappsKernelManager": km_config})
+    return Config({"NbappsKernelManager": km_config})
+
+
+def _run_in(nb: NotebookNode, params: dict[str, Any], injected: int | None, name: str, cwd: Path,
+            private: Path, cell_timeout: float, total_timeout: float,
+            started: float, km: _StartedKernelManager | None = None) -> RunResult:
+    """Run with the kernel's log and sockets in folder ``private`` (not in ``cwd``); in the
+    kernel of ``km`` when given (started ahead with that folder)."""
+    kernel_log = private / "kernel.log"
+    config = _kernel_config(private)
     tracker = KernelTracker()
+    if km is not None:
+        tracker.managers.append(km)  # created before the run: the total timeout kills it too
     outcome = _Outcome()
     # the worker runs in a copy of our context, so enclosing track_kernels() blocks see its kernel
     worker = threading.Thread(
         target=contextvars.copy_context().run, name="nbapps-run", daemon=True,
-        args=(_work, nb, name, cwd, cell_timeout, config, tracker, outcome),
+        args=(_work, nb, name, cwd, cell_timeout, config, tracker, outcome, km),
     )
     worker.start()
     try:
@@ -277,7 +305,8 @@ def _run_in(nb: NotebookNode, params: dict[str, Any], injected: int | None, name
 
 
 def _work(nb: NotebookNode, kernel_name: str, cwd: Path, cell_timeout: float, config: Config,
-          tracker: KernelTracker, outcome: _Outcome) -> None:
+          tracker: KernelTracker, outcome: _Outcome,
+          km: _StartedKernelManager | None = None) -> None:
     """The worker thread: papermill's nbclient engine on its own event loop."""
     try:
         with track_kernels(tracker):
@@ -285,16 +314,107 @@ def _work(nb: NotebookNode, kernel_name: str, cwd: Path, cell_timeout: float, co
                 None, nb, kernel_name=kernel_name, output_path=None, progress_bar=False,
                 log_output=False, start_timeout=START_TIMEOUT, execution_timeout=cell_timeout,
                 kernel_manager_class=NbappsKernelManager, shutdown_kernel="immediate",
-                resources={"metadata": {"path": str(cwd)}}, config=config,
+                resources={"metadata": {"path": str(cwd)}}, config=config, km=km,
             )
     except BaseException as exc:  # noqa: BLE001 - reported as a finding by the caller
         log.debug("run ended with %s", type(exc).__name__, exc_info=True)
         outcome.error = exc
     finally:
         try:
-            _close_thread_loop()
+            if km is not None:  # nbclient leaves a kernel it did not start running
+                ensure_event_loop().run_until_complete(km.close())
+        except Exception:  # noqa: BLE001 - the caller kills what is left of it
+            log.debug("closing the started kernel failed", exc_info=True)
         finally:
-            outcome.done.set()
+            try:
+                _close_thread_loop()
+            finally:
+                outcome.done.set()
+
+
+class _StartedKernelManager(NbappsKernelManager):
+    """The manager of a kernel started ahead of its run. nbclient neither shuts down a kernel it
+    was given nor closes the channels of the client it made for it: :meth:`close` does both, as
+    nbclient does for its own kernels with ``shutdown_kernel="immediate"``."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        #: the clients made for this kernel (nbclient's), their channels stopped by close()
+        self.clients: list[Any] = []
+
+    def client(self, **kwargs: Any) -> Any:
+        kc = super().client(**kwargs)
+        self.clients.append(kc)
+        return kc
+
+    async def close(self) -> None:
+        for kc in self.clients:
+            if kc.channels_running:
+                kc.stop_channels()
+        if self.has_kernel:
+            await self.shutdown_kernel(now=True)
+
+
+@dataclass
+class StartedKernel:
+    """A kernel started ahead of its run by :func:`start_kernel` (a spare run program's, say):
+    the kernel start and its imports are paid before the parameters are known. papermill still
+    injects them as a cell, so the run is the same as in a kernel started for it, with the same
+    client (no missed wake-ups), timeouts and immediate shutdown."""
+
+    #: the kernel's resolved name (``python`` runs as ``python3``)
+    name: str
+    cwd: Path
+    km: _StartedKernelManager
+    _private: tempfile.TemporaryDirectory[str] = field(repr=False)
+    _closed: bool = False
+
+    @property
+    def private(self) -> Path:
+        """The folder of the kernel's log and sockets."""
+        return Path(self._private.name)
+
+    def usable(self, kernel_name: str, cwd: Path) -> bool:
+        """Whether a run of a notebook naming ``kernel_name`` in ``cwd`` may use this kernel."""
+        process = getattr(self.km.provisioner, "process", None)  # a local kernel's Popen
+        return (not self._closed and process is not None and process.poll() is None
+                and resolve_kernel_name(kernel_name) == self.name
+                and Path(cwd).resolve() == self.cwd.resolve())
+
+    def discard(self) -> None:
+        """Shut the kernel down if it still runs and remove its folder (idempotent)."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            if self.km.has_kernel:
+                asyncio.run(self.km.close())
+        except Exception:  # noqa: BLE001 - kill it the hard way
+            log.debug("shutting down a started kernel failed", exc_info=True)
+            pid = getattr(self.km.provisioner, "pid", None)
+            if isinstance(pid, int):
+                kill_process_tree(pid)
+        finally:
+            self._private.cleanup()
+
+
+def start_kernel(kernel_name: str, cwd: Path) -> StartedKernel:
+    """Start kernel ``kernel_name`` in folder ``cwd`` for a later :func:`run_notebook` in
+    ``cwd`` (returns once the process is started, not when it is ready). Raises
+    :class:`NoSuchKernel` when it is not installed."""
+    resolved = resolve_kernel_name(kernel_name)
+    if resolved is None:
+        raise NoSuchKernel(kernel_name)
+    private = tempfile.TemporaryDirectory(prefix="nbapps-k-", ignore_cleanup_errors=True)
+    km = _StartedKernelManager(kernel_name=resolved, config=_kernel_config(Path(private.name)))
+    try:
+        # nbclient's own kernels get this argument too (no history database)
+        asyncio.run(km.start_kernel(cwd=str(cwd),
+                                    extra_arguments=["--HistoryManager.hist_file=:memory:"]))
+    except BaseException:
+        private.cleanup()
+        raise
+    return StartedKernel(resolved, Path(cwd), km, private)
 
 
 def _close_thread_loop() -> None:

@@ -13,14 +13,9 @@ import json
 import os
 import re
 import secrets
-import signal
-import subprocess
-import sys
-import textwrap
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +27,8 @@ from nbapps.catalog import open_catalog
 from nbapps.errors import NbappsError
 from nbapps.server.hub_auth import HubConfiguration, HubUser, has_access, role_for
 from tests.chromium import launched_chromium
+from tests.hub import Hub
+from tests.hub import running_hub as start_hub
 from tests.nbfactory import make_notebook
 from tests.pg import free_port
 from tests.server_harness import Gallery, ThreadServer, build_archive, new_data_dir
@@ -43,28 +40,6 @@ ROLE_MAP = {"group:reviewers": "reviewer", "group:analysts": "analyst", "admin":
 APP = make_notebook(widget="from IPython.display import HTML\n"
                           "HTML(f'<p>HUB-APP {n} {label}</p>')")
 APP_START_MS = 180_000  # first runner start on a loaded 2-core machine
-
-NO_PROXY_CONFIG = """
-from jupyterhub.proxy import Proxy
-
-
-class NoProxy(Proxy):
-    \"\"\"No configurable-http-proxy: the test talks to the Hub's own port.\"\"\"
-
-    should_start = False
-
-    async def add_route(self, routespec, target, data):
-        pass
-
-    async def delete_route(self, routespec):
-        pass
-
-    async def get_all_routes(self):
-        return {}
-
-
-c.JupyterHub.proxy_class = NoProxy
-"""
 
 
 # -- pure parts ------------------------------------------------------------------------------
@@ -194,90 +169,24 @@ def test_hub_routes_answer_nba349_in_builtin_mode(tmp_path):
 
 # -- a real JupyterHub -----------------------------------------------------------------------
 
-@dataclass
-class Hub:
-    url: str  # http://127.0.0.1:<port>/hub/
-    api: str
-    admin_token: str
-    process: subprocess.Popen[bytes]
-    log: Path
-
-    def call(self, method: str, path: str, **kw: Any) -> httpx.Response:
-        return httpx.request(method, f"{self.api}/{path}", timeout=30,
-                             headers={"Authorization": f"token {self.admin_token}"}, **kw)
-
-    def user_token(self, name: str, scopes: list[str]) -> str:
-        r = self.call("POST", f"users/{name}/tokens", json={"scopes": scopes, "note": "test"})
-        assert r.status_code == 201, r.text
-        return str(r.json()["token"])
-
-
 @contextmanager
 def running_hub(folder: Path, port: int, gallery_url: str, service_token: str) -> Iterator[Hub]:
-    folder.mkdir(parents=True, exist_ok=True)
-    admin_token = secrets.token_hex(32)
-    hub_url = f"http://127.0.0.1:{port}"
-    config = NO_PROXY_CONFIG + textwrap.dedent(f"""
-        c.JupyterHub.bind_url = {hub_url!r}
-        c.JupyterHub.hub_bind_url = {hub_url!r}
-        c.JupyterHub.db_url = {f"sqlite:///{folder / 'hub.sqlite'}"!r}
-        c.JupyterHub.cookie_secret_file = {str(folder / 'hub_cookie_secret')!r}
-        c.JupyterHub.pid_file = {str(folder / 'hub.pid')!r}
+    config = f"""
         c.JupyterHub.authenticator_class = "dummy"
         c.DummyAuthenticator.password = {HUB_PASSWORD!r}
         c.Authenticator.allow_all = True
         c.Authenticator.allowed_users = {{"rhea", "paul"}}
         c.JupyterHub.load_groups = {{"reviewers": {{"users": ["rhea"]}}, "analysts": {{}}}}
-        c.JupyterHub.services = [
-            {{"name": {SERVICE!r}, "url": {gallery_url!r}, "api_token": {service_token!r},
-              "oauth_client_id": "service-{SERVICE}",
-              "oauth_redirect_uri": {gallery_url + "/oauth_callback"!r},
-              "oauth_no_confirm": True}},
-            {{"name": "tester", "api_token": {admin_token!r}}},
-        ]
-        c.JupyterHub.load_roles = [
-            {{"name": "user", "scopes": ["self", "access:services!service={SERVICE}"]}},
-            {{"name": "nbapps-service", "services": [{SERVICE!r}],
-              "scopes": ["read:users", "read:roles:users"]}},
-            {{"name": "tester", "services": ["tester"],
-              "scopes": ["admin:users", "admin:groups", "tokens", "read:roles"]}},
-        ]
-    """)
-    (folder / "jupyterhub_config.py").write_text(config)
-    log = folder / "hub.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "jupyterhub", "-f",
-                                 str(folder / "jupyterhub_config.py")], cwd=folder,
-                                stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-    hub = Hub(url=f"{hub_url}/hub/", api=f"{hub_url}/hub/api", admin_token=admin_token,
-              process=proc, log=log)
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{hub.api}/", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("JupyterHub did not start:\n" + log.read_text()[-3000:])
-            time.sleep(0.1)  # polling the Hub's port until it answers
+    """
+    services = [{"name": SERVICE, "url": gallery_url, "api_token": service_token,
+                 "oauth_client_id": f"service-{SERVICE}",
+                 "oauth_redirect_uri": gallery_url + "/oauth_callback",
+                 "oauth_no_confirm": True}]
+    roles = [{"name": "user", "scopes": ["self", f"access:services!service={SERVICE}"]},
+             {"name": "nbapps-service", "services": [SERVICE],
+              "scopes": ["read:users", "read:roles:users"]}]
+    with start_hub(folder, port, config, services=services, roles=roles) as hub:
         yield hub
-    finally:
-        _stop_tree(proc)
-
-
-def _stop_tree(proc: subprocess.Popen[bytes]) -> None:
-    """SIGTERM to the Hub's process group, SIGKILL after 15 s."""
-    if proc.poll() is None:
-        try:
-            os.killpg(proc.pid, signal.SIGTERM)
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(15)
-        except ProcessLookupError:
-            pass
 
 
 @pytest.fixture(scope="module")

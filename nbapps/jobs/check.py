@@ -27,46 +27,15 @@ So the notebook under check cannot forge its own report, executed notebook or th
 from __future__ import annotations
 
 import argparse
-import ctypes
 import json
 import os
-import signal
 import sys
 from pathlib import Path
 from typing import Any
 
+from .program import exit_now, kill_descendants, tie_to_parent, write_file
+
 APP_NOTEBOOK = "app.ipynb"
-_PR_SET_PDEATHSIG = 1
-_PR_SET_CHILD_SUBREAPER = 36
-
-
-def _tie_to_parent(parent: int | None) -> None:
-    """Die with the gallery; adopt orphaned descendants (Linux; best effort elsewhere)."""
-    if not sys.platform.startswith("linux"):
-        return
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-    libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
-    if parent is not None and os.getppid() != parent:  # the gallery died before the prctl
-        os._exit(70)
-
-
-def _kill_descendants() -> None:
-    import psutil
-
-    from ..processes import kill_processes
-
-    try:
-        children = psutil.Process().children(recursive=True)
-    except psutil.Error:
-        return
-    kill_processes(children, timeout=5.0)
-
-
-def _write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
 
 
 def confine_kernels(tmp: Path) -> list[str]:
@@ -134,17 +103,17 @@ def check(source: Path, out: Path, *, cell_timeout: float, total_timeout: float,
     data = report.to_dict()
     data["runs"] = [run_timings(r, app.nb if app is not None else None) for r in report.runs]
     if report.executed is not None:
-        _write(out / "executed.ipynb", nbformat.writes(report.executed).encode("utf-8"))
+        write_file(out / "executed.ipynb", nbformat.writes(report.executed).encode("utf-8"))
     if app is not None:
-        _write(out / "contract.json", json.dumps(app.contract.to_dict()).encode("utf-8"))
+        write_file(out / "contract.json", json.dumps(app.contract.to_dict()).encode("utf-8"))
         thumb = app.meta.thumbnail.strip().replace("\\", "/") if app.meta.thumbnail else None
         thumb_path = (source / thumb) if thumb else None
         if thumb_path is not None and (thumb_path.is_symlink() or not thumb_path.is_file()):
             thumb_path = None
         shown = report.executed if report.executed is not None else nbformat.v4.new_notebook()
-        _write(out / "thumbnail.png",
+        write_file(out / "thumbnail.png",
                make_thumbnail(shown, app.meta.title or "App", source=thumb_path))
-    _write(out / "report.json", json.dumps(data, default=str).encode("utf-8"))
+    write_file(out / "report.json", json.dumps(data, default=str).encode("utf-8"))
     return data
 
 
@@ -159,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--kernel-sandbox", action="store_true",
                         help="start kernels in one more Landlock layer (see the docstring)")
     args = parser.parse_args(argv)
-    _tie_to_parent(args.parent)
+    tie_to_parent(args.parent)
     args.out.mkdir(parents=True, exist_ok=True)
     if args.kernel_sandbox:
         confine_kernels(Path(os.environ.get("TMPDIR") or "/tmp"))
@@ -167,9 +136,9 @@ def main(argv: list[str] | None = None) -> int:
         check(args.source, args.out, cell_timeout=args.cell_timeout,
               total_timeout=args.total_timeout, max_output_bytes=args.max_output_bytes)
     finally:
-        _kill_descendants()
+        kill_descendants()
     return 0
 
 
 if __name__ == "__main__":  # pragma: no cover - run as a program by the worker
-    sys.exit(main())
+    exit_now(main())

@@ -370,6 +370,18 @@ class Runner:
     # -- starting / stopping -----------------------------------------------------------------
     def spawn(self) -> None:
         """Start the Voilà process (after :meth:`prepare`)."""
+        cmd, env = self.launch_command()
+        with open(self.log_path, "ab") as out:
+            self.proc = subprocess.Popen(  # noqa: S603 (fixed argv, no shell)
+                cmd, cwd=str(self.dir), env=env, stdin=subprocess.DEVNULL, stdout=out,
+                stderr=subprocess.STDOUT, start_new_session=True,
+            )
+        self.started_at = time.monotonic()
+        log.info("runner %s: started voila pid %s on port %s", self.id, self.proc.pid, self.port)
+
+    def launch_command(self) -> tuple[list[str], dict[str, str]]:
+        """Pick the port, write the configuration and return the runner's (argv, environment)
+        to run in the runner folder (a local child here, a Hub server in :mod:`.hub_runner`)."""
         self.port = free_port()
         python = self.settings.python or sys.executable
         setup = self.kernel_setup(python)
@@ -395,13 +407,7 @@ class Runner:
         cmd = self._confined([*launch, "--", python, "-m", "voila", "--no-browser",
                               f"--Voila.config_file_paths={[str(self.config_dir)]!r}"], python,
                              write=setup.write)
-        with open(self.log_path, "ab") as out:
-            self.proc = subprocess.Popen(  # noqa: S603 (fixed argv, no shell)
-                cmd, cwd=str(self.dir), env=env, stdin=subprocess.DEVNULL, stdout=out,
-                stderr=subprocess.STDOUT, start_new_session=True,
-            )
-        self.started_at = time.monotonic()
-        log.info("runner %s: started voila pid %s on port %s", self.id, self.proc.pid, self.port)
+        return cmd, env
 
     def _sandboxed(self) -> bool:
         return self.settings.sandbox and sandbox.available()

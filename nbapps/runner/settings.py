@@ -17,13 +17,15 @@ dir). Sizes are in bytes, times in seconds; 0 means "none" or "automatic" as eac
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
-from traitlets import Bool, Dict, Float, Integer, List, Unicode
+from traitlets import Bool, CaselessStrEnum, Dict, Float, Integer, List, Unicode, default
 from traitlets.config import Configurable
 
 from .config import RunnerSettings
+from .hub_runner import HubRunnerSettings
 from .supervisor import SupervisorSettings
 
 MIB = 1024 * 1024
@@ -198,6 +200,38 @@ class RuntimeConfiguration(Configurable):
         key_trait=Unicode(), value_trait=Unicode(), config=True,
         help="Fixed environment variables for app kernels.")
 
+    # -- where runners run ---------------------------------------------------------------------
+    backend = CaselessStrEnum(
+        ["local", "jupyterhub"], "local", config=True,
+        help="local: runners are child processes of the gallery. jupyterhub: each runner is a "
+             "named server of hub_account, started and stopped through the Hub's REST API "
+             "(the Hub's spawner must run it on this machine; see docs/deploy.md).")
+    hub_api_url = Unicode(
+        config=True, help="The Hub's REST API for the jupyterhub backend (default: "
+                          "$JUPYTERHUB_API_URL).")
+    hub_api_token = Unicode(
+        config=True, help="A Hub token with servers!user=<hub_account> for the jupyterhub "
+                          "backend (default: $JUPYTERHUB_API_TOKEN).")
+    hub_account = Unicode(
+        "", config=True, help="The Hub user whose named servers the runners are.")
+    hub_spawn_timeout = Float(
+        120.0, config=True, help="Seconds the Hub may take to report a runner server ready.")
+
+    @default("hub_api_url")
+    def _hub_api_url(self) -> str:
+        return os.environ.get("JUPYTERHUB_API_URL", "")
+
+    @default("hub_api_token")
+    def _hub_api_token(self) -> str:
+        return os.environ.get("JUPYTERHUB_API_TOKEN", "")
+
+    def hub_settings(self) -> HubRunnerSettings | None:
+        """The jupyterhub backend's settings; None for local runners."""
+        if self.backend != "jupyterhub":
+            return None
+        return HubRunnerSettings(api_url=self.hub_api_url, api_token=self.hub_api_token,
+                                 account=self.hub_account, spawn_timeout=self.hub_spawn_timeout)
+
     def runner_settings(self, **fixed: Any) -> RunnerSettings:
         """The runners' internal settings; ``fixed``: what the gallery decides (url_prefix...)."""
         values: dict[str, Any] = {name: getattr(self, name) for name in RUNNER_FIELDS}
@@ -211,5 +245,6 @@ class RuntimeConfiguration(Configurable):
         runner = fixed.pop("runner", None) or self.runner_settings()
         values: dict[str, Any] = {name: getattr(self, name) for name in SUPERVISOR_FIELDS}
         values["restart_backoff"] = tuple(float(x) for x in self.restart_backoff) or (1.0,)
+        values["hub"] = self.hub_settings()
         values.update(fixed)
         return SupervisorSettings(runtime_dir=Path(runtime_dir), runner=runner, **values)

@@ -45,6 +45,7 @@ from tornado.httpclient import AsyncHTTPClient
 
 from .. import limits
 from .config import RunnerSettings, prepare_share
+from .hub_runner import HubRunner, HubRunnerSettings, reap_hub_servers
 from .orphans import clear_state, owner_alive, reap_orphans, write_state
 from .process import AppRelease, Runner, RunnerError, RunnerState
 from .source import AppSource, Resolver, as_source
@@ -101,6 +102,8 @@ class SupervisorSettings:
     cgroups: bool = True
     #: a cgroup v2 folder delegated to the gallery (empty: the gallery's own cgroup)
     cgroup_parent: str = ""
+    #: start runners as JupyterHub named servers (:mod:`.hub_runner`); None: local processes
+    hub: HubRunnerSettings | None = None
 
     def budget(self) -> int:
         if self.memory_budget > 0:
@@ -207,6 +210,8 @@ class Supervisor:
     async def start(self) -> None:
         """Reap a previous gallery's orphans, prepare the template folder, start the loop."""
         rt = self.runtime_dir
+        if self.settings.hub is not None:
+            self.settings.hub.check()
         rt.mkdir(parents=True, exist_ok=True)
         other = owner_alive(rt)
         if other is not None:
@@ -214,6 +219,8 @@ class Supervisor:
                               code="NBA403")
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(None, reap_orphans, rt)
+        if self.settings.hub is not None:
+            await reap_hub_servers(self.settings.hub, rt)
         if self.settings.cgroups:
             self.cgroups, self.cgroups_reason = limits.detect_cgroups(self.settings.cgroup_parent)
             await loop.run_in_executor(None, limits.reap_groups, self.cgroups, rt, set())
@@ -413,10 +420,14 @@ class Supervisor:
         if release.pool_sizes is not None:
             default, custom = release.pool_sizes
             settings = dataclasses.replace(settings, pool_size=default, custom_pool_size=custom)
-        return Runner(release, settings, self.runtime_dir, self._share,
-                      fontawesome=self._fontawesome, cgroups=self.cgroups,
-                      memory_budget=self.settings.budget(),
-                      kernel_cap=self.settings.max_kernels_per_app)
+        kwargs: dict[str, Any] = {
+            "fontawesome": self._fontawesome, "cgroups": self.cgroups,
+            "memory_budget": self.settings.budget(),
+            "kernel_cap": self.settings.max_kernels_per_app}
+        if self.settings.hub is not None:
+            return HubRunner(release, settings, self.runtime_dir, self._share,
+                             hub=self.settings.hub, **kwargs)
+        return Runner(release, settings, self.runtime_dir, self._share, **kwargs)
 
     def _room_for_runner(self, slot: AppSlot) -> str | None:
         """Make room in the memory budget for a new runner (evict idle ones) or say why not."""
@@ -601,7 +612,7 @@ class Supervisor:
         now = time.monotonic()
         s = self.settings
         runners = [r for slot in self._slots.values() for r in slot.runners()
-                   if r.proc is not None]
+                   if r.pid is not None]
         if runners:
             await asyncio.gather(*(loop.run_in_executor(None, r.sample) for r in runners))
         check_health = now - self._last_health >= s.health_interval
@@ -645,7 +656,7 @@ class Supervisor:
 
     def _persist(self) -> None:
         records = [r.record() for slot in self._slots.values() for r in slot.runners()
-                   if r.proc is not None]
+                   if r.pid is not None]
         key = repr([(x["id"], x["pid"]) for x in records])
         if key == self._last_state:
             return

@@ -4,13 +4,19 @@ and clean stop, claiming jobs of kind ``run`` (:mod:`nbapps.catalog.runs`) and r
 several workers in parallel; the first worker also applies the retention
 (``run_keep_days`` / ``run_keep_count`` per app) at start and every ``prune_every`` seconds.
 
+The pool keeps at most one spare run program (:class:`.worker.SpareProgram`: imports, report
+exporter and a kernel ready, waiting for its job) while runs are being asked for. A run takes
+it; the next one is started at once only while fewer runs are going than the machine has cores
+(``spare_busy_max``), else by the next worker that is done: a spare never competes with runs
+for the last core, and never more than one waits.
+
 Retention deletes the runs' rows; their blobs stay in the bundle store (the store has no
 delete yet: ``nbapps store check`` lists blobs no job references).
 """
 from __future__ import annotations
 
 import logging
-import threading
+import os
 import time
 from collections.abc import Callable
 from typing import Any
@@ -38,70 +44,76 @@ class RunPool(CheckPool):
         self._last_prune = 0.0
         #: runs deleted by retention (for metrics and tests)
         self.pruned = 0
-        self._local = threading.local()
-        self._spares: set[SpareProgram] = set()
+        #: the pool's spare program (one at most), guarded by ``_lock``
+        self._spare: SpareProgram | None = None
         #: when this pool last started a run (monotonic; 0: never)
         self._last_run = 0.0
 
     def _claim(self) -> JobInfo | None:
         # a spare program only while runs are being asked for: a gallery whose apps are never
-        # run keeps no idle Python process (nor its folder) around
+        # run keeps no idle Python process (nor its folder, nor its kernel) around
         if self.settings.prewarm and self._recently_used():
-            self._ensure_spare()
+            if self._busy() < self._busy_max():
+                self._ensure_spare()
         else:
-            spare = getattr(self._local, "spare", None)
+            spare = self._take_spare()
             if spare is not None:
-                self._local.spare = None
-                self._drop(spare)
+                spare.discard()
         return super()._claim()
+
+    def _busy(self) -> int:
+        with self._lock:
+            return len(self._running)
+
+    def _busy_max(self) -> int:
+        return self.settings.spare_busy_max or os.cpu_count() or 1
 
     def _recently_used(self) -> bool:
         return (self._last_run > 0
                 and time.monotonic() - self._last_run < self.settings.spare_idle_seconds)
 
     def _ensure_spare(self) -> None:
-        """This worker thread's spare program, started if it has none (or it died)."""
-        spare: SpareProgram | None = getattr(self._local, "spare", None)
-        if spare is not None and spare.alive():
+        """The pool's spare program, started if it has none (or it died)."""
+        with self._lock:
+            old = self._spare
+            if old is not None and old.alive():
+                return
+            self._spare = None
+        if old is not None:
+            old.discard()
+        if self._stopping.is_set():
             return
-        if spare is not None:
-            self._drop(spare)
         try:
             spare = SpareProgram(self.settings, self._stopping)
         except Exception:  # noqa: BLE001 - runs still start cold
             log.warning("run pool: no spare run program", exc_info=True)
-            self._local.spare = None
             return
-        self._local.spare = spare
         with self._lock:
-            self._spares.add(spare)
+            if self._spare is None and not self._stopping.is_set():
+                self._spare, spare = spare, None
+        if spare is not None:  # another worker was quicker, or the pool stops
+            spare.discard()
 
-    def _drop(self, spare: SpareProgram) -> None:
+    def _take_spare(self) -> SpareProgram | None:
         with self._lock:
-            self._spares.discard(spare)
-        spare.discard()
+            spare, self._spare = self._spare, None
+        return spare
 
     def _new_job(self, job: JobInfo, version: Any, keep_claim: Callable[[], bool]
                  ) -> ConfinedJob:
         self._last_run = time.monotonic()
         run = RunJob(self.settings, self.store, job, version, keep_claim=keep_claim,
                      stopping=self._stopping)
-        spare = getattr(self._local, "spare", None)
-        if spare is not None:
-            self._local.spare = None
-            with self._lock:
-                self._spares.discard(spare)
-            run.spare = spare
-        if self.settings.prewarm:
-            # the next run's program prepares while this one runs (on the other core)
+        run.spare = self._take_spare()
+        if self.settings.prewarm and self._busy() + 1 < self._busy_max():
+            # the next run's program prepares while this one runs, on a core no run uses
             self._ensure_spare()
         return run
 
     def stop(self, timeout: float = 30.0) -> None:
         super().stop(timeout)
-        with self._lock:
-            spares, self._spares = list(self._spares), set()
-        for spare in spares:
+        spare = self._take_spare()
+        if spare is not None:
             spare.discard()
 
     def _after_recovery(self) -> None:

@@ -1,12 +1,23 @@
 """The run program: ``python -m nbapps.runs.program --source DIR --out DIR --params JSON ...``.
 
 Run by the gallery's run worker (:mod:`.worker`) for one run, confined exactly like the check
-program (:mod:`nbapps.jobs.check`, whose process set-up it shares: Landlock, kernels in one more
-Landlock layer with ``--kernel-sandbox``, subreaper, ``PR_SET_PDEATHSIG``, the tree killed
-before it exits). It executes the approved source notebook with the parameters (papermill's
-injection, :func:`nbapps.execute.run_notebook`: cell and total timeouts, no missed wake-ups, no
-shutdown stall) in a working folder holding the declared data files, inside its TMPDIR (the only
-folder its kernels may write), and writes into ``--out`` (which the kernels cannot write):
+program (:mod:`nbapps.jobs.check`), with the same process set-up (:mod:`nbapps.jobs.program`):
+Landlock, kernels in one more Landlock layer with ``--kernel-sandbox``, subreaper,
+``PR_SET_PDEATHSIG``, the tree killed before it exits. It executes the approved source
+notebook with the parameters (papermill's injection, :func:`nbapps.execute.run_notebook`: cell
+and total timeouts, no missed wake-ups, no shutdown stall) in a working folder holding the
+declared data files, inside its TMPDIR (the only folder its kernels may write), and writes into
+``--out`` (which the kernels cannot write).
+
+With ``--stdin-job`` (a spare program, :class:`.worker.SpareProgram`) it prepares before its job
+arrives: the kernelspecs confined, the default kernel (:data:`DEFAULT_KERNEL`) started in the
+working folder through the same confined kernelspec (:func:`nbapps.execute.start_kernel`), the
+imports done and the report exporter warmed up. The run then uses that kernel when the notebook
+names it (papermill injects the parameters as a cell, so nothing about the kernel depends on
+them); otherwise it is shut down and the notebook's own kernel started as usual. The program
+ends with :func:`nbapps.jobs.program.exit_now` (no interpreter teardown).
+
+Artifacts:
 
 =================== ===========================================================================
 ``executed.ipynb``  the executed notebook, widget state in ``metadata.widgets``
@@ -30,7 +41,8 @@ import time
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from ..jobs.check import _kill_descendants, _tie_to_parent, _write, confine_kernels, run_timings
+from ..jobs.check import confine_kernels, run_timings
+from ..jobs.program import exit_now, kill_descendants, tie_to_parent, write_file
 
 APP_NOTEBOOK = "app.ipynb"
 #: artifact file names the program writes itself (declared outputs may not take them)
@@ -39,6 +51,8 @@ RESERVED = ("executed.ipynb", "report.html", "result.json", "run.json", "report.
 MAX_OUTPUTS = 50
 #: the recorded values together, as JSON
 MAX_RESULT_BYTES = 1024 * 1024
+#: the kernel a spare program starts before its job (used when the notebook names it)
+DEFAULT_KERNEL = "python3"
 
 
 def _finding(code: str, message: str, severity: str | None = None) -> dict[str, Any]:
@@ -115,8 +129,10 @@ def bounded_records(values: dict[str, Any]) -> tuple[dict[str, Any], list[dict[s
 
 def run(source: Path, out: Path, workdir: Path, parameters: dict[str, Any], *,
         cell_timeout: float, total_timeout: float, max_output_file_bytes: int,
-        title: str = "", version: str = "") -> dict[str, Any]:
-    """Execute ``source/app.ipynb`` with ``parameters`` in ``workdir``; artifacts into ``out``."""
+        title: str = "", version: str = "", kernel: Any = None) -> dict[str, Any]:
+    """Execute ``source/app.ipynb`` with ``parameters`` in ``workdir``; artifacts into ``out``.
+    ``kernel``: a :class:`nbapps.execute.StartedKernel` in ``workdir`` the run may use (it is
+    shut down either way)."""
     import nbformat
 
     from ..errors import NbappsError
@@ -129,19 +145,21 @@ def run(source: Path, out: Path, workdir: Path, parameters: dict[str, Any], *,
     try:
         app = load_notebook(source / APP_NOTEBOOK, name=APP_NOTEBOOK)
     except NbappsError as exc:
+        if kernel is not None:
+            kernel.discard()
         summary = {"ok": False, "findings": [_finding(exc.code, exc.message)], "seconds": 0,
                    "cells": [], "outputs": [], "notes": notes}
-        _write(out / "run.json", json.dumps(summary).encode("utf-8"))
+        write_file(out / "run.json", json.dumps(summary).encode("utf-8"))
         return summary
     workdir.mkdir(parents=True, exist_ok=True)
     copy_files(source, app_files(app), workdir)
     result = run_notebook(app.nb, parameters, cwd=workdir, cell_timeout=cell_timeout,
-                          total_timeout=total_timeout)
+                          total_timeout=total_timeout, kernel=kernel)
     findings = [f.to_dict() for f in result.findings]
-    _write(out / "executed.ipynb", nbformat.writes(result.nb).encode("utf-8"))
+    write_file(out / "executed.ipynb", nbformat.writes(result.nb).encode("utf-8"))
     values, dropped = bounded_records(read_records(result.nb))
     findings.extend(dropped)
-    _write(out / "result.json", json.dumps(values).encode("utf-8"))
+    write_file(out / "result.json", json.dumps(values).encode("utf-8"))
     kept, missing = collect_outputs(list(app.meta.outputs), workdir, out, max_output_file_bytes)
     findings.extend(missing)
     try:
@@ -150,7 +168,7 @@ def run(source: Path, out: Path, workdir: Path, parameters: dict[str, Any], *,
         html = render_report(result.nb, title=title or app.meta.title, parameters=parameters,
                              when=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
                              version=version)
-        _write(out / "report.html", html.encode("utf-8"))
+        write_file(out / "report.html", html.encode("utf-8"))
     except Exception as exc:  # noqa: BLE001 - the run's other artifacts still count
         notes.append(f"the HTML report could not be made: {type(exc).__name__}: {exc}"[:300])
     summary = {"ok": result.ok and not any(f.get("severity") == "error" for f in findings),
@@ -158,19 +176,29 @@ def run(source: Path, out: Path, workdir: Path, parameters: dict[str, Any], *,
                "seconds": round(time.perf_counter() - started, 3),
                "cells": run_timings(result.summary(), result.nb)["cells"],
                "outputs": kept, "notes": notes}
-    _write(out / "run.json", json.dumps(summary, default=str).encode("utf-8"))
+    write_file(out / "run.json", json.dumps(summary, default=str).encode("utf-8"))
     return summary
 
 
-def _preload() -> None:
-    """What a run imports and builds anyway, done before the job arrives (a spare program)."""
-    import nbformat  # noqa: F401
-    import papermill.engines  # noqa: F401
+def _prepare(workdir: Path) -> Any:
+    """What a run needs anyway, done before the job arrives (a spare program): the default
+    kernel started in ``workdir`` (inside the kernel sandbox when there is one: the kernelspecs
+    are confined first), the imports and the report exporter. Returns the
+    :class:`nbapps.execute.StartedKernel` (None when it could not start: the run starts its
+    own)."""
+    from .. import execute
 
-    from .. import execute  # noqa: F401
+    workdir.mkdir(parents=True, exist_ok=True)
+    try:
+        kernel = execute.start_kernel(DEFAULT_KERNEL, workdir)
+    except Exception as exc:  # noqa: BLE001 - the run starts the notebook's kernel itself
+        print(f"nbapps run: no kernel started ahead: {type(exc).__name__}: {exc}",
+              file=sys.stderr)
+        kernel = None
     from . import report
 
-    report._get_exporter()
+    report.warm_up()
+    return kernel
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -190,15 +218,18 @@ def main(argv: list[str] | None = None) -> int:
                         help="prepare (imports, kernelspecs), then read the job as one JSON "
                              "line on stdin: params, cell_timeout, total_timeout, title, ...")
     args = parser.parse_args(argv)
-    _tie_to_parent(args.parent)
+    tie_to_parent(args.parent)
     args.out.mkdir(parents=True, exist_ok=True)
     tmp = Path(os.environ.get("TMPDIR") or "/tmp")
+    workdir = tmp / "run"
     if args.kernel_sandbox:
         confine_kernels(tmp)
+    kernel = None
     if args.stdin_job:
-        _preload()
+        kernel = _prepare(workdir)
         line = sys.stdin.readline()
         if not line.strip():  # the gallery stopped or dropped this spare
+            kill_descendants()
             return 0
         job = json.loads(line)
         args.params = json.dumps(job.get("params") or {})
@@ -207,14 +238,14 @@ def main(argv: list[str] | None = None) -> int:
             if key in job:
                 setattr(args, key, job[key])
     try:
-        run(args.source, args.out, tmp / "run", json.loads(args.params),
+        run(args.source, args.out, workdir, json.loads(args.params),
             cell_timeout=args.cell_timeout, total_timeout=args.total_timeout,
             max_output_file_bytes=args.max_output_file_bytes, title=args.title,
-            version=args.version)
+            version=args.version, kernel=kernel)
     finally:
-        _kill_descendants()
+        kill_descendants()
     return 0
 
 
 if __name__ == "__main__":  # pragma: no cover - run as a program by the worker
-    sys.exit(main())
+    exit_now(main())

@@ -82,6 +82,18 @@ def _get_exporter() -> Any:
     return _exporter
 
 
+def warm_up() -> None:
+    """Build the exporter and render a small notebook once: the first export in a process
+    loads and compiles the templates (~0.5 s), which a spare run program does ahead."""
+    v4 = nbformat.v4
+    outputs = [v4.new_output("execute_result", {"text/plain": "1", "text/html": "<b>1</b>"},
+                             execution_count=1),
+               v4.new_output("stream", text="1")]
+    nb = v4.new_notebook(cells=[v4.new_markdown_cell("# Report\n\n*ready*"),
+                                v4.new_code_cell("1", outputs=outputs)])
+    render_report(nb, title="warm-up", parameters={"n": 1})
+
+
 def render_report(executed: nbformat.NotebookNode, *, title: str,
                   parameters: Mapping[str, Any] | None = None, when: str = "",
                   version: str = "", renderer: bool | None = None) -> str:
@@ -99,4 +111,5 @@ def render_report(executed: nbformat.NotebookNode, *, title: str,
     return str(html)
 
 
-__all__ = ["EMBED_MARKER", "app_view", "has_widgets", "render_report", "with_embed_url"]
+__all__ = ["EMBED_MARKER", "app_view", "has_widgets", "render_report", "warm_up",
+           "with_embed_url"]

@@ -72,11 +72,13 @@ class RunSettings(CheckSettings):
     pdf_timeout: float = 60.0
     #: seconds between retention passes
     prune_every: float = 600.0
-    #: keep one run program per worker started and waiting for its next job (imports,
-    #: kernelspecs and the report exporter ready): a run skips ~1.5 s of start-up
+    #: keep one run program per pool started and waiting for its next job (imports, report
+    #: exporter and the default kernel ready): a run skips ~2 s of start-up
     prewarm: bool = True
     #: a spare program is kept this long after the last run started, then let go
     spare_idle_seconds: float = 600.0
+    #: a spare is prepared only while fewer runs than this are going (None: the CPU count)
+    spare_busy_max: int | None = None
 
     @property
     def folder(self) -> Path:
@@ -102,8 +104,10 @@ def _argv(settings: RunSettings, src: Path, out: Path) -> list[str]:
 
 class SpareProgram(ConfinedJob):
     """A run program started ahead of its job, confined to folders of its own, waiting for
-    the job on stdin (``--stdin-job``); :class:`RunJob` fills its ``src`` and hands it the job.
-    It dies with its worker thread (``PR_SET_PDEATHSIG``) and with the gallery."""
+    the job on stdin (``--stdin-job``) with its imports done and a kernel started (see
+    :mod:`.program`); :class:`RunJob` fills its ``src`` and hands it the job. It dies with its
+    worker thread (``PR_SET_PDEATHSIG``) and with the gallery; :meth:`discard` kills it with its
+    kernel."""
 
     label = "run"
     settings: RunSettings

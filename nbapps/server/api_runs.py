@@ -15,7 +15,14 @@
 * ``DELETE /api/runs/<id>`` or ``POST /api/runs/<id>/cancel``: the run's owner or an admin.
 
 Who may see and start runs: whoever may open the app (:func:`may_open`: the ``open_apps``
-permission, and the app visible to them, the rule of the app pages), viewers included.
+permission, and the app visible to them, the rule of the app pages), viewers included. A run's
+``findings`` and ``details`` (tracebacks, cell sources, notes: code and data of the notebook) are
+shown only to its owner and to those who see a broken app's findings (the app's analysts,
+reviewers, admins: :func:`~.schedule_views.may_see_findings`, the one rule); everyone else gets
+them empty with ``"findings_hidden": true`` (state, times, parameters, result and the other
+artifacts stay). The same rule guards ``executed.ipynb``: it holds the app's source and, for a
+failed run, the traceback, so for everyone else it is left out of the artifacts and refused
+(403, NBA301), like the app pages that never serve a notebook's code to a viewer.
 """
 from __future__ import annotations
 
@@ -23,13 +30,14 @@ import mimetypes
 from typing import Any, ClassVar
 
 from ..catalog.runs import MAX_BATCH, RunInfo
-from ..errors import NbappsError, NotFound, UsageError
+from ..errors import NbappsError, NotFound, PermissionDenied, UsageError
 from ..runs.report import has_widgets, with_embed_url
 from .authz import OPEN_APPS, Requirement
 from .base import APIHandler
 from .identity import WebUser
 from .notebook_view import STATIC_FRAME_CSP, WIDGET_BUNDLE, frame_csp
 from .routes import Op, Param
+from .schedule_views import may_see_findings
 from .views import app_visible_to
 
 RUN_BODY_SCHEMA = {
@@ -49,6 +57,8 @@ _TYPES = {".ipynb": "application/x-ipynb+json", ".json": "application/json",
           ".csv": "text/csv; charset=UTF-8", ".txt": "text/plain; charset=UTF-8",
           ".md": "text/markdown; charset=UTF-8"}
 REPORT = "report.html"
+#: artifacts only those who see the run's findings may download (the app's code is in them)
+PRIVATE_ARTIFACTS = frozenset({"executed.ipynb"})
 
 
 def content_type(name: str) -> str:
@@ -56,21 +66,40 @@ def content_type(name: str) -> str:
     return _TYPES.get(suffix) or mimetypes.guess_type(name)[0] or "application/octet-stream"
 
 
-def may_open(handler: APIHandler, user: WebUser, slug: str) -> None:
-    """NotFound unless ``user`` may open app ``slug`` (the same rule as the app pages)."""
+def may_open(handler: Any, user: WebUser | None, slug: str) -> Any:
+    """The app's catalog entry; NotFound unless ``user`` may open app ``slug`` (the same rule
+    as the app pages). ``handler``: any gallery handler (``.ctx``)."""
     ctx = handler.ctx
     if not ctx.authorizer.is_allowed(user, OPEN_APPS):
         raise NotFound(f"no app {slug!r}")
     detail = ctx.catalog.get_app(slug)
     if not app_visible_to(ctx, user, detail):
         raise NotFound(f"no app {slug!r}")
+    return detail
 
 
-def run_json(handler: APIHandler, run: RunInfo) -> dict[str, Any]:
+def may_see_run_findings(ctx: Any, user: WebUser | None, detail: Any, run: RunInfo) -> bool:
+    """Whether ``user`` sees the findings and details of ``run`` (of app ``detail``): its
+    owner, and whoever sees a broken app's findings (:func:`may_see_findings`)."""
+    if user is None:
+        return False
+    return (run.owner is not None and run.owner == user.name) or \
+        may_see_findings(ctx, user, detail)
+
+
+def run_json(handler: Any, run: RunInfo, *, findings: bool = True) -> dict[str, Any]:
+    """A run as the API gives it; ``findings=False``: without its findings and details (for
+    those :func:`may_see_run_findings` refuses)."""
     out = run.to_dict()
+    out["findings_hidden"] = not findings
+    names = sorted(run.artifacts)
+    if not findings:
+        out["findings"] = []
+        out["details"] = {}
+        names = [n for n in names if n not in PRIVATE_ARTIFACTS]
+        out["artifacts"] = {n: run.artifacts[n] for n in names}
     out["url"] = handler.url(f"/api/runs/{run.id}")
-    out["artifact_urls"] = {name: handler.url(f"/api/runs/{run.id}/{name}")
-                            for name in sorted(run.artifacts)}
+    out["artifact_urls"] = {name: handler.url(f"/api/runs/{run.id}/{name}") for name in names}
     return out
 
 
@@ -94,12 +123,14 @@ class AppRunsHandler(APIHandler):
 
     async def get(self, slug: str) -> None:
         user = self.require_user()
-        await self.ctx.run(may_open, self, user, slug)
+        detail = await self.ctx.run(may_open, self, user, slug)
         limit = int(self.get_argument("limit", "50") or 50)
         runs = await self.ctx.run(self.ctx.catalog.list_runs, slug,
                                   origin=self.get_argument("origin", None),
                                   batch=self.get_argument("batch", None), limit=limit)
-        self.write_json({"items": [run_json(self, r) for r in runs]})
+        self.write_json({"items": [
+            run_json(self, r, findings=may_see_run_findings(self.ctx, user, detail, r))
+            for r in runs]})
 
     async def post(self, slug: str) -> None:
         user = self.require_user()
@@ -137,14 +168,20 @@ class AppRunsHandler(APIHandler):
                          "batch": runs[0].batch}, status=202)
 
 
-async def _visible_run(handler: APIHandler, run_id: str) -> RunInfo:
+async def _run_and_app(handler: APIHandler, run_id: str) -> tuple[RunInfo, Any]:
+    """The run and its app's catalog entry, if the user may open the app (NotFound else)."""
     user = handler.require_user()
     run = await handler.ctx.run(handler.ctx.catalog.get_run, int(run_id))
     try:
-        await handler.ctx.run(may_open, handler, user, run.app)
+        detail = await handler.ctx.run(may_open, handler, user, run.app)
     except NotFound:
         raise NotFound(f"no run with id {run_id}") from None
-    return run
+    return run, detail
+
+
+async def _run_json(handler: APIHandler, run: RunInfo, detail: Any) -> dict[str, Any]:
+    return run_json(handler, run, findings=may_see_run_findings(
+        handler.ctx, handler.require_user(), detail, run))
 
 
 class RunHandler(APIHandler):
@@ -155,7 +192,8 @@ class RunHandler(APIHandler):
     }
 
     async def get(self, id: str) -> None:
-        self.write_json(run_json(self, await _visible_run(self, id)))
+        run, detail = await _run_and_app(self, id)
+        self.write_json(await _run_json(self, run, detail))
 
     async def delete(self, id: str) -> None:
         await cancel(self, id)
@@ -172,27 +210,33 @@ class RunCancelHandler(APIHandler):
 
 
 async def cancel(handler: APIHandler, run_id: str) -> None:
-    run = await _visible_run(handler, run_id)
+    run, detail = await _run_and_app(handler, run_id)
     user = handler.require_user()
     done = await handler.ctx.run(handler.ctx.catalog.cancel_run, run.id, user=user.name,
                                  ip=handler.client_ip())
-    handler.write_json(run_json(handler, done))
+    handler.write_json(await _run_json(handler, done, detail))
 
 
 class RunArtifactHandler(APIHandler):
     permissions: ClassVar[dict[str, Requirement]] = {"GET": OPEN_APPS}
     docs: ClassVar[dict[str, Op]] = {
-        "GET": Op("An output of a finished run: executed.ipynb, report.html (shown inline in a "
+        "GET": Op("An output of a finished run: executed.ipynb (those who see the run's "
+                  "findings only), report.html (shown inline in a "
                   "sandbox unless download=1), report.pdf, result.json or a declared file.",
                   query=(Param("download", "boolean", "send report.html as a download"),),
                   returns="application/octet-stream"),
     }
 
     async def get(self, id: str, path: str) -> None:
-        run = await _visible_run(self, id)
+        run, detail = await _run_and_app(self, id)
         sha = run.artifacts.get(path)
         if sha is None:
             raise _no_artifact(run, path)
+        if path in PRIVATE_ARTIFACTS and not may_see_run_findings(
+                self.ctx, self.require_user(), detail, run):
+            raise PermissionDenied(
+                f"{path} holds the app's code: only the run's owner, the app's analysts, "
+                "reviewers and admins may download it")
         data = await self.ctx.run(self.ctx.store.get_blob, sha)
         filename = path.rsplit("/", 1)[-1]
         download = self.get_argument("download", "") in ("1", "true", "yes")
@@ -233,4 +277,4 @@ def _ascii(name: str) -> str:
 
 
 __all__ = ["AppRunsHandler", "RunArtifactHandler", "RunCancelHandler", "RunHandler",
-           "content_type", "may_open"]
+           "content_type", "may_open", "may_see_run_findings", "run_json"]

@@ -126,6 +126,8 @@ class AppFrameHandler(PageHandler):
             status_url=self.url(f"/api/apps/{slug}/status"),
             report_url=report if has_report else None, ready=ready, steps=STEPS,
             sandbox=IFRAME_SANDBOX,
+            # "Report (PDF)" (static/app_runs.js): a signed-in viewer runs the app on the server
+            can_run=user is not None, runs_url=self.url(f"/api/apps/{slug}/runs"),
         )
 
 

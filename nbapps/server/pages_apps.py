@@ -16,6 +16,7 @@ from .app_isolation import from_untrusted_context
 from .app_tickets import Ticket
 from .authz import OPEN_APPS, Requirement
 from .base import PAGE_CSP, PageHandler, coded_error
+from .run_views import app_runs_context
 from .schedule_views import app_schedule_context, broken_slugs
 from .views import (
     NOTICES,
@@ -105,6 +106,7 @@ class AppPageHandler(PageHandler):
             snapshot=snapshot_link(self, detail.app.slug, detail.live),
             versions=visible_versions(self.ctx, user, detail), can_rollback=can_rollback,
             **app_schedule_context(self.ctx, user, detail),
+            **app_runs_context(self.ctx, user, detail),
             **NOTICES.get(self.get_argument("done", ""), {}),
         )
 
