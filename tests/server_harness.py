@@ -358,9 +358,11 @@ def wait_checked(g: Gallery, version_id: int, *, who: str = "adam",
         while True:
             sub = c.get(f"/api/submissions/{version_id}").json()
             check = (sub.get("check") or {}).get("state")
-            # a live version keeps its state while checked: wait for the job itself
-            if check in ("passed", "failed", "error") \
-                    or (sub["state"] != "validating" and check not in ("queued", "running")):
+            # a live version keeps its state while checked: wait for the job itself. A verdict
+            # moves a validating version in the same transaction, but the API reads the version
+            # and its check one after the other: a verdict beside "validating" is a read that
+            # straddled that transaction, so ask again
+            if sub["state"] != "validating" and check not in ("queued", "running"):
                 return dict(sub)
             assert time.monotonic() < deadline, f"no verdict in {timeout} s: {sub['check']}"
             time.sleep(0.2)
