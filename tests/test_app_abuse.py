@@ -138,6 +138,18 @@ async def _send_large_messages(g: Gallery, browser: Browser, slug: str) -> list[
     return codes
 
 
+def _abusive_page(browser: Browser, path: str) -> str:
+    """The abuser's own page, or "" if it has not come back within 90 s: a kernel pressed
+    against its memory limit may be OOM-killed at once or, reclaiming its own file pages, crawl
+    until Voilà's cell timeout (60 s, then interrupts). Either way the abuse fails; what the
+    test checks is that nobody else pays for it."""
+    try:
+        return browser.get(path, timeout=90).text.replace("&#34;", '"')
+    except httpx.TimeoutException:
+        return ""
+
+
+@pytest.mark.timeout(900)
 def test_the_gallery_stays_responsive_while_a_viewer_abuses_an_app(tmp_path):
     with abuse_gallery(tmp_path) as (g, slug):
         browsers = {who: g.browser(who) for who in ("vic", "ana", "alf", "rob", "rita", "adam")}
@@ -155,11 +167,11 @@ def test_the_gallery_stays_responsive_while_a_viewer_abuses_an_app(tmp_path):
                 assert set(codes) <= {1009, None} and 1009 in codes, codes
                 assert _served(g, browsers["rita"], slug)
                 # 3. and 4. app code asked to hold 4 GiB and to start 1000 processes
-                big = browsers["ana"].get(f"/apps/{slug}/?mb=4096", timeout=180)
-                assert '"held_mb": 4096' not in big.text.replace("&#34;", '"')
+                big = _abusive_page(browsers["ana"], f"/apps/{slug}/?mb=4096")
+                assert '"held_mb": 4096' not in big
                 assert _served(g, browsers["rita"], slug)
-                many = browsers["rob"].get(f"/apps/{slug}/?procs=1000", timeout=180)
-                assert '"started": 1000' not in many.text.replace("&#34;", '"')
+                many = _abusive_page(browsers["rob"], f"/apps/{slug}/?procs=1000")
+                assert '"started": 1000' not in many
                 assert _served(g, browsers["rita"], slug)
             p99, worst = probe.p99(), max(probe.times)
             print(f"/healthz during the abuses: {len(probe.times)} requests, "
