@@ -244,6 +244,7 @@ class GalleryClient:
         """
         deadline = time.monotonic() + timeout
         seen: tuple[Any, ...] | None = None
+        verdicts = 0
         delay = poll
         while True:
             sub = self.submission(version_id)
@@ -254,8 +255,14 @@ class GalleryClient:
                 seen = now
                 if on_update is not None:
                     on_update(check)
-            if state in ("passed", "failed", "error") or sub.get("state") != "validating":
+            if sub.get("state") != "validating":
                 return sub
+            if state in ("passed", "failed", "error"):
+                # a verdict moves the version with it; a gallery that read the two one after
+                # the other may show it beside "validating" for a moment: ask once more
+                verdicts += 1
+                if verdicts > 2:
+                    return sub
             left = deadline - time.monotonic()
             if left <= 0:
                 raise NbappsError(

@@ -184,9 +184,14 @@ class SubmissionHandler(APIHandler):
     def get(self, id: str) -> None:
         user = self.require_user()
         v = version_for(self.ctx, user, int(id))
+        check = check_view(self.ctx, v)
+        if v.state == State.VALIDATING.value and check.state in ("passed", "failed", "error"):
+            # the verdict moves the version in the same transaction, between our two reads:
+            # read the version again, so a client never sees a verdict beside "validating"
+            v = version_for(self.ctx, user, int(id))
         out = v.to_dict(with_manifest=True)
         out["url"] = submission_url(self, v.id)
-        out["check"] = check_dict(check_view(self.ctx, v))
+        out["check"] = check_dict(check)
         out["reviews"] = [r.to_dict() for r in self.ctx.catalog.list_reviews(v.id)]
         out["comments"] = [{**c, "at": c["at"].isoformat()} for c in comments_of(self.ctx, v.id)]
         self.write_json(out)
