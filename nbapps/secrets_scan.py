@@ -2,6 +2,9 @@
 
 Uses detect-secrets' ad-hoc line scanner (``detect_secrets.core.scan.scan_line``) inside
 ``transient_settings``, so nothing is written to disk and the global settings are restored.
+Those settings are process-global and not thread-safe (one thread's exit restores them under
+another's scan: ``KeyError: 'AWSKeyDetector'``, seen when ``make demo`` validated apps in
+threads), so scans in one process take turns (:data:`_SETTINGS_LOCK`).
 
 To keep false positives low on analysis notebooks, the generic entropy detectors
 (``Base64HighEntropyString``, ``HexHighEntropyString``) and ``IPPublicDetector`` are left out:
@@ -17,6 +20,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -29,6 +33,8 @@ EXCLUDED_PLUGINS = frozenset({"Base64HighEntropyString", "HexHighEntropyString",
 #: Lines longer than this are scanned in overlapping pieces (regex cost grows with length).
 PIECE = 4096
 _OVERLAP = 256
+#: held while detect-secrets' global settings are ours (see the module docstring)
+_SETTINGS_LOCK = threading.Lock()
 _ALLOW = "pragma: allowlist secret"
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 _BARE_TAG = re.compile(r"</?[A-Za-z][A-Za-z0-9]*\s*/?>")
@@ -123,7 +129,7 @@ def scan_notebook(nb: Any, *, per_output: int | None = None) -> list[SecretHit]:
     from detect_secrets.settings import transient_settings
 
     hits: list[SecretHit] = []
-    with transient_settings({"plugins_used": _plugins()}):
+    with _SETTINGS_LOCK, transient_settings({"plugins_used": _plugins()}):
         scanner = _Scanner(scan_line)
         for index, cell in enumerate(nb.cells):
             for number, line in enumerate(_source_text(cell.get("source")).splitlines(), 1):

@@ -146,3 +146,43 @@ def test_image_outputs_count_towards_the_size(tmp_path: Path):
     nb = make_notebook(extra=[cell_with_output("plot()", data("image/png", png))])
     report = check(tmp_path, nb, ValidationSettings(execute=False, max_output_bytes=500_000))
     assert codes(report) == ["NBA060"]
+
+
+def test_secret_scans_in_threads_of_one_process_all_find_the_key():
+    """detect-secrets keeps its settings in one global: scans in threads once raised
+    ``KeyError: 'AWSKeyDetector'`` or "dictionary changed size" (``make demo`` validates its
+    apps in threads, each scan beside its kernel run). Many short GIL switches make the race
+    show within a few scans when scans do not take turns."""
+    import sys
+    import threading
+
+    from nbapps.secrets_scan import scan_notebook
+
+    nb = make_notebook(params=None, widget=None,
+                       extra=[new_code_cell(f'key_id = "{AWS_KEY}"\n'
+                                            + "".join(f"label_{i} = 'row {i}'\n"
+                                                      for i in range(300)))])
+    found: list[list[str]] = []
+    errors: list[BaseException] = []
+    start = threading.Barrier(8)
+
+    def scan() -> None:
+        start.wait()
+        try:
+            for _ in range(3):
+                found.append([hit.kind for hit in scan_notebook(nb)])
+        except BaseException as exc:  # noqa: BLE001 - collected for the assertion below
+            errors.append(exc)
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-5)
+    try:
+        threads = [threading.Thread(target=scan) for _ in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(120)
+    finally:
+        sys.setswitchinterval(interval)
+    assert errors == []
+    assert found == [["AWS Access Key"]] * 24
