@@ -15,19 +15,29 @@ embedded) is app output, so it is treated as untrusted, like an app page:
   warning is logged;
 * the PDF is written atomically (a temp file beside it, then a rename): readers see no half PDF.
 
+Printers: starting Chromium costs about 2 s of CPU, more than laying out a report, so up to
+:data:`MAX_PARALLEL` *printers* (a thread that owns one Playwright driver and one Chromium) are
+kept per process and take print jobs from one queue. Each report is printed in a new browser
+context (its own cookies, storage, cache and renderer process), closed after the print. A
+printer whose Chromium had nothing to print for :data:`KEEP_SECONDS` closes it and ends; the
+next print starts one again. A printer that crashed relaunches Chromium for its next job.
+
 Threads: Playwright's sync API refuses to run on a thread with a running asyncio loop, and
-a hung print must not hang its caller. :func:`html_to_pdf` therefore always does the work in a
-thread of its own and waits for it at most ``timeout`` (+ a small grace). It is safe to call
-from any thread, including a worker thread of a thread pool; from async code call it as
-``await asyncio.to_thread(html_to_pdf, ...)`` (called on the loop's thread it works too, but
-blocks the loop meanwhile). At most :data:`MAX_PARALLEL` Chromiums print at once per process;
-waiting for a slot counts against ``timeout``.
+a hung print must not hang its caller. :func:`html_to_pdf` therefore hands the job to a printer
+thread and waits for it at most ``timeout`` (+ a small grace); a printer that did not answer in
+time is retired (it never takes another job; a new printer replaces it) and its Chromium is
+closed when its call returns. It is safe to call from any thread, including a worker thread of
+a thread pool; from async code call it as ``await asyncio.to_thread(html_to_pdf, ...)``
+(called on the loop's thread it works too, but blocks the loop meanwhile). Waiting for a free
+printer counts against ``timeout``. :func:`shutdown` closes every printer (the gallery calls it
+when it stops).
 """
 from __future__ import annotations
 
 import contextlib
 import logging
 import os
+import queue
 import re
 import tempfile
 import threading
@@ -62,11 +72,12 @@ _WIDGET_BUNDLE_URL = re.compile(
     r"|static/widgets/embed\.js)$")
 #: Chromiums printing at once in this process (each is ~150 MB and a core while it lays out)
 MAX_PARALLEL = 2
+#: seconds an idle printer keeps its Chromium before closing it
+KEEP_SECONDS = 60.0
 #: share of the time left that may be spent waiting for widgets to render
 WIDGET_WAIT_SHARE = 0.5
 #: time the caller waits beyond ``timeout`` for the worker to report its own timeout
 _GRACE = 5.0
-_slots = threading.BoundedSemaphore(MAX_PARALLEL)
 _MIME = {".css": "text/css", ".js": "text/javascript", ".png": "image/png",
          ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".gif": "image/gif",
          ".svg": "image/svg+xml", ".woff": "font/woff", ".woff2": "font/woff2",
@@ -113,48 +124,18 @@ class _Job:
     deadline: float
     title: str | None
     cancelled: threading.Event = field(default_factory=threading.Event)
+    done: threading.Event = field(default_factory=threading.Event)
     error: BaseException | None = None
     blocked: list[str] = field(default_factory=list)
+    #: the printer that took the job (retired when it does not answer in time)
+    printer: _Printer | None = None
 
     def left(self) -> float:
         return self.deadline - time.monotonic()
 
-    def run(self) -> None:
-        try:
-            if not _slots.acquire(timeout=max(self.left(), 0.0)):
-                raise _timeout(self.source, "waiting for a free PDF printer")
-            try:
-                self._print()
-            finally:
-                _slots.release()
-        except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
-            self.error = exc
-
-    def _print(self) -> None:
-        try:
-            from playwright.sync_api import Error as PlaywrightError
-            from playwright.sync_api import TimeoutError as PlaywrightTimeout
-            from playwright.sync_api import sync_playwright
-        except ImportError as exc:
-            raise ReportPdfError(f"Python Playwright is not installed ({exc})",
-                                 code="NBA388") from exc
-        if not Path(CHROMIUM).exists():
-            raise ReportPdfError(f"{CHROMIUM} is not installed", code="NBA388")
-        try:
-            with sync_playwright() as pw:
-                browser = pw.chromium.launch(executable_path=CHROMIUM, args=list(CHROMIUM_ARGS),
-                                             timeout=self._ms())
-                try:
-                    self._render(browser)
-                finally:
-                    browser.close()
-        except PlaywrightTimeout as exc:
-            raise _timeout(self.source, _first_line(exc)) from exc
-        except PlaywrightError as exc:
-            if self.left() <= 0:
-                raise _timeout(self.source, _first_line(exc)) from exc
-            raise ReportPdfError(f"Chromium could not print {self.source.name}: "
-                                 f"{_first_line(exc)}", code="NBA388") from exc
+    def finish(self, error: BaseException | None) -> None:
+        self.error = error
+        self.done.set()
 
     def _ms(self) -> float:
         left = self.left()
@@ -238,6 +219,148 @@ class _Job:
         return candidate
 
 
+class _Printer:
+    """A thread with one Playwright driver and (while it has work) one Chromium; see the
+    module docstring."""
+
+    def __init__(self, pool: _PrinterPool) -> None:
+        self.pool = pool
+        #: set when the printer must take no more jobs (it hung, or the pool shuts down)
+        self.retired = threading.Event()
+        #: Chromium launches by this printer (for tests and logs)
+        self.launches = 0
+        self.thread = threading.Thread(target=self._loop, name="nbapps-pdf-printer",
+                                       daemon=True)
+
+    def _loop(self) -> None:
+        job: _Job | None = None
+        try:
+            from playwright.sync_api import sync_playwright
+
+            with sync_playwright() as pw:
+                browser: Any = None
+                try:
+                    while (job := self.pool.next_job(self)) is not None:
+                        browser = self._print(pw, browser, job)
+                        job = None
+                finally:
+                    if browser is not None:
+                        with contextlib.suppress(Exception):
+                            browser.close()
+        except BaseException as exc:  # noqa: BLE001 - the driver failed: the job says why
+            if job is not None and not job.done.is_set():
+                job.finish(ReportPdfError(f"Chromium could not print {job.source.name}: "
+                                          f"{_first_line(exc)}", code="NBA388"))
+            log.warning("PDF printer ended: %s", _first_line(exc))
+        finally:
+            self.pool.gone(self)
+
+    def _print(self, pw: Any, browser: Any, job: _Job) -> Any:
+        """Print ``job``; returns the browser to keep (None when it must be relaunched)."""
+        from playwright.sync_api import Error as PlaywrightError
+        from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+        try:
+            if job.cancelled.is_set() or job.left() <= 0:
+                raise _timeout(job.source, "waiting for a free PDF printer")
+            if browser is None or not browser.is_connected():
+                browser = pw.chromium.launch(executable_path=CHROMIUM, args=list(CHROMIUM_ARGS),
+                                             timeout=job._ms())
+                self.launches += 1
+            job._render(browser)
+            job.finish(None)
+        except PlaywrightTimeout as exc:
+            job.finish(_timeout(job.source, _first_line(exc)))
+        except PlaywrightError as exc:
+            if job.left() <= 0:
+                job.finish(_timeout(job.source, _first_line(exc)))
+            else:
+                job.finish(ReportPdfError(f"Chromium could not print {job.source.name}: "
+                                          f"{_first_line(exc)}", code="NBA388"))
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
+            job.finish(exc)
+        if browser is not None and not browser.is_connected():
+            return None
+        return browser
+
+
+class _PrinterPool:
+    """The printers of this process and the queue of jobs they take (module docstring)."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._jobs: queue.Queue[_Job] = queue.Queue()
+        self._lock = threading.Lock()
+        self._printers: set[_Printer] = set()
+        self._waiting = 0  # printers blocked in next_job
+
+    def submit(self, job: _Job) -> None:
+        with self._lock:
+            self._jobs.put(job)
+            working = sum(1 for p in self._printers if not p.retired.is_set())
+            if self._waiting < self._jobs.qsize() and working < self.size:
+                printer = _Printer(self)
+                self._printers.add(printer)
+                printer.thread.start()
+
+    def next_job(self, printer: _Printer) -> _Job | None:
+        """The next job for ``printer``; None when it is retired or was idle for
+        :data:`KEEP_SECONDS` (then it is retired here: :meth:`submit` counts on it no more)."""
+        idle_until = time.monotonic() + KEEP_SECONDS
+        while not printer.retired.is_set():
+            left = idle_until - time.monotonic()
+            if left <= 0:
+                printer.retired.set()
+                return None
+            with self._lock:
+                self._waiting += 1
+            try:
+                job = self._jobs.get(timeout=min(left, 1.0))
+            except queue.Empty:
+                job = None
+            finally:
+                with self._lock:
+                    self._waiting -= 1
+            if job is not None:
+                if printer.retired.is_set():  # retired meanwhile: a working printer takes it
+                    self.submit(job)
+                    return None
+                job.printer = printer
+                return job
+        return None
+
+    def gone(self, printer: _Printer) -> None:
+        with self._lock:
+            self._printers.discard(printer)
+            orphaned = not self._jobs.empty() and not any(
+                not p.retired.is_set() for p in self._printers)
+        if orphaned:  # jobs queued while the last printer was leaving: start one for them
+            with self._lock:
+                replacement = _Printer(self)
+                self._printers.add(replacement)
+            replacement.thread.start()
+
+    def printers(self) -> list[_Printer]:
+        with self._lock:
+            return list(self._printers)
+
+    def shutdown(self, timeout: float) -> None:
+        while True:  # jobs nobody took yet are refused first (no printer starts for them)
+            try:
+                job = self._jobs.get_nowait()
+            except queue.Empty:
+                break
+            job.finish(ReportPdfError("the PDF printer is shutting down", code="NBA388"))
+        for printer in self.printers():
+            printer.retired.set()
+        deadline = time.monotonic() + timeout
+        for printer in self.printers():
+            printer.thread.join(max(deadline - time.monotonic(), 0.0))
+
+
+_pool = _PrinterPool(MAX_PARALLEL)
+
+
 def _content_type(path: Path) -> str:
     return _MIME.get(path.suffix.lower(), "application/octet-stream")
 
@@ -280,12 +403,13 @@ def html_to_pdf(html_path: Path, pdf_path: Path, *, timeout: float = 60.0,
     target = Path(pdf_path)
     if not target.parent.is_dir():
         raise ReportPdfError(f"the folder of {target} does not exist", code="NBA388")
+    _require_chromium()
     job = _Job(source, target, time.monotonic() + timeout, title)
-    worker = threading.Thread(target=job.run, name="nbapps-report-pdf", daemon=True)
-    worker.start()
-    worker.join(timeout + _GRACE)
-    if worker.is_alive():
-        job.cancelled.set()  # the worker removes its temp file and never renames it
+    _pool.submit(job)
+    if not job.done.wait(timeout + _GRACE):
+        job.cancelled.set()  # the printer removes its temp file and never renames it
+        if job.printer is not None:
+            job.printer.retired.set()  # it hangs: a new printer takes the next jobs
         raise _timeout(source, "Chromium did not answer")
     if job.error is not None:
         if isinstance(job.error, NbappsError):
@@ -294,4 +418,25 @@ def html_to_pdf(html_path: Path, pdf_path: Path, *, timeout: float = 60.0,
                              code="NBA388") from job.error
 
 
-__all__ = ["CHROMIUM", "MAX_PARALLEL", "ORIGIN", "ReportPdfError", "html_to_pdf"]
+def _require_chromium() -> None:
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError as exc:
+        raise ReportPdfError(f"Python Playwright is not installed ({exc})",
+                             code="NBA388") from exc
+    if not Path(CHROMIUM).exists():
+        raise ReportPdfError(f"{CHROMIUM} is not installed", code="NBA388")
+
+
+def shutdown(timeout: float = 10.0) -> None:
+    """Close every printer's Chromium (their jobs in progress end first, within ``timeout``)."""
+    _pool.shutdown(timeout)
+
+
+def printer_launches() -> int:
+    """Chromium launches by the printers alive now (tests and benchmarks)."""
+    return sum(p.launches for p in _pool.printers())
+
+
+__all__ = ["CHROMIUM", "KEEP_SECONDS", "MAX_PARALLEL", "ORIGIN", "ReportPdfError",
+           "html_to_pdf", "printer_launches", "shutdown"]

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .findings import Finding
+from .metadata_lists import capped_mappings
 from .slugs import slugify
 
 log = logging.getLogger("nbapps.variants")
@@ -62,23 +63,12 @@ def parse_variants(raw: Any, contract: Any = None) -> tuple[list[Variant], list[
     check, e.g. when the parameters cell is unusable and NBA022 already says so).
     """
     variants: list[Variant] = []
-    findings: list[Finding] = []
-    if raw is None:
-        return variants, findings
-    if not isinstance(raw, list):
-        return variants, [Finding("NBA090", "`metadata.nbapps.variants` must be a list of "
-                                  '{"name": ..., "parameters": {...}} mappings')]
-    if len(raw) > MAX_VARIANTS:
-        findings.append(Finding("NBA094", f"`metadata.nbapps.variants` declares {len(raw)} "
-                                f"variants; at most {MAX_VARIANTS} are allowed (the first "
-                                f"{MAX_VARIANTS} are checked)"))
+    entries, findings = capped_mappings(raw, field="variants", code="NBA090",
+                                        too_many_code="NBA094", limit=MAX_VARIANTS,
+                                        shape="`name` and `parameters`")
     names: dict[str, str] = {}
-    for index, item in enumerate(raw[:MAX_VARIANTS]):
+    for index, item in entries:
         where = f"variants[{index}]"
-        if not isinstance(item, Mapping):
-            findings.append(Finding("NBA090", f"{where} must be a mapping with `name` and "
-                                    "`parameters`"))
-            continue
         name = item.get("name")
         if not isinstance(name, str) or not name.strip() or len(name.strip()) > MAX_NAME:
             findings.append(Finding("NBA090", f"{where}: `name` must be a non-empty string of at "

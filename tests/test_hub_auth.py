@@ -25,7 +25,7 @@ import pytest
 from nbapps.accounts import Role
 from nbapps.catalog import open_catalog
 from nbapps.errors import NbappsError
-from nbapps.server.hub_auth import HubConfiguration, HubUser, has_access, role_for
+from nbapps.server.hub_config import HubConfiguration, HubUser, has_access, role_for
 from tests.chromium import launched_chromium
 from tests.hub import Hub
 from tests.hub import running_hub as start_hub

@@ -7,6 +7,7 @@ import http.server
 import shutil
 import subprocess
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,9 +15,10 @@ import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell
 from PIL import Image
 
+from nbapps import report_pdf
 from nbapps.errors import NbappsError
 from nbapps.execute import run_notebook
-from nbapps.report_pdf import CHROMIUM, html_to_pdf
+from nbapps.report_pdf import CHROMIUM, html_to_pdf, printer_launches, shutdown
 from tests.nbfactory import make_notebook
 
 pytestmark = [pytest.mark.browser, pytest.mark.kernel]
@@ -154,11 +156,11 @@ def test_unreadable_report_and_timeout_are_coded(tmp_path: Path) -> None:
 @pytest.fixture(autouse=True)
 def _no_pdf_threads_left() -> Iterator[None]:
     yield
-    # every print ran in a thread of its own; none may outlive its call by much
+    # printers keep their Chromium for a while; shutdown ends them, and nothing else is left
+    shutdown(15)
     for thread in threading.enumerate():
-        if thread.name == "nbapps-report-pdf":
-            thread.join(15)
-            assert not thread.is_alive(), "a PDF worker thread was left running"
+        assert not thread.name.startswith(("nbapps-pdf-printer", "nbapps-report-pdf")), \
+            f"{thread.name} was left running"
 
 
 def test_widgets_that_cannot_render_are_printed_as_their_fallback(
@@ -187,3 +189,33 @@ def test_widgets_that_cannot_render_are_printed_as_their_fallback(
         html_to_pdf(report, tmp_path / "report.pdf", timeout=8)
     assert "FALLBACK-TEXT" in _text(tmp_path / "report.pdf")
     assert any("NBA389" in r.getMessage() for r in caplog.records), caplog.text
+
+
+def test_printers_keep_chromium_between_reports_and_a_hung_one_is_replaced(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Chromium's start (~2 s of CPU) is paid once for many reports: three reports in a row
+    are printed by one launch. A report that spins forever fails alone (NBA387) and the next
+    report prints. An idle printer closes its Chromium after KEEP_SECONDS."""
+    _tools()
+    monkeypatch.setattr(report_pdf, "KEEP_SECONDS", 3.0)
+    for n in range(3):
+        page = tmp_path / f"r{n}.html"
+        page.write_text(f"<html><body><h1>REPORT-{n}</h1></body></html>", encoding="utf-8")
+        html_to_pdf(page, tmp_path / f"r{n}.pdf", timeout=30)
+        assert f"REPORT-{n}" in _text(tmp_path / f"r{n}.pdf")
+    assert printer_launches() == 1
+
+    busy = tmp_path / "busy.html"
+    busy.write_text("<html><body><script>for (;;) {}</script></body></html>", encoding="utf-8")
+    with pytest.raises(NbappsError) as slow:
+        html_to_pdf(busy, tmp_path / "busy.pdf", timeout=4)
+    assert slow.value.code == "NBA387"
+    after = tmp_path / "after.html"
+    after.write_text("<html><body><h1>AFTER-BUSY</h1></body></html>", encoding="utf-8")
+    html_to_pdf(after, tmp_path / "after.pdf", timeout=30)
+    assert "AFTER-BUSY" in _text(tmp_path / "after.pdf")
+
+    deadline = time.monotonic() + 20
+    while any(t.name == "nbapps-pdf-printer" for t in threading.enumerate()):
+        assert time.monotonic() < deadline, "an idle printer kept its Chromium"
+        time.sleep(0.2)

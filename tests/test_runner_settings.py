@@ -44,6 +44,26 @@ def test_every_trait_reaches_the_runtime_and_defaults_agree(tmp_path):
     assert set(trait_names()) == used, set(trait_names()) ^ used
 
 
+def test_hub_runners_reuse_the_hub_named_for_login(monkeypatch):
+    """A Hub is named once: the jupyterhub backend takes HubConfiguration's API URL and token
+    when the gallery's login is configured with them, else the Hub's service variables; its
+    own settings win over both."""
+    from traitlets.config import Config
+
+    monkeypatch.setenv("JUPYTERHUB_API_URL", "http://env-hub:8081/hub/api")
+    monkeypatch.setenv("JUPYTERHUB_API_TOKEN", "env-token")
+    assert (RuntimeConfiguration().hub_api_url, RuntimeConfiguration().hub_api_token) == (
+        "http://env-hub:8081/hub/api", "env-token")
+    config = Config()
+    config.HubConfiguration.api_url = "http://login-hub:8081/hub/api"
+    config.HubConfiguration.api_token = "login-token"
+    runtime = RuntimeConfiguration(config=config)
+    assert (runtime.hub_api_url, runtime.hub_api_token) == (
+        "http://login-hub:8081/hub/api", "login-token")
+    config.RuntimeConfiguration.hub_api_token = "runner-token"
+    assert RuntimeConfiguration(config=config).hub_api_token == "runner-token"
+
+
 def test_config_file_and_command_line_set_the_runtime(tmp_path, monkeypatch):
     (tmp_path / "jupyter_nbapps_config.py").write_text(
         "c.RuntimeConfiguration.pool_size = 5\n"

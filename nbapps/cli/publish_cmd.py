@@ -24,7 +24,7 @@ from typing import Any
 from ..client import ClientSettings, GalleryClient
 from ..errors import UsageError
 from .argtypes import positive
-from .review_cmd import add_client_options
+from .client_opts import add_client_options
 
 
 def register(subparsers: Any) -> None:

@@ -14,20 +14,10 @@ The gallery and token come from ``--gallery``/``--token``, ``NBAPPS_GALLERY``/``
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from typing import Any
 
-from ..client import ClientSettings, GalleryClient
-
-
-def add_client_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--gallery", metavar="URL",
-                        help="gallery URL (default: $NBAPPS_GALLERY or the config file)")
-    parser.add_argument("--token", help="API token (default: $NBAPPS_TOKEN or the config file; "
-                        "prefer those: a token on the command line is visible to other users)")
-    parser.add_argument("--format", choices=("text", "json"), default="text",
-                        help="output format (default: text)")
+from .client_opts import add_client_options, client_from, print_json
 
 
 def register(subparsers: Any) -> None:
@@ -75,14 +65,6 @@ def register(subparsers: Any) -> None:
     p.set_defaults(handler=cmd_rollback)
 
 
-def _client(args: argparse.Namespace) -> GalleryClient:
-    return GalleryClient.from_settings(ClientSettings.resolve(args.gallery, args.token))
-
-
-def _json(data: Any) -> None:
-    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
-
-
 def _line(v: dict[str, Any]) -> str:
     live = " (live)" if v.get("live") else ""
     return (f"#{v['id']:<5} {v['state']:<18}{live} {v['app']} v{v['number']}  "
@@ -92,10 +74,10 @@ def _line(v: dict[str, Any]) -> str:
 def cmd_list(args: argparse.Namespace) -> int:
     state = None if args.state == "all" else (args.state or
                                               (None if args.mine else "submitted"))
-    with _client(args) as client:
+    with client_from(args) as client:
         items = client.submissions(state=state, mine=args.mine)
     if args.format == "json":
-        _json(items)
+        print_json(items)
         return 0
     if not items:
         sys.stderr.write("nothing to show\n")
@@ -105,10 +87,10 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    with _client(args) as client:
+    with client_from(args) as client:
         v = client.submission(args.id)
     if args.format == "json":
-        _json(v)
+        print_json(v)
         return 0
     out = [_line(v), f"  url:     {v.get('url', '')}", f"  bundle:  {v['sha256']}",
            f"  {v.get('description', '')}"]
@@ -125,10 +107,10 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def cmd_decide(args: argparse.Namespace) -> int:
-    with _client(args) as client:
+    with client_from(args) as client:
         v = client.decide(args.id, args.decision, args.comment)
     if args.format == "json":
-        _json(v)
+        print_json(v)
     else:
         sys.stdout.write(f"#{v['id']} is now {v['state'].replace('_', ' ')}"
                          + (" (live)" if v.get("live") else "") + "\n")
@@ -136,20 +118,20 @@ def cmd_decide(args: argparse.Namespace) -> int:
 
 
 def cmd_withdraw(args: argparse.Namespace) -> int:
-    with _client(args) as client:
+    with client_from(args) as client:
         v = client.withdraw(args.id, args.comment)
     if args.format == "json":
-        _json(v)
+        print_json(v)
     else:
         sys.stdout.write(f"#{v['id']} withdrawn\n")
     return 0
 
 
 def cmd_rollback(args: argparse.Namespace) -> int:
-    with _client(args) as client:
+    with client_from(args) as client:
         detail = client.rollback(args.slug, args.comment)
     if args.format == "json":
-        _json(detail)
+        print_json(detail)
     else:
         live = detail.get("live") or {}
         sys.stdout.write(f"{args.slug}: version {live.get('number')} is live again\n")

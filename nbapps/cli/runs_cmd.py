@@ -25,9 +25,9 @@ import tempfile
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from ..client import ClientSettings, GalleryClient
+from ..client import GalleryClient
 from ..errors import UsageError
-from .review_cmd import add_client_options
+from .client_opts import add_client_options, client_from, print_json
 
 
 def register(subparsers: Any) -> None:
@@ -67,14 +67,6 @@ def register(subparsers: Any) -> None:
     p.add_argument("id", type=int)
     add_client_options(p)
     p.set_defaults(handler=cmd_cancel)
-
-
-def _client(args: argparse.Namespace) -> GalleryClient:
-    return GalleryClient.from_settings(ClientSettings.resolve(args.gallery, args.token))
-
-
-def _json(data: Any) -> None:
-    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
 
 
 def _line(r: dict[str, Any]) -> str:
@@ -136,12 +128,12 @@ def download(client: GalleryClient, run: dict[str, Any], folder: Path) -> list[P
 
 def cmd_create(args: argparse.Namespace) -> int:
     sets = parameter_sets(args)
-    with _client(args) as client:
+    with client_from(args) as client:
         answer = client.create_runs(args.slug, sets, version=args.version)
         runs = answer["runs"]
         if not (args.wait or args.download):
             if args.format == "json":
-                _json(answer)
+                print_json(answer)
             else:
                 for r in runs:
                     sys.stdout.write(_line(r) + "\n")
@@ -157,7 +149,7 @@ def cmd_create(args: argparse.Namespace) -> int:
                     if args.format == "text":
                         sys.stderr.write(f"  wrote {path}\n")
     if args.format == "json":
-        _json({"runs": finished, "batch": answer.get("batch")})
+        print_json({"runs": finished, "batch": answer.get("batch")})
     else:
         for r in finished:
             sys.stdout.write(_line(r) + "\n")
@@ -174,10 +166,10 @@ def _findings(r: dict[str, Any]) -> None:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    with _client(args) as client:
+    with client_from(args) as client:
         items = client.runs(args.slug, limit=args.limit)
     if args.format == "json":
-        _json(items)
+        print_json(items)
         return 0
     if not items:
         sys.stderr.write("no runs\n")
@@ -187,10 +179,10 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    with _client(args) as client:
+    with client_from(args) as client:
         r = client.run(args.id)
     if args.format == "json":
-        _json(r)
+        print_json(r)
         return 0
     sys.stdout.write(_line(r) + "\n")
     _findings(r)
@@ -202,10 +194,10 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def cmd_cancel(args: argparse.Namespace) -> int:
-    with _client(args) as client:
+    with client_from(args) as client:
         r = client.cancel_run(args.id)
     if args.format == "json":
-        _json(r)
+        print_json(r)
     else:
         sys.stdout.write(f"run #{r['id']} {r['state']}\n")
     return 0

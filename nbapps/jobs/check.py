@@ -33,7 +33,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .program import exit_now, kill_descendants, tie_to_parent, write_file
+from .program import exit_now, kill_descendants, skip_cloud_clients, tie_to_parent, write_file
 
 APP_NOTEBOOK = "app.ipynb"
 
@@ -129,6 +129,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="start kernels in one more Landlock layer (see the docstring)")
     args = parser.parse_args(argv)
     tie_to_parent(args.parent)
+    skip_cloud_clients()
     args.out.mkdir(parents=True, exist_ok=True)
     if args.kernel_sandbox:
         confine_kernels(Path(os.environ.get("TMPDIR") or "/tmp"))

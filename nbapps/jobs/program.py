@@ -2,6 +2,10 @@
 program :mod:`nbapps.runs.program`): how such a process ties itself to the gallery, writes its
 artifacts, and ends without leaving anything running.
 
+* :func:`skip_cloud_clients` before papermill is imported: these programs read and write local
+  folders only, and papermill imports boto3 for its S3 handler whenever it is installed (the
+  ``nbapps[s3]`` extra brings it): 0.1-0.4 s of CPU per program on this machine, paid by every
+  run of a batch while both cores are busy;
 * :func:`tie_to_parent` first thing: die with the gallery (``PR_SET_PDEATHSIG``) and adopt the
   processes the notebook leaves behind (child subreaper), so they stay in the tree the worker's
   hard kill finds;
@@ -22,6 +26,19 @@ from pathlib import Path
 
 _PR_SET_PDEATHSIG = 1
 _PR_SET_CHILD_SUBREAPER = 36
+
+
+#: modules the programs never need; papermill treats them as not installed
+CLOUD_CLIENTS = ("boto3",)
+
+
+def skip_cloud_clients() -> None:
+    """Make :data:`CLOUD_CLIENTS` unimportable in this process (a ``None`` entry in
+    ``sys.modules`` makes ``import`` raise ImportError, which papermill's optional handlers
+    expect). Kernels are other processes: notebooks import them as usual."""
+    for name in CLOUD_CLIENTS:
+        if name not in sys.modules:
+            sys.modules[name] = None  # type: ignore[assignment]
 
 
 def tie_to_parent(parent: int | None) -> None:

@@ -208,10 +208,11 @@ class RuntimeConfiguration(Configurable):
              "(the Hub's spawner must run it on this machine; see docs/deploy.md).")
     hub_api_url = Unicode(
         config=True, help="The Hub's REST API for the jupyterhub backend (default: "
-                          "$JUPYTERHUB_API_URL).")
+                          "HubConfiguration.api_url when set, else $JUPYTERHUB_API_URL).")
     hub_api_token = Unicode(
         config=True, help="A Hub token with servers!user=<hub_account> for the jupyterhub "
-                          "backend (default: $JUPYTERHUB_API_TOKEN).")
+                          "backend (default: HubConfiguration.api_token when set, else "
+                          "$JUPYTERHUB_API_TOKEN).")
     hub_account = Unicode(
         "", config=True, help="The Hub user whose named servers the runners are.")
     hub_spawn_timeout = Float(
@@ -219,11 +220,17 @@ class RuntimeConfiguration(Configurable):
 
     @default("hub_api_url")
     def _hub_api_url(self) -> str:
-        return os.environ.get("JUPYTERHUB_API_URL", "")
+        return self._hub_login_value("api_url", "JUPYTERHUB_API_URL")
 
     @default("hub_api_token")
     def _hub_api_token(self) -> str:
-        return os.environ.get("JUPYTERHUB_API_TOKEN", "")
+        return self._hub_login_value("api_token", "JUPYTERHUB_API_TOKEN")
+
+    def _hub_login_value(self, name: str, env: str) -> str:
+        """What the gallery's Hub login is configured with (``HubConfiguration.<name>``), so a
+        Hub is named once; else the variable the Hub sets for its services."""
+        login = self.config.get("HubConfiguration") or {}
+        return str(login.get(name) or os.environ.get(env, ""))
 
     def hub_settings(self) -> HubRunnerSettings | None:
         """The jupyterhub backend's settings; None for local runners."""

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import time
 from collections.abc import Callable
 from typing import Any
@@ -115,6 +116,9 @@ class RunPool(CheckPool):
         spare = self._take_spare()
         if spare is not None:
             spare.discard()
+        printer = sys.modules.get("nbapps.report_pdf")  # only when a PDF was asked for
+        if printer is not None:
+            printer.shutdown(10.0)
 
     def _after_recovery(self) -> None:
         self.prune()

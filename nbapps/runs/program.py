@@ -42,7 +42,13 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from ..jobs.check import confine_kernels, run_timings
-from ..jobs.program import exit_now, kill_descendants, tie_to_parent, write_file
+from ..jobs.program import (
+    exit_now,
+    kill_descendants,
+    skip_cloud_clients,
+    tie_to_parent,
+    write_file,
+)
 
 APP_NOTEBOOK = "app.ipynb"
 #: artifact file names the program writes itself (declared outputs may not take them)
@@ -219,6 +225,7 @@ def main(argv: list[str] | None = None) -> int:
                              "line on stdin: params, cell_timeout, total_timeout, title, ...")
     args = parser.parse_args(argv)
     tie_to_parent(args.parent)
+    skip_cloud_clients()
     args.out.mkdir(parents=True, exist_ok=True)
     tmp = Path(os.environ.get("TMPDIR") or "/tmp")
     workdir = tmp / "run"

@@ -3,7 +3,7 @@
 The same rule as the app runner (:mod:`nbapps.runner.notebook_variants`): with at least one
 ``widget`` cell only those cells are shown, otherwise every markdown and code cell; code inputs
 and prompts are never shown. Outputs and the saved widget state go through the review preview's
-sanitizer (:mod:`nbapps.server.notebook_view`, :mod:`nbapps.server.widget_state`): the report
+sanitizer (:mod:`nbapps.server.safe_html`, :mod:`nbapps.server.widget_state`): the report
 holds no script but the widget state/view JSON and, when there are widgets, one
 ``<script src>`` whose URL is :data:`EMBED_MARKER` until the gallery serves it (then the URL of
 its static embed bundle, see :func:`with_embed_url`). Recorded values (:mod:`nbapps.record`)
@@ -20,11 +20,11 @@ from typing import Any
 import nbformat
 
 from ..record import MIME as RECORD_MIME
-from ..server.notebook_view import (
+from ..server.safe_html import (
     EMBED_MARKER,
-    _prepare_outputs,
     clean_review_html,
     has_widgets,
+    prepare_outputs,
     renderer_installed,
     with_embed_url,
 )
@@ -56,7 +56,7 @@ def app_view(executed: nbformat.NotebookNode, *, renderer: bool = True
         if cell.cell_type == "code":
             outputs = [o for o in cell.get("outputs") or []
                        if RECORD_MIME not in (o.get("data") or {})]
-            cell.outputs = _prepare_outputs(outputs, widgets)
+            cell.outputs = prepare_outputs(outputs, widgets)
             if not cell.outputs:
                 continue
         cells.append(cell)

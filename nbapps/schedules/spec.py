@@ -18,6 +18,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from croniter import CroniterError, croniter
 
 from ..findings import Finding
+from ..metadata_lists import capped_mappings
 
 #: a schedule's name: like an app slug, at most this long
 MAX_NAME = 64
@@ -121,24 +122,13 @@ def parse_schedules(raw: Any, contract: Any = None) -> tuple[list[Schedule], lis
     checks each schedule's ``parameters`` (NBA089). A 6-field expression is valid but gets the
     NBA086 warning: whether it runs is the gallery's setting.
     """
-    findings: list[Finding] = []
     schedules: list[Schedule] = []
-    if raw is None:
-        return schedules, findings
-    if not isinstance(raw, list):
-        return schedules, [Finding("NBA085", "`metadata.nbapps.schedules` must be a list of "
-                                   "mappings")]
-    if len(raw) > MAX_SCHEDULES:
-        findings.append(Finding("NBA085", f"`metadata.nbapps.schedules` declares {len(raw)} "
-                                f"schedules; at most {MAX_SCHEDULES} are allowed (the first "
-                                f"{MAX_SCHEDULES} are checked)"))
+    entries, findings = capped_mappings(raw, field="schedules", code="NBA085",
+                                        too_many_code="NBA085", limit=MAX_SCHEDULES,
+                                        shape="`name` and `cron`")
     seen: set[str] = set()
-    for index, item in enumerate(raw[:MAX_SCHEDULES]):
+    for index, item in entries:
         where = f"schedules[{index}]"
-        if not isinstance(item, Mapping):
-            findings.append(Finding("NBA085", f"{where} must be a mapping with `name` and "
-                                    "`cron`"))
-            continue
         name = item.get("name")
         if isinstance(name, str) and name:
             where = f"schedule {name!r}"

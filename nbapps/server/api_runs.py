@@ -35,8 +35,8 @@ from ..runs.report import has_widgets, with_embed_url
 from .authz import OPEN_APPS, Requirement
 from .base import APIHandler
 from .identity import WebUser
-from .notebook_view import STATIC_FRAME_CSP, WIDGET_BUNDLE, frame_csp
 from .routes import Op, Param
+from .safe_html import STATIC_FRAME_CSP, WIDGET_BUNDLE, frame_csp
 from .schedule_views import may_see_findings
 from .views import app_visible_to
 

@@ -50,7 +50,8 @@ from .authz import Authorizer
 from .context import STATIC_DIR, ResultCache, ServerContext, ServerOptions, make_template_env
 from .fallback import NotFoundHandler, StaticHandler
 from .forwarded import make_http_server
-from .hub_auth import HubConfiguration, HubUsers
+from .hub_auth import HubUsers
+from .hub_config import HubConfiguration
 from .identity import CatalogUsers, IdentityProvider, resolve_cookie_secret
 from .live_sync import LiveSync
 from .logs import configure_logging

@@ -32,9 +32,6 @@ from .pages_apps import form_field
 from .routes import Op
 from .views import contract_of
 
-#: the route the runs API will add for "download the current result as HTML"
-REPORT_PATH = "/app/{slug}/report.html"
-
 
 def frame_path(slug: str) -> str:
     return f"/app/{slug}/open"
@@ -112,8 +109,6 @@ class AppFrameHandler(PageHandler):
         runtime = self.ctx.runtime
         ready = bool(runtime is not None and hasattr(runtime, "runner_for")
                      and runtime.runner_for(slug) is not None)
-        report = self.url(REPORT_PATH.format(slug=slug)) + suffix
-        has_report = any(r.path == REPORT_PATH for r in self.settings.get("nbapps_routes", ()))
         if problems:
             self.set_status(400)
         self.render_page(
@@ -124,7 +119,7 @@ class AppFrameHandler(PageHandler):
             share_url=self.gallery_url() + frame_path(slug) + suffix,
             form_action=self.url(frame_path(slug)),
             status_url=self.url(f"/api/apps/{slug}/status"),
-            report_url=report if has_report else None, ready=ready, steps=STEPS,
+            ready=ready, steps=STEPS,
             sandbox=IFRAME_SANDBOX,
             # "Report (PDF)" (static/app_runs.js): a signed-in viewer runs the app on the server
             can_run=user is not None, runs_url=self.url(f"/api/apps/{slug}/runs"),

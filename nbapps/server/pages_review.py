@@ -10,15 +10,7 @@ from ..review import Action, State, allowed_actions
 from .authz import Requirement
 from .base import PageHandler
 from .notebook_diff import NotebookDiff, diff_notebooks
-from .notebook_view import (
-    RENDER_VERSION,
-    STATIC_FRAME_CSP,
-    WIDGET_BUNDLE,
-    frame_csp,
-    has_widgets,
-    notebook_html,
-    with_embed_url,
-)
+from .notebook_view import RENDER_VERSION, notebook_html
 from .previews import can_preview, preview_path
 from .review_data import (
     CheckView,
@@ -27,6 +19,7 @@ from .review_data import (
     executed_notebook,
     source_notebook,
 )
+from .safe_html import STATIC_FRAME_CSP, WIDGET_BUNDLE, frame_csp, has_widgets, with_embed_url
 from .submissions import add_comment, comments_of, decide, parse_decision, require_reason, withdraw
 from .views import NOTICES, int_arg, send_thumbnail, version_for
 
@@ -34,8 +27,6 @@ if TYPE_CHECKING:
     from ..catalog import VersionInfo
     from .context import ServerContext
 
-#: kept for importers of the old name: the frame without widgets (no script at all)
-NOTEBOOK_CSP = STATIC_FRAME_CSP
 #: seconds between reloads of a page whose submission is being checked
 REFRESH_SECONDS = 5
 #: version states shown in the review queue beside ``submitted`` (when the catalog knows them)
@@ -293,4 +284,4 @@ class WithdrawFormHandler(PageHandler):
         self.redirect(self.url("/my?done=withdraw"))
 
 
-__all__ = ["NOTEBOOK_CSP", "Status", "submission_status", "version_diff"]
+__all__ = ["Status", "submission_status", "version_diff"]

@@ -190,7 +190,7 @@ class SnapshotReportHandler(PageHandler):
     frame_options = "SAMEORIGIN"
 
     async def get(self, slug: str, id: str) -> None:
-        from .notebook_view import (
+        from .safe_html import (
             STATIC_FRAME_CSP,
             WIDGET_BUNDLE,
             frame_csp,
