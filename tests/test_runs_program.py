@@ -51,19 +51,20 @@ def test_recorded_values_are_bounded_together():
 
 def test_the_run_program_loads_no_catalog_and_no_cloud_client():
     """What a run program imports is paid by every run of a batch while both cores are busy:
-    it renders reports without the gallery's catalog (SQLAlchemy) and runs papermill without
-    its S3 client (boto3), which the ``nbapps[s3]`` extra installs."""
+    nothing of the gallery's catalog (SQLAlchemy) nor nbconvert (the gallery makes the HTML
+    report from the executed notebook), and papermill without its S3 client (boto3), which the
+    ``nbapps[s3]`` extra installs."""
     import subprocess
     import sys
 
     probe = ("import sys\n"
              "from nbapps.jobs.program import skip_cloud_clients\n"
              "skip_cloud_clients()\n"
-             "from nbapps.runs import program, report\n"
-             "from nbapps import execute\n"
-             "report.warm_up()\n"
+             "from nbapps.runs import program\n"
+             "from nbapps import execute, notebook, record\n"
              "import papermill.iorw\n"
-             "print(sorted(m for m in ('sqlalchemy', 'boto3', 'botocore', 'nbapps.catalog')\n"
+             "print(sorted(m for m in ('sqlalchemy', 'boto3', 'botocore', 'nbapps.catalog',\n"
+             "                         'nbconvert', 'jinja2')\n"
              "             if sys.modules.get(m) is not None))\n")
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
                           timeout=120)

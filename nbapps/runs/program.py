@@ -11,8 +11,8 @@ declared data files, inside its TMPDIR (the only folder its kernels may write), 
 
 With ``--stdin-job`` (a spare program, :class:`.worker.SpareProgram`) it prepares before its job
 arrives: the kernelspecs confined, the default kernel (:data:`DEFAULT_KERNEL`) started in the
-working folder through the same confined kernelspec (:func:`nbapps.execute.start_kernel`), the
-imports done and the report exporter warmed up. The run then uses that kernel when the notebook
+working folder through the same confined kernelspec (:func:`nbapps.execute.start_kernel`) and
+the imports done. The run then uses that kernel when the notebook
 names it (papermill injects the parameters as a cell, so nothing about the kernel depends on
 them); otherwise it is shut down and the notebook's own kernel started as usual. The program
 ends with :func:`nbapps.jobs.program.exit_now` (no interpreter teardown).
@@ -21,7 +21,6 @@ Artifacts:
 
 =================== ===========================================================================
 ``executed.ipynb``  the executed notebook, widget state in ``metadata.widgets``
-``report.html``     what the app shows (:mod:`.report`), widgets from the saved state
 ``result.json``     the values recorded with :func:`nbapps.record` (``{}`` when none)
 ``outputs/<name>``  each file named in ``metadata.nbapps.outputs`` that the run wrote into its
                     working folder (regular files, relative names, at most
@@ -29,6 +28,10 @@ Artifacts:
 ``run.json``        ``{"ok", "findings", "seconds", "cells", "outputs", "notes"}``; written
                     last, so its presence means the program completed
 =================== ===========================================================================
+
+The HTML report (and its PDF) is made by the gallery from ``executed.ipynb``
+(:meth:`.worker.RunJob._report`), not here: what the gallery shows is derived by the gallery,
+and nbconvert's templates would cost every program ~0.55 s of CPU.
 """
 from __future__ import annotations
 
@@ -168,15 +171,6 @@ def run(source: Path, out: Path, workdir: Path, parameters: dict[str, Any], *,
     write_file(out / "result.json", json.dumps(values).encode("utf-8"))
     kept, missing = collect_outputs(list(app.meta.outputs), workdir, out, max_output_file_bytes)
     findings.extend(missing)
-    try:
-        from .report import render_report
-
-        html = render_report(result.nb, title=title or app.meta.title, parameters=parameters,
-                             when=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-                             version=version)
-        write_file(out / "report.html", html.encode("utf-8"))
-    except Exception as exc:  # noqa: BLE001 - the run's other artifacts still count
-        notes.append(f"the HTML report could not be made: {type(exc).__name__}: {exc}"[:300])
     summary = {"ok": result.ok and not any(f.get("severity") == "error" for f in findings),
                "findings": findings,
                "seconds": round(time.perf_counter() - started, 3),
@@ -189,7 +183,7 @@ def run(source: Path, out: Path, workdir: Path, parameters: dict[str, Any], *,
 def _prepare(workdir: Path) -> Any:
     """What a run needs anyway, done before the job arrives (a spare program): the default
     kernel started in ``workdir`` (inside the kernel sandbox when there is one: the kernelspecs
-    are confined first), the imports and the report exporter. Returns the
+    are confined first) and the imports. Returns the
     :class:`nbapps.execute.StartedKernel` (None when it could not start: the run starts its
     own)."""
     from .. import execute
@@ -201,9 +195,6 @@ def _prepare(workdir: Path) -> Any:
         print(f"nbapps run: no kernel started ahead: {type(exc).__name__}: {exc}",
               file=sys.stderr)
         kernel = None
-    from . import report
-
-    report.warm_up()
     return kernel
 
 

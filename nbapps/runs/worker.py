@@ -9,9 +9,10 @@ removed at the end, and at the next start after a crash. At ``run_timeout`` the 
 kernel is killed by the program (NBA072); at ``run_timeout + kill_grace`` the worker kills the
 whole process tree (NBA372).
 
-Artifacts, recorded on the job as ``{name: sha256}``: ``executed.ipynb``, ``report.html``,
-``result.json``, ``report.pdf`` (when :mod:`nbapps.report_pdf` and Chromium are there and
-``pdf`` is on) and every declared output under its own relative name.
+Artifacts, recorded on the job as ``{name: sha256}``: ``executed.ipynb``, ``report.html`` (made
+here from the executed notebook, :meth:`RunJob._report`), ``result.json``, ``report.pdf`` (when
+:mod:`nbapps.report_pdf` and Chromium are there and ``pdf`` is on) and every declared output
+under its own relative name.
 """
 from __future__ import annotations
 
@@ -231,7 +232,8 @@ class RunJob(ConfinedJob):
         notes = [str(n) for n in summary.get("notes") or []]
         findings = [f for f in summary.get("findings") or [] if isinstance(f, dict)]
         stored: dict[str, str] = {}
-        files = {name: out / name for name in (EXECUTED, REPORT, RESULT)}
+        # report.html is made here, from the executed notebook (never taken from the program)
+        files = {name: out / name for name in (EXECUTED, RESULT)}
         for name in summary.get("outputs") or []:
             if isinstance(name, str) and name not in RESERVED:
                 files[name] = out / "outputs" / name
@@ -249,15 +251,39 @@ class RunJob(ConfinedJob):
                 values = json.loads(files[RESULT].read_text(encoding="utf-8"))
             except (OSError, ValueError):
                 notes.append("result.json could not be read")
-        if s.pdf and REPORT in stored:
-            self._pdf(out / REPORT, stored, notes)
+        html = self._report(files[EXECUTED], stored, notes) if EXECUTED in stored else None
+        if s.pdf and html is not None:
+            self._pdf(html, stored, notes)
         ok = bool(summary.get("ok")) and not any(f.get("severity") == "error" for f in findings)
         result = {"findings": findings, "values": values if isinstance(values, dict) else {},
                   "duration": summary.get("seconds"), "cells": summary.get("cells") or [],
                   "outputs": list(summary.get("outputs") or []), "notes": notes}
         return CheckOutcome("passed" if ok else "failed", result, stored)
 
-    def _pdf(self, html_path: Path, stored: dict[str, str], notes: list[str]) -> None:
+    def _report(self, executed: Path, stored: dict[str, str], notes: list[str]) -> str | None:
+        """report.html from the executed notebook, made in the gallery with the review
+        preview's sanitizer (:mod:`.report`): the program's own process never makes what the
+        gallery shows, and its imports stay small (nbconvert's templates cost each program
+        ~0.55 s of CPU). Returns the HTML (None when it could not be made: a note says why)."""
+        try:
+            import nbformat
+
+            from .report import render_report
+
+            nb = nbformat.reads(executed.read_text(encoding="utf-8"), as_version=4)
+            html = render_report(nb, title=self.version.title or self.version.app_slug,
+                                 parameters=self.job.parameters,
+                                 when=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+                                 version=str(self.version.number))
+        except Exception as exc:  # noqa: BLE001 - the run's other artifacts still count
+            log.info("run %s: no HTML report: %s", self.job.id, exc)
+            notes.append(f"the HTML report could not be made: {type(exc).__name__}: "
+                         f"{str(exc)[:200]}"[:300])
+            return None
+        stored[REPORT] = self.store.put_blob(html.encode("utf-8"))
+        return html
+
+    def _pdf(self, html: str, stored: dict[str, str], notes: list[str]) -> None:
         """report.pdf, printed by Chromium outside the run's confinement (its scripts are
         confined by the printer: no network, only the pinned widget bundle)."""
         try:
@@ -268,8 +294,7 @@ class RunJob(ConfinedJob):
         folder = Path(tempfile.mkdtemp(prefix="nbapps-pdf-"))
         try:
             page = folder / REPORT
-            page.write_text(with_embed_url(html_path.read_text(encoding="utf-8"),
-                                           _PDF_BUNDLE_URL), encoding="utf-8")
+            page.write_text(with_embed_url(html, _PDF_BUNDLE_URL), encoding="utf-8")
             target = folder / PDF
             html_to_pdf(page, target, timeout=self.settings.pdf_timeout,
                         title=self.version.title or self.version.app_slug)
