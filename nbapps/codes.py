@@ -336,6 +336,9 @@ _TABLE: list[Code] = [
     Code("NBA382", E, "No free gallery app name for this notebook",
          "Set `metadata.nbapps.slug` (Property Inspector > Notebook metadata) to a name of "
          "your own (lowercase letters, digits, hyphens), then publish again."),
+    Code("NBA383", E, "You have too many runs queued or running",
+         "Wait for your runs to finish or cancel some (`nbapps runs list`, `runs cancel`); a "
+         "batch counts one per set. Operators raise `c.NbappsServer.run_user_max`."),
     Code("NBA385", E, "A lab job failed unexpectedly",
          "See the Jupyter server log for the details, then retry; report it if it persists."),
     # -- PDF reports (nbapps.report_pdf) --------------------------------------------------------

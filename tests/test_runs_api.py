@@ -233,6 +233,23 @@ def test_queue_limit_cancel_restart_and_timeout(tmp_path):
     assert _leftovers(g2.data_dir) == [] and not list((g2.data_dir / "runs").iterdir())
 
 
+def test_one_viewer_cannot_fill_the_run_queue(tmp_path):
+    """``run_user_max`` bounds each person's queued and running runs (NBA383, 429 with
+    Retry-After); another viewer is still served."""
+    args = [*BASE_ARGS, "--NbappsServer.run_workers=0", "--NbappsServer.run_user_max=2"]
+    with thread_gallery(tmp_path, args=args) as g:
+        publish(g, "sales", app_notebook([RECORDING]))
+        with g.client("vic") as c, g.client("ana") as other:
+            batch = c.post("/api/apps/sales/runs", json={"batch": [{}, {}, {}]})
+            assert (batch.status_code, batch.json()["error"]) == (429, "NBA383")
+            assert batch.headers["retry-after"] == "30"
+            assert c.post("/api/apps/sales/runs", json={"batch": [{}, {}]}).status_code == 202
+            more = c.post("/api/apps/sales/runs", json={})
+            assert (more.status_code, more.json()["error"]) == (429, "NBA383")
+            assert "2 run(s) queued or running; at most 2" in more.json()["message"]
+            assert other.post("/api/apps/sales/runs", json={}).status_code == 202
+
+
 def test_record_checks_values_outside_a_kernel():
     import nbapps
 

@@ -10,7 +10,7 @@ from datetime import timedelta
 
 import pytest
 
-from nbapps.catalog import RunQueueFull
+from nbapps.catalog import RunQueueFull, TooManyRuns
 from nbapps.catalog.models import utcnow
 from nbapps.catalog.runs import RUN
 from nbapps.errors import Conflict, NotFound, ParameterError, PermissionDenied
@@ -100,6 +100,27 @@ def test_batch_shares_an_id_and_the_queue_limit_is_all_or_nothing(cat):
     assert [r.id for r in cat.list_runs("sales")] == sorted(
         [r.id for r in runs] + [scheduled[0].id], reverse=True)
     assert [r.id for r in cat.list_runs("sales", origin="schedule")] == [scheduled[0].id]
+
+
+def test_one_person_may_not_fill_the_queue_others_share(cat):
+    """``user_max`` counts the asker's queued and running runs (a batch one per set), all or
+    nothing; others and the gallery's own runs are not counted against them."""
+    approved(cat)
+    mine = cat.queue_runs("sales", [{"n": 1}, {"n": 2}], user="ana", user_max=3)
+    with pytest.raises(TooManyRuns) as err:
+        cat.queue_runs("sales", [{"n": 3}, {"n": 4}], user="ana", user_max=3)
+    assert err.value.code == "NBA383" and err.value.http_status == 429
+    assert err.value.details["yours"] == 2 and "adds 2" in err.value.message
+    assert cat.count_runs() == 2
+    cat.queue_runs("sales", [{"n": 3}], user="ana", user_max=3)  # exactly at the bound
+    cat.queue_runs("sales", [{"n": 5}, {"n": 6}, {"n": 7}], user="rita", user_max=3)
+    cat.queue_runs("sales", [{}], user=None, origin="schedule", user_max=3)
+    # a finished run no longer counts
+    claimed = cat.claim_job("w1", kinds=(RUN,))
+    assert claimed is not None and claimed.id == mine[0].id
+    assert cat.finish_job(claimed.id, "w1", claimed.attempts, state="passed", result={},
+                          artifacts={})
+    cat.queue_runs("sales", [{"n": 8}], user="ana", user_max=3)
 
 
 def test_worker_protocol_cancel_and_latest_run(cat):

@@ -16,7 +16,7 @@ from .apps import AppsMixin
 from .audit import AuditMixin
 from .db import CatalogBase, CatalogUnavailable, SchemaTooNew, open_catalog
 from .jobs import JobInfo, JobsMixin, QueueFull
-from .runs import RunInfo, RunQueueFull, RunsMixin
+from .runs import RunInfo, RunQueueFull, RunsMixin, TooManyRuns
 from .schedules import AppHealth, ScheduleInfo, SchedulesMixin
 from .usage import UsageMixin
 from .users import UsersMixin
@@ -42,7 +42,7 @@ class Catalog(UsersMixin, VersionsMixin, JobsMixin, RunsMixin, SchedulesMixin, A
 
 __all__ = [
     "AppDetail", "AppPage", "AppSummary", "AuditEvent", "Catalog", "CatalogUnavailable",
-    "AppHealth", "JobInfo", "QueueFull", "RunInfo", "RunQueueFull", "ScheduleInfo",
+    "AppHealth", "JobInfo", "QueueFull", "RunInfo", "RunQueueFull", "ScheduleInfo", "TooManyRuns",
     "ReviewInfo", "SchemaTooNew", "Submission", "TokenInfo", "UsagePoint", "UserInfo",
     "VersionInfo", "normalize_tags", "open_catalog", "slugify",
 ]

@@ -16,7 +16,9 @@ Everything that makes a run acceptable is decided here, in the transaction that 
   parameter is read as the URL query would read it (``"3"`` for an int), so the CLI and
   ``curl`` can send text. One ``ParameterError`` lists every bad value of every set (NBA101-103,
   ``details[i]["set"]`` is the 0-based set);
-* the run queue has room for all of them (:class:`RunQueueFull`, NBA370, HTTP 429).
+* the run queue has room for all of them (:class:`RunQueueFull`, NBA370, HTTP 429), and the
+  person asking has no more than ``user_max`` runs queued or running with them
+  (:class:`TooManyRuns`, NBA383, HTTP 429): one viewer cannot fill the queue others share.
 
 The job's ``result`` holds ``findings``, ``values`` (what the notebook recorded with
 :func:`nbapps.record`) and timings; its ``artifacts`` map artifact names (``executed.ipynb``,
@@ -61,6 +63,12 @@ class RunQueueFull(NbappsError):
     code = "NBA370"
     http_status = 429
     exit_code = 1
+
+
+class TooManyRuns(RunQueueFull):
+    """NBA383: the person asking has as many runs queued or running as one may."""
+
+    code = "NBA383"
 
 
 @dataclass(frozen=True)
@@ -254,14 +262,15 @@ class RunsMixin(CatalogBase):
     def queue_runs(self, slug: str, parameter_sets: list[dict[str, Any]], *, user: str | None,
                    version_id: int | None = None, origin: str = "api",
                    priority: int = PRIORITY_API, queue_max: int | None = None,
-                   ip: str | None = None) -> list[RunInfo]:
+                   user_max: int | None = None, ip: str | None = None) -> list[RunInfo]:
         """Queue one run per parameter set of ``slug``'s live version (or approved version
         ``version_id``), all or none, in one transaction. ``user=None`` for runs the gallery
         starts itself (schedules, snapshots). Several sets share a batch id.
 
         NotFound NBA302 (app, version), Conflict NBA371 (not approved), ParameterError
         NBA101-103 (every bad value), UsageError NBA378 (no or too many sets, bad origin),
-        RunQueueFull NBA370 (``queue_max`` runs would be exceeded)."""
+        RunQueueFull NBA370 (``queue_max`` runs would be exceeded), TooManyRuns NBA383 (``user``
+        would have more than ``user_max`` runs queued or running)."""
         if origin not in ORIGINS:
             raise UsageError(f"unknown run origin {origin!r} (one of: {', '.join(ORIGINS)})",
                              code="NBA378")
@@ -285,6 +294,15 @@ class RunsMixin(CatalogBase):
                         + "; try again in a few minutes",
                         details={"queue_length": waiting, "queue_max": queue_max,
                                  "retry_after": 60})
+            if owner is not None and user_max is not None:
+                mine = int(s.scalar(select(func.count(Job.id)).where(
+                    Job.kind == RUN, Job.owner_id == owner.id, Job.state.in_(ACTIVE))) or 0)
+                if mine + len(checked) > user_max:
+                    raise TooManyRuns(
+                        f"you have {mine} run(s) queued or running; at most {user_max} at a "
+                        "time" + (f" (this request adds {len(checked)})" if len(checked) > 1
+                                  else "") + "; wait for them or cancel some",
+                        details={"yours": mine, "user_max": user_max, "retry_after": 30})
             batch = secrets.token_hex(8) if len(checked) > 1 else None
             now = utcnow()
             ids = []

@@ -58,6 +58,8 @@ class RunSettings(CheckSettings):
 
     workers: int = 1
     queue_max: int = 100
+    #: runs one person may have queued or running (NBA383 beyond)
+    user_max: int = 50
     total_timeout: float = 600.0
     check_unchecked: bool = False
     #: finished runs kept per app: at most this many (None: no limit) ...

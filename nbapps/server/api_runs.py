@@ -4,7 +4,8 @@
   optional ``"version": N`` (a version number of the app; default: the live one) → 202 with
   ``{"runs": [...], "batch": id|null}``. Parameter values are checked against the version's
   contract before anything is queued (NBA101-103, every bad value listed), the version must be
-  approved (NBA371), the queue must have room (NBA370, 429 with ``Retry-After``).
+  approved (NBA371), the queue must have room (NBA370, 429 with ``Retry-After``), and the
+  person asking may have at most ``run_user_max`` runs queued or running (NBA383, 429).
 * ``GET /api/apps/<slug>/runs`` the app's runs, newest first (``origin``, ``batch``, ``limit``).
 * ``GET /api/runs/<id>`` one run: state, timings, queue position, findings, result, artifact URLs.
 * ``GET /api/runs/<id>/<artifact>`` ``executed.ipynb``, ``report.html``, ``report.pdf``,
@@ -103,9 +104,12 @@ def run_json(handler: Any, run: RunInfo, *, findings: bool = True) -> dict[str, 
     return out
 
 
-def _queue_max(handler: APIHandler) -> int | None:
+def _queue_limits(handler: APIHandler) -> dict[str, int | None]:
+    """The run pool's ``queue_max`` and ``user_max`` (none without a pool)."""
     pool = getattr(handler.ctx, "runs", None)
-    return pool.settings.queue_max if pool is not None else None
+    if pool is None:
+        return {"queue_max": None, "user_max": None}
+    return {"queue_max": pool.settings.queue_max, "user_max": pool.settings.user_max}
 
 
 class AppRunsHandler(APIHandler):
@@ -160,7 +164,7 @@ class AppRunsHandler(APIHandler):
             version_id = await self.ctx.run(self.ctx.catalog.app_version_for_run, slug, number)
         runs = await self.ctx.run(self.ctx.catalog.queue_runs, slug, sets, user=user.name,
                                   version_id=version_id, origin="api",
-                                  queue_max=_queue_max(self), ip=self.client_ip())
+                                  **_queue_limits(self), ip=self.client_ip())
         pool = getattr(self.ctx, "runs", None)
         if pool is not None:
             pool.notify()

@@ -233,6 +233,9 @@ class NbappsServer(Application):
     run_queue_max = Integer(100, config=True,
                             help="Runs that may wait in the queue; more are refused with "
                                  "NBA370 (HTTP 429) until it drains.")
+    run_user_max = Integer(50, config=True,
+                           help="Runs one person may have queued or running at once (a batch "
+                                "counts one per set); more are refused with NBA383 (HTTP 429).")
     run_timeout = Float(600.0, config=True,
                         help="Most seconds one run may take; then its kernel is killed "
                              "(NBA072) and, past a grace, its whole process tree (NBA372).")
@@ -481,7 +484,8 @@ class NbappsServer(Application):
 
         settings = RunSettings(
             data_dir=Path(ctx.data_dir), workers=max(0, self.run_workers),
-            queue_max=self.run_queue_max, total_timeout=self.run_timeout,
+            queue_max=self.run_queue_max, user_max=self.run_user_max,
+            total_timeout=self.run_timeout,
             cell_timeout=self.run_timeout, kill_grace=min(30.0, 5.0 + self.run_timeout / 10),
             keep_days=self.run_keep_days, keep_count=self.run_keep_count, pdf=self.run_pdf,
             sandbox=self.runtime_configuration().sandbox,

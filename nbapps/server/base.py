@@ -241,7 +241,7 @@ class BaseHandler(web.RequestHandler):
         if err.http_status >= 500 and not isinstance(exc, NbappsError):
             err = coded_error("internal server error", "NBA333", 500)
         self.set_status(err.http_status)
-        if err.code in ("NBA309", "NBA322", "NBA370"):
+        if err.http_status == 429 or err.code in ("NBA309", "NBA322", "NBA370"):
             self.set_header("Retry-After", retry_after(self, err))
         if isinstance(err, AuthRequired):
             self.set_header("WWW-Authenticate", 'Bearer realm="nbapps"')
