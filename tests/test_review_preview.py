@@ -20,14 +20,9 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_output
 
-from nbapps.server.notebook_view import (
-    EMBED_MARKER,
-    frame_csp,
-    render_preview,
-    renderer_installed,
-    review_copy,
-)
+from nbapps.server.notebook_view import render_preview, review_copy
 from nbapps.server.review_data import CellTiming, CheckView, RunView
+from nbapps.server.safe_html import EMBED_MARKER, frame_csp, renderer_installed
 from nbapps.server.widget_state import renderable_widgets
 from tests.chromium import launched_chromium
 from tests.nbfactory import make_notebook, write_notebook

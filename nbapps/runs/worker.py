@@ -239,6 +239,7 @@ class RunJob(ConfinedJob):
         for name in summary.get("outputs") or []:
             if isinstance(name, str) and name not in RESERVED:
                 files[name] = out / "outputs" / name
+        kept: dict[str, bytes] = {}  # what is read again below: read once
         for name, path in files.items():
             if path.is_symlink() or not path.is_file():
                 continue
@@ -246,14 +247,17 @@ class RunJob(ConfinedJob):
             if size > s.max_artifact_bytes:
                 notes.append(f"{name} ({size} bytes) is larger than the gallery keeps")
                 continue
-            stored[name] = self.store.put_blob(path.read_bytes())
+            data = path.read_bytes()
+            stored[name] = self.store.put_blob(data)
+            if name in (EXECUTED, RESULT):
+                kept[name] = data
         values: Any = {}
-        if RESULT in files and files[RESULT].is_file():
+        if RESULT in kept:
             try:
-                values = json.loads(files[RESULT].read_text(encoding="utf-8"))
-            except (OSError, ValueError):
+                values = json.loads(kept[RESULT].decode("utf-8"))
+            except ValueError:
                 notes.append("result.json could not be read")
-        html = self._report(files[EXECUTED], stored, notes) if EXECUTED in stored else None
+        html = self._report(kept[EXECUTED], stored, notes) if EXECUTED in kept else None
         if s.pdf and html is not None:
             self._pdf(html, stored, notes)
         ok = bool(summary.get("ok")) and not any(f.get("severity") == "error" for f in findings)
@@ -262,7 +266,7 @@ class RunJob(ConfinedJob):
                   "outputs": list(summary.get("outputs") or []), "notes": notes}
         return CheckOutcome("passed" if ok else "failed", result, stored)
 
-    def _report(self, executed: Path, stored: dict[str, str], notes: list[str]) -> str | None:
+    def _report(self, executed: bytes, stored: dict[str, str], notes: list[str]) -> str | None:
         """report.html from the executed notebook, made in the gallery with the review
         preview's sanitizer (:mod:`.report`): the program's own process never makes what the
         gallery shows, and its imports stay small (nbconvert's templates cost each program
@@ -272,7 +276,7 @@ class RunJob(ConfinedJob):
 
             from .report import render_report
 
-            nb = nbformat.reads(executed.read_text(encoding="utf-8"), as_version=4)
+            nb = nbformat.reads(executed.decode("utf-8"), as_version=4)
             html = render_report(nb, title=self.version.title or self.version.app_slug,
                                  parameters=self.job.parameters,
                                  when=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),

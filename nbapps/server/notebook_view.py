@@ -35,17 +35,7 @@ import nbformat
 from ..catalog import VersionInfo
 from ..findings import first_line
 from .review_data import CheckView, cached, check_view, executed_notebook, source_notebook
-from .safe_html import (
-    EMBED_MARKER,
-    STATIC_FRAME_CSP,
-    WIDGET_BUNDLE,
-    clean_review_html,
-    frame_csp,
-    has_widgets,
-    prepare_outputs,
-    renderer_installed,
-    with_embed_url,
-)
+from .safe_html import EMBED_MARKER, clean_review_html, prepare_outputs, renderer_installed
 from .widget_state import WIDGET_STATE_MIME, WidgetSet, renderable_widgets
 
 if TYPE_CHECKING:
@@ -289,8 +279,6 @@ def notebook_html(ctx: ServerContext, version: VersionInfo) -> str:
 
 
 __all__ = [
-    "EMBED_MARKER", "RENDER_VERSION", "STATIC_FRAME_CSP", "WIDGET_BUNDLE", "CellNote",
-    "PreviewSummary", "cell_timings", "clean_review_html", "frame_csp", "has_widgets",
-    "notebook_html", "render_notebook_html", "render_preview", "renderer_installed",
-    "review_copy", "with_embed_url",
+    "RENDER_VERSION", "CellNote", "PreviewSummary", "cell_timings", "notebook_html",
+    "render_notebook_html", "render_preview", "review_copy",
 ]

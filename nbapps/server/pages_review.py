@@ -213,7 +213,7 @@ class SubmissionNotebookHandler(PageHandler):
 
     Without widgets the frame runs no script at all; with widgets only our static widget
     bundle runs, in a sandbox without ``allow-same-origin`` (see
-    :func:`.notebook_view.frame_csp`)."""
+    :func:`.safe_html.frame_csp`)."""
 
     permissions: ClassVar[dict[str, Requirement]] = {"GET": Permission.SUBMIT}
     csp = STATIC_FRAME_CSP
