@@ -15,15 +15,11 @@ approved in a gallery serving apps (Debian's Chromium through Playwright):
   CSP is switched in this process only), i.e. what the proxy served before app isolation,
   with the browser's cache at work.
 
-Times are taken in the page, not by Playwright: a script added to every document marks the
-moment the output appears (a MutationObserver), and the figure is that mark minus the top
-document's navigation start. Playwright's ``wait_for`` polls with a growing interval (up to
-1 s), which added 0-550 ms to each figure before (a warm frame of ~0.55 s read as ~1.1 s).
+Times are taken in the page (:mod:`tests.page_timing`), not around Playwright's polling waits.
 """
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import sys
@@ -36,32 +32,10 @@ sys.path.insert(0, str(REPO))
 
 import nbapps.server.app_isolation as isolation  # noqa: E402
 from tests.chromium import CHROMIUM, CHROMIUM_ARGS  # noqa: E402
+from tests.page_timing import mark_first, seconds_to  # noqa: E402
 from tests.test_app_browser import _loan_gallery, _login  # noqa: E402
 
 OUTPUT = ".widget-output table"
-# Marks, in every document, the epoch milliseconds at which OUTPUT first appears.
-MARK_OUTPUT = """
-(() => {
-  const mark = () => {
-    if (!window.__nbappsSeen && document.querySelector(OUTPUT)) {
-      window.__nbappsSeen = performance.timeOrigin + performance.now();
-    }
-  };
-  new MutationObserver(mark).observe(document, {subtree: true, childList: true});
-})();
-""".replace("OUTPUT", json.dumps(OUTPUT))
-
-
-def seconds_to_output(page, frame_selector: str | None) -> float:
-    """Seconds from the top document's navigation start to OUTPUT, read from the page's mark."""
-    if frame_selector:
-        page.frame_locator(frame_selector).locator(OUTPUT).first.wait_for(timeout=600_000)
-        frame = page.locator(frame_selector).element_handle().content_frame()
-    else:
-        page.locator(OUTPUT).first.wait_for(timeout=600_000)
-        frame = page.main_frame
-    seen = frame.evaluate("window.__nbappsSeen")
-    return (seen - page.evaluate("performance.timeOrigin")) / 1000
 
 
 def load() -> str:
@@ -81,11 +55,11 @@ def main() -> int:
             _loan_gallery(Path(tmp)) as (g, slug), sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         context = browser.new_context(viewport={"width": 1280, "height": 800})
-        context.add_init_script(MARK_OUTPUT)
+        mark_first(context, OUTPUT)
         page = context.new_page()
         _login(page, g, "vic")
         page.goto(f"{g.url}/app/{slug}/open", wait_until="commit")
-        cold = seconds_to_output(page, "#app-view")
+        cold = seconds_to(page, OUTPUT, "#app-view")
         src = page.get_attribute("#app-view", "src")
         for _ in range(args.loads):
             for kind in warm:
@@ -93,10 +67,10 @@ def main() -> int:
                 isolation.APP_PAGE_CSP = sandboxed if kind == "frame" else "frame-ancestors 'self'"
                 if kind == "frame":
                     page.goto(f"{g.url}/app/{slug}/open", wait_until="commit")
-                    warm[kind].append(seconds_to_output(page, "#app-view"))
+                    warm[kind].append(seconds_to(page, OUTPUT, "#app-view"))
                 else:
                     page.goto(f"{g.url}{src}", wait_until="commit")
-                    warm[kind].append(seconds_to_output(page, None))
+                    warm[kind].append(seconds_to(page, OUTPUT))
         isolation.APP_PAGE_CSP = sandboxed
         browser.close()
     print(f"cold start, frame to first widget output: {cold * 1000:.0f} ms (target 3000 ms)")

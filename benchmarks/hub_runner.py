@@ -12,6 +12,8 @@ tests/test_hub_runner.py), Debian's Chromium through Playwright:
   pool preheat and the page;
 - **warm**: the same with the runner serving (pools refilled between loads).
 
+Times are read in the page (:mod:`tests.page_timing`), from navigation start to the output.
+
 Both galleries run at once and their opens alternate, so both see the same machine load.
 
 The ratio Hub / local of the medians is the Hub backend's cost.
@@ -36,6 +38,7 @@ sys.path.insert(0, str(REPO))
 
 from tests.chromium import CHROMIUM, CHROMIUM_ARGS  # noqa: E402
 from tests.hub import TESTER_SCOPES, running_hub  # noqa: E402
+from tests.page_timing import mark_first, seconds_to  # noqa: E402
 from tests.pg import free_port  # noqa: E402
 from tests.test_app_browser import LOAN, _approve_api, _login, _submit  # noqa: E402
 
@@ -97,10 +100,8 @@ def measure(g: Any, slug: str, supervisor: Any, page: Any, kind: str) -> float:
     if kind == "cold":
         future = asyncio.run_coroutine_threadsafe(supervisor.retire(slug), g.server.server.loop)
         future.result(120)
-    t0 = time.perf_counter()
     page.goto(f"{g.url}/app/{slug}/open", wait_until="commit")
-    page.frame_locator("#app-view").locator(OUTPUT).first.wait_for(timeout=600_000)
-    return time.perf_counter() - t0
+    return seconds_to(page, OUTPUT, "#app-view")
 
 
 def main() -> int:
@@ -121,7 +122,9 @@ def main() -> int:
             tmp = stack.enter_context(
                 tempfile.TemporaryDirectory(prefix=f"nbapps-bench-{backend}-"))
             g, slug, sup = stack.enter_context(gallery(Path(tmp), backend == "jupyterhub"))
-            page = browser.new_context(viewport={"width": 1280, "height": 800}).new_page()
+            context = browser.new_context(viewport={"width": 1280, "height": 800})
+            mark_first(context, OUTPUT)
+            page = context.new_page()
             _login(page, g, "vic")
             served[backend] = (g, slug, sup, page)
         print(f"load average with both galleries up: {load()}", flush=True)
