@@ -216,6 +216,27 @@ def test_tickets_are_checked(attack_gallery):
         assert c.get("/api/me", headers={"Authorization": f"Bearer {token}"}).status_code == 401
 
 
+def test_the_frame_polls_its_progress_on_the_ticket_path(attack_gallery):
+    """The frame's progress poll rides on the page's ticket (so a load balancer hashing on
+    tickets sends it to the replica starting that page's runner): JSON for a valid ticket, the
+    same refusal as any ticket request otherwise."""
+    g, slug, _ = attack_gallery
+    with g.browser(VIEWER) as b:
+        frame = b.get(f"/app/{slug}/open")
+        assert frame.status_code == 200
+    url = re.search(r'data-status-url="([^"]+)"', frame.text)[1]
+    assert re.fullmatch(rf"/apps/{slug}/~t/[^/]+/~status", url), url
+    with httpx.Client(base_url=g.url, timeout=60) as c:  # no cookie: the ticket is enough
+        r = c.get(url)
+        assert r.status_code == 200 and r.headers["content-type"].startswith("application/json")
+        assert r.json()["state"] in ("ready", "starting", "stopped"), r.json()
+        assert "sandbox" in r.headers["content-security-policy"]
+        token = url.split("/~t/")[1].split("/")[0]
+        assert c.get(url.replace(token, "x" * 40)).status_code == 403
+    with g.client(VIEWER) as c:  # only on a ticket path
+        assert c.get(f"/apps/{slug}/~status").status_code == 404
+
+
 def test_a_sandboxed_page_connects_its_kernel_with_the_ticket_only(attack_gallery):
     g, slug, _ = attack_gallery
     src = _ticket_src(g, VIEWER, slug)

@@ -139,6 +139,15 @@ def test_app_pages_stick_to_a_replica_and_survive_a_kill(tmp_path, pg_server):
             survivor = next(r for r in replicas if r is not owner)
             lost_kernels = {m[1] for e in first if (m := _KERNEL.search(e.route))}
             assert lost_kernels, [e.route for e in first]
+            # the frame's progress poll rides on the ticket: it reaches the owner too (the
+            # gallery's round-robin API could describe the other replica's runtime)
+            status_url = page.get_attribute("#app-progress", "data-status-url")
+            mark = len(lb.entries())
+            with httpx.Client(base_url=g.url, timeout=30) as c:
+                for _ in range(4):
+                    assert c.get(status_url).json()["state"] == "ready"
+            polls = [e for e in _ticket_entries(lb, slug, mark) if e.path.endswith("/~status")]
+            assert len(polls) == 4 and {e.upstreams[-1] for e in polls} == {owner_address}
 
             owner.process.send_signal(signal.SIGKILL)
             owner.process.wait(30)

@@ -24,7 +24,7 @@ from ..contract import ParameterContract, query_texts
 from ..errors import NotFound, ParameterError
 from .app_isolation import IFRAME_SANDBOX
 from .app_status import STEPS, app_status
-from .app_tickets import SEGMENT, AppTickets
+from .app_tickets import SEGMENT, STATUS_PATH, AppTickets
 from .authz import OPEN_APPS, Requirement
 from .base import APIHandler, PageHandler
 from .context import ServerOptions
@@ -118,7 +118,10 @@ class AppFrameHandler(PageHandler):
             self.url(f"/apps/{slug}/{SEGMENT}/{ticket}/") + suffix,
             share_url=self.gallery_url() + frame_path(slug) + suffix,
             form_action=self.url(frame_path(slug)),
-            status_url=self.url(f"/api/apps/{slug}/status"),
+            # on the ticket path: behind a load balancer hashing on tickets, the poll reaches
+            # the replica that starts this page's runner
+            status_url=self.url(f"/api/apps/{slug}/status") if problems else
+            self.url(f"/apps/{slug}/{SEGMENT}/{ticket}/{STATUS_PATH}"),
             ready=ready, steps=STEPS,
             sandbox=IFRAME_SANDBOX,
             # "Report (PDF)" (static/app_runs.js): a signed-in viewer runs the app on the server

@@ -31,6 +31,9 @@ from dataclasses import dataclass
 
 #: the path segment that introduces a ticket: ``<base>apps/<slug>/~t/<ticket>/``
 SEGMENT = "~t"
+#: the app frame's progress poll under a page's ticket path,
+#: ``<base>apps/<slug>/~t/<ticket>/~status`` (answered by the proxy; no runner path has a ``~``)
+STATUS_PATH = "~status"
 #: what a ticket looks like in a path (URL-safe base64 parts joined by dots)
 TICKET_RE = r"[A-Za-z0-9_-]{8,400}\.[A-Za-z0-9_-]{16,64}"
 _TICKET = re.compile(TICKET_RE)

@@ -34,6 +34,8 @@ Only what an app page needs is forwarded (deny by default):
                                                   only: other message types are dropped here
                                                   and refused by Voilà too)
 ``voila/api/shutdown/<id>``             POST      the page's kernel shutdown on unload
+``~status`` (ticket paths)              GET       where the app is on its way (JSON of
+                                                  :mod:`.app_status`; the app frame's progress)
 (ticket paths)                          OPTIONS   CORS preflight of the sandboxed page
 =====================================  ========  =============================================
 
@@ -55,6 +57,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import re
 import time
@@ -82,7 +85,7 @@ from .app_isolation import (
 )
 from .app_pages import AppPages
 from .app_status import AppStatus, app_status, failure_reference
-from .app_tickets import SEGMENT, AppTickets
+from .app_tickets import SEGMENT, STATUS_PATH, AppTickets
 from .proxy_shared import (
     KERNEL,
     AppRequestMixin,
@@ -285,6 +288,9 @@ class AppProxyHandler(AppRequestMixin, web.RequestHandler):
         if rel == "":
             await self._app_page(slug)
             return
+        if rel == STATUS_PATH and self.app_ticket is not None:
+            await self._status(slug)
+            return
         m = _KERNEL_MODEL.fullmatch(rel)
         if m:
             self._kind = "kernel"
@@ -317,6 +323,15 @@ class AppProxyHandler(AppRequestMixin, web.RequestHandler):
             runner.pages.end_kernel(m["kernel"])
         await self._forward_to(slug, rel, kernel_id=m["kernel"], keep_query=False,
                                method="POST", body=self.request.body or b"")
+
+    async def _status(self, slug: str) -> None:
+        """The app frame's progress poll, on the page's ticket path so that a load balancer
+        hashing on the ticket sends it to the replica that starts the page's runner (the
+        gallery's ``api/apps/<slug>/status`` could be answered by any replica). Reads only."""
+        self._kind = "status"
+        status = await app_status(self.runtime, slug, slug)
+        self.set_header("Content-Type", "application/json; charset=UTF-8")
+        self.finish(json.dumps(status.to_dict()))
 
     async def _route(self, slug: str) -> Route:
         """Where the page goes; a ticket request waits (up to ``start_hold``) for a start."""
