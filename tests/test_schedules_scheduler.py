@@ -87,6 +87,14 @@ def cat(catalog):
     return catalog
 
 
+def wait_received(received: list[dict], count: int, timeout: float = 30.0) -> None:
+    """Poll until the webhook server got ``count`` notifications (they are sent by a thread)."""
+    deadline = time.monotonic() + timeout
+    while len(received) < count:
+        assert time.monotonic() < deadline, f"{len(received)} of {count} notifications"
+        time.sleep(0.02)
+
+
 def settings(**kw) -> SchedulerSettings:
     base = {"tick": 0.2, "allow_seconds": True, "retry_base": 0.5, "retry_max": 5.0,
             "retries": 2, "public_url": "https://gallery.example/"}
@@ -146,6 +154,7 @@ def test_failure_breaks_the_app_retries_notifies_and_success_clears(cat, webhook
     assert result.settled == [("sales", "fast", "failed")] and result.notified == 1
     health = cat.app_health("sales")
     assert health.broken and health.run_id == first and health.findings == [FINDING]
+    wait_received(received, 1)
     [body] = received
     assert body["event"] == "schedule.failed" and body["app"] == "sales"
     assert (body["schedule"], body["run_id"], body["state"]) == ("fast", first, "failed")
@@ -163,7 +172,9 @@ def test_failure_breaks_the_app_retries_notifies_and_success_clears(cat, webhook
     result = sched.tick()
     assert result.settled == [("sales", "fast", "passed")] and result.notified == 1
     assert not cat.app_health("sales").broken
+    wait_received(received, 2)
     assert received[-1]["event"] == "schedule.recovered" and received[-1]["run_id"] == second
+    sched.stop()
     assert cat.list_schedules("sales")[0].last_passed_run_id == second
 
 
@@ -198,8 +209,15 @@ def test_a_webhook_that_fails_never_stops_the_scheduler(cat):
     sched.tick()
     finish_next_run(cat, "failed", [FINDING])
     result = sched.tick()
-    assert result.settled == [("sales", "fast", "failed")] and result.notified == 0
+    # queued for the webhook's own thread: the tick does not wait for the receiver
+    assert result.settled == [("sales", "fast", "failed")] and result.notified == 1
     assert cat.app_health("sales").broken
+    deadline = time.monotonic() + 30
+    while sched.webhook.failed_attempts == 0:
+        assert time.monotonic() < deadline, "the POST was never tried"
+        time.sleep(0.02)
+    assert sched.webhook.delivered == 0
+    sched.stop()
 
 
 def test_a_firing_the_catalog_refuses_is_a_failure_with_its_finding(cat):

@@ -15,15 +15,16 @@ gallery (like the check pool). Every ``tick`` seconds it
 
 Nothing is kept only in memory: a gallery restarted between two firings continues from the
 catalog, and a claim whose gallery died before queueing the run is taken over after a while.
-The webhook gets a JSON POST (short timeout; errors are logged, never raised)::
+The webhook gets a JSON POST, queued on the tick and delivered (signed, retried) by
+:class:`.webhook.WebhookSender`'s own thread, so a slow receiver never delays a firing::
 
     {"event": "schedule.failed" | "schedule.recovered", "app": "sales", "schedule": "nightly",
      "run_id": 12, "state": "failed", "failures": 1, "retry_at": "...", "findings": [...],
-     "link": "https://gallery/app/sales", "report": "https://gallery/api/runs/12/report.html"}
+     "link": "https://gallery/app/sales", "report": "https://gallery/api/runs/12/report.html",
+     "delivery": "<id>", "sent_at": "..."}
 """
 from __future__ import annotations
 
-import json
 import logging
 import os
 import secrets
@@ -35,6 +36,7 @@ from typing import Any
 
 from ..errors import NbappsError, NotFound
 from ..findings import Finding
+from .webhook import Post, WebhookSender
 
 log = logging.getLogger("nbapps.schedules")
 
@@ -57,6 +59,10 @@ class SchedulerSettings:
     retries: int = 3
     webhook_url: str = ""
     webhook_timeout: float = 5.0
+    #: HMAC-SHA256 key of the webhook's signature header ("" sends none)
+    webhook_secret: str = ""
+    #: POSTs of one notification before it is given up
+    webhook_attempts: int = 4
     #: absolute URL of the gallery for links in notifications ("" gives root-relative links)
     public_url: str = ""
     base_url: str = "/"
@@ -85,18 +91,22 @@ class Scheduler:
     def __init__(self, catalog: Any, settings: SchedulerSettings, *,
                  on_change: Callable[[], None] | None = None,
                  wake_runs: Callable[[], None] | None = None,
-                 post: Callable[[str, dict[str, Any], float], None] | None = None) -> None:
+                 post: Post | None = None) -> None:
         self.catalog = catalog
         self.settings = settings
         self.on_change = on_change
         #: tells this gallery's run workers that runs were queued (else they poll)
         self.wake_runs = wake_runs
         self.name = _worker_name()
-        self._post = post or post_json
+        #: the webhook's deliveries (None without a webhook URL)
+        self.webhook = (WebhookSender(settings.webhook_url, settings.webhook_timeout,
+                                      secret=settings.webhook_secret,
+                                      attempts=settings.webhook_attempts, post=post)
+                        if settings.webhook_url else None)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()  # one tick at a time (thread and direct calls)
-        #: ticks done, runs queued and notifications sent by this scheduler
+        #: ticks done, runs queued and notifications queued for the webhook by this scheduler
         self.ticks = 0
         self.fired = 0
         self.notified = 0
@@ -117,6 +127,8 @@ class Scheduler:
         thread, self._thread = self._thread, None
         if thread is not None:
             thread.join(timeout)
+        if self.webhook is not None:
+            self.webhook.stop(timeout)
 
     def _loop(self) -> None:
         while not self._stop.is_set():
@@ -222,39 +234,12 @@ class Scheduler:
         }
 
     def notify(self, outcome: Any) -> int:
-        """POST the outcome to the webhook, if one is set; 1 if it was accepted (2xx)."""
-        url = self.settings.webhook_url
-        if not url:
+        """Queue the outcome for the webhook, if one is set (1 if queued)."""
+        if self.webhook is None:
             return 0
-        body = self.payload(outcome)
-        try:
-            self._post(url, body, self.settings.webhook_timeout)
-        except Exception as exc:  # noqa: BLE001 - a notification never stops the scheduler
-            log.warning("schedule webhook %s failed: %s", _safe_url(url), exc,
-                        extra={"app": body["app"], "schedule": body["schedule"]})
-            return 0
+        self.webhook.send(self.payload(outcome))
         self.notified += 1
         return 1
 
 
-def post_json(url: str, body: dict[str, Any], timeout: float) -> None:
-    """POST ``body`` as JSON; raises for a transport error or a non-2xx answer."""
-    import httpx
-
-    data = json.dumps(body, default=str).encode("utf-8")
-    response = httpx.post(url, content=data, timeout=timeout, follow_redirects=False,
-                          headers={"Content-Type": "application/json",
-                                   "User-Agent": "nbapps-scheduler"})
-    response.raise_for_status()
-
-
-def _safe_url(url: str) -> str:
-    """The webhook URL without its query and credentials (often a secret token) for logs."""
-    from urllib.parse import urlsplit
-
-    parts = urlsplit(url)
-    port = f":{parts.port}" if parts.port else ""
-    return f"{parts.scheme}://{parts.hostname or ''}{port}{parts.path}"
-
-
-__all__ = ["Scheduler", "SchedulerSettings", "TickResult", "post_json"]
+__all__ = ["Scheduler", "SchedulerSettings", "TickResult"]
