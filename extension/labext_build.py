@@ -6,12 +6,19 @@ inputs, and runs ``jlpm install`` only when ``node_modules`` is missing or older
 ``package.json``/``yarn.lock``. So after the first install a rebuild needs no network (the
 packages come from ``node_modules``, and ``.yarn/cache`` holds the archives).
 
-Set ``HATCH_JUPYTER_BUILDER_SKIP_NPM=1`` to skip it (e.g. a wheel built from an sdist that
+It also fetches the review preview's widget renderer (``scripts/widget_embed.py``, what
+``make widgets`` does) when it is missing: the folder is git-ignored, so a clone installed with
+``pip install .`` (Binder's postBuild) would otherwise ship a gallery whose previews show widgets
+as placeholders. A failed fetch (no network) is a warning, not a failed install.
+
+Set ``HATCH_JUPYTER_BUILDER_SKIP_NPM=1`` to skip both (e.g. a wheel built from an sdist that
 already holds the built extension and no Node.js).
 """
 from __future__ import annotations
 
+import importlib.util
 import os
+import subprocess
 import time
 from pathlib import Path
 
@@ -38,6 +45,30 @@ def needs_build(ext: Path, out: Path) -> bool:
     return any(is_stale(out, ext / name) for name in INPUTS if (ext / name).exists())
 
 
+def ensure_widget_renderer(root: Path) -> bool:
+    """Fetch the pinned widget renderer into the package when it is not there (True when it is
+    there afterwards). ``root`` is the repository (the folder of ``scripts/``)."""
+    log = _get_log()
+    spec = importlib.util.spec_from_file_location("nbapps_widget_embed",
+                                                  root / "scripts" / "widget_embed.py")
+    if spec is None or spec.loader is None:
+        return False
+    embed = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(embed)
+    target = root / "nbapps" / "server" / "static" / "widgets"
+    if embed.installed(target):
+        return True
+    try:
+        embed.fetch(target)
+    # SystemExit: the script's own refusals (no npm, a digest that differs)
+    except (OSError, SystemExit, ValueError, subprocess.SubprocessError) as exc:
+        log.warning("nbapps: widget renderer not fetched (%s); review previews will show "
+                    "widgets as placeholders until `make widgets` runs", exc)
+        return False
+    log.info("nbapps: widget renderer fetched into %s", target)
+    return True
+
+
 def build(
     target_name: str,
     version: str,
@@ -52,6 +83,7 @@ def build(
         log.info("nbapps: skipping the lab extension build (HATCH_JUPYTER_BUILDER_SKIP_NPM=1)")
         return
     ext, out = Path(path).resolve(), Path(build_dir).resolve()
+    ensure_widget_renderer(ext.parent)
     if not force and not needs_build(ext, out):
         log.info("nbapps: lab extension in %s is up to date", build_dir)
         return

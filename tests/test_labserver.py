@@ -145,6 +145,33 @@ def test_build_hook_skips_up_to_date_output_and_installs_only_when_needed(tmp_pa
     assert needs_install(ext)
 
 
+def test_build_hook_fetches_the_widget_renderer_a_clone_lacks(tmp_path, monkeypatch):
+    """A clone has no ``nbapps/server/static/widgets`` (git-ignored, ``make widgets``): the
+    install's build hook fetches the pinned renderer so ``pip install .`` ships it, says so
+    without failing when it cannot, and does nothing when it is there."""
+    import shutil
+
+    from extension.labext_build import ensure_widget_renderer
+
+    root = Path(__file__).resolve().parent.parent
+    (tmp_path / "scripts").mkdir()
+    shutil.copy2(root / "scripts" / "widget_embed.py", tmp_path / "scripts")
+    (tmp_path / "nbapps" / "server" / "static").mkdir(parents=True)
+    target = tmp_path / "nbapps" / "server" / "static" / "widgets"
+    with monkeypatch.context() as m:  # no npm: a warning, the install goes on
+        m.setenv("PATH", str(tmp_path))
+        assert ensure_widget_renderer(tmp_path) is False
+    assert not target.exists()
+    assert ensure_widget_renderer(tmp_path) is True
+    embed = (target / "embed.js").read_bytes()
+    assert len(embed) > 100_000 and b"jupyter" in embed
+    stamp = (target / "VERSION").stat().st_mtime_ns
+    with monkeypatch.context() as m:  # there already: no npm needed, nothing rewritten
+        m.setenv("PATH", str(tmp_path))
+        assert ensure_widget_renderer(tmp_path) is True
+    assert (target / "VERSION").stat().st_mtime_ns == stamp
+
+
 # -- contract and settings ----------------------------------------------------------------------
 
 
