@@ -9,12 +9,17 @@ the Hub's login page and OAuth and land in the gallery with the role ``role_map`
 """
 from __future__ import annotations
 
+import base64
 import json
+import logging
 import os
 import re
 import secrets
+import signal
+import socket
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -25,7 +30,9 @@ import pytest
 from nbapps.accounts import Role
 from nbapps.catalog import open_catalog
 from nbapps.errors import NbappsError
+from nbapps.server.hub_auth import HubUsers
 from nbapps.server.hub_config import HubConfiguration, HubUser, has_access, role_for
+from nbapps.server.identity import SESSION_COOKIE, IdentityProvider
 from tests.chromium import launched_chromium
 from tests.hub import Hub
 from tests.hub import running_hub as start_hub
@@ -40,6 +47,9 @@ ROLE_MAP = {"group:reviewers": "reviewer", "group:analysts": "analyst", "admin":
 APP = make_notebook(widget="from IPython.display import HTML\n"
                           "HTML(f'<p>HUB-APP {n} {label}</p>')")
 APP_START_MS = 180_000  # first runner start on a loaded 2-core machine
+#: the module's gallery re-checks Hub sessions after 1 s, keeps them 4 s after their last
+#: check while the Hub does not answer, and gives up on a Hub call after 3 s
+RECHECK_S, GRACE_S, HUB_TIMEOUT_S = 1, 4, 3
 
 
 # -- pure parts ------------------------------------------------------------------------------
@@ -87,6 +97,45 @@ def test_a_hub_managed_service_is_configured_by_the_hubs_environment(monkeypatch
     with pytest.raises(NbappsError) as bad:
         HubConfiguration(role_map={"admin": "superuser"}).settings()
     assert bad.value.code == "NBA342"
+    assert (s.recheck_seconds, s.recheck_grace_seconds) == (60, 300)  # the defaults
+    with pytest.raises(NbappsError) as bad:
+        HubConfiguration(recheck_seconds=-1).settings()
+    assert bad.value.code == "NBA342" and "recheck_seconds" in bad.value.message
+
+
+class _Cookies:
+    """What :meth:`IdentityProvider.session` reads of a request: one signed cookie's value."""
+
+    def __init__(self, value: str) -> None:
+        self.value = value.encode()
+
+    def get_signed_cookie(self, name: str, value: str | None = None,
+                          max_age_days: float = 31, min_version: int | None = None
+                          ) -> bytes | None:
+        return self.value if name == SESSION_COOKIE else None
+
+
+def test_a_hub_session_cookie_holds_the_hub_token_sealed_not_in_clear():
+    settings = HubConfiguration(api_url="http://127.0.0.1:9/hub/api", api_token="t" * 32,
+                                client_id="service-nbapps",
+                                recheck_seconds=1).settings()
+    users = HubUsers(None, settings, cookie_secret=secrets.token_bytes(32))
+    hub_token = secrets.token_hex(16)  # what JupyterHub's tokens look like
+    session_id = secrets.token_urlsafe(32)
+    value = users.session_cookie_value(session_id, hub_token)
+    assert hub_token not in value and session_id in value
+    identity = IdentityProvider(users)
+    session = identity.session(_Cookies(value))
+    assert session is not None and session.id == session_id and session.hub
+    assert users.unseal(session.hub) == hub_token
+    # another cookie secret (another gallery) cannot open it
+    stranger = HubUsers(None, settings, cookie_secret=secrets.token_bytes(32))
+    assert stranger.unseal(session.hub) is None
+    # a password login's cookie is the session id alone
+    plain = identity.session(_Cookies(session_id))
+    assert plain is not None and plain.id == session_id and plain.hub is None
+    # the identity cache does not keep a Hub session's answer past the re-check interval
+    assert identity._by_session.ttl == 1.0
 
 
 # -- without a Hub: configuration errors and an unreachable Hub --------------------------------
@@ -155,6 +204,58 @@ def test_unreachable_hub_is_a_coded_error_not_a_traceback(tmp_path):
         server.stop()
 
 
+def test_a_hung_hub_holds_one_recheck_and_sessions_follow_the_grace_rule(tmp_path):
+    """Without a Hub: a socket that accepts connections and never answers (a hung Hub), and a
+    port nobody listens on (a Hub that is down)."""
+    _, db_url, _ = new_data_dir(tmp_path)
+    cat = open_catalog(db_url)
+    hung = socket.socket()
+    pool = ThreadPoolExecutor(1)
+    try:
+        hung.bind(("127.0.0.1", 0))
+        hung.listen(16)  # the kernel completes the connections; nobody ever reads them
+        config = {"api_token": "t" * 32, "client_id": "service-nbapps", "timeout": 3,
+                  "recheck_seconds": 0, "recheck_grace_seconds": 60}
+        hub = HubUsers(cat, HubConfiguration(
+            api_url=f"http://127.0.0.1:{hung.getsockname()[1]}/hub/api", **config).settings(),
+            cookie_secret=secrets.token_bytes(32))
+        identity = IdentityProvider(hub)
+        sessions = {}
+        for name in ("vic", "ana"):  # as the OAuth callback opens them (checked just now)
+            session_id = hub.open_session(hub.user_by_name(name), 1)
+            value = hub.session_cookie_value(session_id, secrets.token_hex(16))
+            sessions[name] = identity.session(_Cookies(value))
+        # recheck_seconds=0: the next look-up asks the Hub, which does not answer
+        first = pool.submit(hub.user_by_session, sessions["vic"])
+        _wait_for("a re-check waiting on the Hub for a second", lambda: any(
+            time.monotonic() - started > 1.0 for started in hub._asking.values()))
+        # another session does not wait on the hung Hub: kept (grace), the first still waits
+        assert getattr(hub.user_by_session(sessions["ana"]), "name", None) == "ana"
+        assert not first.done()
+        assert getattr(first.result(30), "name", None) == "vic"  # timed out: kept (grace)
+
+        # a gallery process that has not checked a session yet (restarted) while the Hub is
+        # down: refused, but not ended (it resumes once the Hub confirms its token)
+        restarted = HubUsers(cat, HubConfiguration(
+            api_url=f"http://127.0.0.1:{free_port()}/hub/api", **config).settings(),
+            cookie_secret=secrets.token_bytes(32))
+        fresh = restarted.open_session(restarted.user_by_name("rob"), 1)
+        value = restarted.session_cookie_value(fresh, secrets.token_hex(16))
+        session = identity.session(_Cookies(value))
+        assert session is not None
+        restarted._checks.clear()  # what a restart forgets
+        assert restarted.user_by_session(session) is None
+        assert cat.session_user(fresh) is not None
+        # a password login's session never asks the Hub
+        plain = restarted.open_session(restarted.user_by_name("rob"), 1)
+        assert getattr(restarted.user_by_session(identity.session(_Cookies(plain))),
+                       "name", None) == "rob"
+    finally:
+        pool.shutdown(wait=True)
+        hung.close()
+        cat.close()
+
+
 def test_hub_routes_answer_nba349_in_builtin_mode(tmp_path):
     data_dir, db_url, _ = new_data_dir(tmp_path)
     server = ThreadServer(data_dir, db_url)
@@ -201,7 +302,10 @@ def hub_gallery(tmp_path_factory) -> Iterator[tuple[Hub, Gallery, str]]:
         *_hub_args(f"http://127.0.0.1:{hub_port}/hub/api", token=service_token,
                    callback=f"{gallery_url}/oauth_callback",
                    hub_url=f"http://127.0.0.1:{hub_port}/hub/"),
-        "--HubConfiguration.cache_seconds=0.5"])
+        "--HubConfiguration.cache_seconds=0.5",
+        f"--HubConfiguration.recheck_seconds={RECHECK_S}",
+        f"--HubConfiguration.recheck_grace_seconds={GRACE_S}",
+        f"--HubConfiguration.timeout={HUB_TIMEOUT_S}"])
     server.server.port = gallery_port  # the Hub needs the callback URL before the start
     server.server.config.HubConfiguration.role_map = ROLE_MAP
     server.server.serve_apps = True
@@ -365,3 +469,139 @@ def test_hub_tokens_work_on_the_api(hub_gallery):
     r = httpx.get(f"{g.url}/api/me", headers={"Authorization": f"Bearer {g.users['ana'].token}"})
     assert r.status_code == 200 and r.json()["name"] == "ana"
     print(json.dumps({"hub_log_lines": len(hub.log.read_text().splitlines())}))
+
+
+# -- gallery sessions follow the Hub ----------------------------------------------------------
+
+def _wait_for(what: str, probe: Any, timeout: float = 30.0) -> Any:
+    """Poll ``probe()`` until it returns something true (re-checks are due after 1 s, plus the
+    Hub's own answer times); fail with ``what`` after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = probe()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.2)  # polling the gallery, not synchronisation
+
+
+def _me_status(page: Any, g: Gallery) -> tuple[int, str]:
+    r = page.request.get(f"{g.url}/api/me")
+    return r.status, (r.json().get("role", "") if r.status == 200 else "")
+
+
+def _session_cookie(context: Any) -> str:
+    """The value tornado signed into the session cookie (``2|1:0|10:<ts>|<name>|<len>:<b64>|``)."""
+    raw = next(c["value"] for c in context.cookies() if c["name"] == SESSION_COOKIE)
+    return base64.b64decode(raw.strip('"').split("|")[4].split(":", 1)[1]).decode()
+
+
+class _Messages(logging.Handler):
+    """The gallery's log lines about Hub sessions (the server sends ``nbapps`` logs to stderr
+    only, so the test listens on the module's logger itself)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(record.getMessage())
+
+    def __enter__(self) -> _Messages:
+        logger = logging.getLogger("nbapps.server.hub_auth")
+        self._level = logger.level
+        logger.setLevel(logging.INFO)
+        logger.addHandler(self)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        logger = logging.getLogger("nbapps.server.hub_auth")
+        logger.removeHandler(self)
+        logger.setLevel(self._level)
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+def test_a_hub_logout_or_role_change_reaches_the_gallery_session(hub_gallery, chromium):
+    hub, g, _ = hub_gallery
+    context = chromium.new_context()
+    context.set_default_timeout(60_000)
+    page = context.new_page()
+    try:
+        _hub_login(page, g, "ivan")
+        assert _me_status(page, g) == (200, "viewer")
+        # the cookie binds the session to the Hub token, sealed (JupyterHub's tokens are 32
+        # hex digits: none in the cookie)
+        value = _session_cookie(context)
+        session_id, _, sealed = value.partition(".")
+        assert sealed and not re.search(r"[0-9a-f]{32}", value), value
+
+        # a Hub group change: the next re-check maps the gallery role again
+        access = hub.call("POST", "groups/analysts/users", json={"users": ["ivan"]})
+        assert access.status_code == 200, access.text
+        _wait_for("the analyst role", lambda: _me_status(page, g) == (200, "analyst"))
+        assert hub.call("DELETE", "groups/analysts/users",
+                        json={"users": ["ivan"]}).status_code == 200
+        _wait_for("the viewer role", lambda: _me_status(page, g) == (200, "viewer"))
+
+        # logging out of the Hub deletes its OAuth token: the gallery session ends at the next
+        # re-check, and the gallery page asks for a login again, through the Hub's form
+        with _Messages() as messages:
+            page.goto(f"{hub.url}logout")
+            _wait_for("the end of the gallery session",
+                      lambda: _me_status(page, g)[0] == 401)
+        assert any("ivan ended: JupyterHub no longer accepts" in m for m in messages.lines)
+        page.goto(f"{g.url}/review")
+        assert page.url.startswith(f"{g.url}/login?next=")
+        page.locator("#hub-login").click()
+        page.wait_for_url(re.compile(r"^http://127\.0\.0\.1:\d+/hub/login"))
+    finally:
+        context.close()
+    cat = open_catalog(g.db_url)
+    try:  # ended in the catalog, so every replica refuses it (not only this one's cache)
+        assert cat.count_sessions("ivan") == 0
+        assert cat.session_user(session_id) is None
+    finally:
+        cat.close()
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+def test_hub_sessions_outlive_a_hub_outage_only_for_the_grace_period(hub_gallery, chromium):
+    hub, g, _ = hub_gallery
+    context = chromium.new_context()
+    context.set_default_timeout(60_000)
+    page = context.new_page()
+    stopped = False
+    builtin = httpx.Client(base_url=g.url)
+    try:
+        builtin.get("/login")
+        assert builtin.post("/login", data={
+            "username": "vic", "password": g.users["vic"].password,
+            "_xsrf": builtin.cookies["_xsrf"]}).status_code == 302
+        _hub_login(page, g, "hana")
+        with _Messages() as messages:
+            os.kill(hub.process.pid, signal.SIGSTOP)  # the Hub stops answering (timeouts)
+            stopped = True
+            # within the grace period the session is kept (the Hub was asked and did not
+            # answer: logged), then refused until the Hub answers
+            _wait_for("a kept session", lambda: _me_status(page, g) == (200, "viewer")
+                      and any("session of hana is kept" in m for m in messages.lines))
+            _wait_for("the refused session", lambda: _me_status(page, g)[0] == 401)
+            assert any("session of hana is refused until it answers" in m
+                       for m in messages.lines), messages.lines
+            # built-in accounts and gallery API tokens do not need the Hub
+            assert builtin.get("/api/me").json()["name"] == "vic"
+            r = httpx.get(f"{g.url}/api/me",
+                          headers={"Authorization": f"Bearer {g.users['ana'].token}"})
+            assert r.status_code == 200 and r.json()["name"] == "ana"
+            # the Hub answers again and confirms the token: the same session goes on
+            os.kill(hub.process.pid, signal.SIGCONT)
+            stopped = False
+            _wait_for("the session again", lambda: _me_status(page, g) == (200, "viewer"))
+    finally:
+        if stopped:
+            os.kill(hub.process.pid, signal.SIGCONT)
+        builtin.close()
+        context.close()

@@ -244,8 +244,9 @@ class NbappsServer(Application):
     run_keep_count = Integer(100, allow_none=True, config=True,
                              help="Finished runs kept per app, newest first (None: all).")
     run_pdf = Bool(True, config=True,
-                   help="Print each run's report to report.pdf with Chromium, when "
-                        "nbapps.report_pdf and Chromium are installed.")
+                   help="Offer each run's report as report.pdf, printed with Chromium at "
+                        "its first download (when Playwright and Chromium are installed); "
+                        "False: no PDF.")
 
     # -- schedules of live versions (issue 14; nbapps.schedules) ---------------------------------
     schedules_enabled = Bool(True, config=True,
@@ -270,6 +271,12 @@ class NbappsServer(Application):
                                         "fails or an app recovers (empty: none).")
     schedule_webhook_timeout = Float(5.0, config=True,
                                      help="Seconds the webhook may take to answer.")
+    schedule_webhook_secret = Unicode("", config=True,
+                                      help="Key of the webhook's X-Nbapps-Signature-256 header "
+                                           "(HMAC-SHA256 of the body; empty: unsigned).")
+    schedule_webhook_attempts = Integer(4, config=True,
+                                        help="POSTs of one webhook notification before it is "
+                                             "given up (retries after 5, 15, 45 s).")
 
     #: the app runtime (runners + proxy): set by the runner module before start; see
     #: :meth:`make_runtime`. None: /apps/<slug>/ answers "runtime not available".
@@ -405,7 +412,7 @@ class NbappsServer(Application):
         if self.auth == "jupyterhub":
             settings = HubConfiguration(parent=self).settings(self.base_url)
             log.info("JupyterHub login: API %s, client %s", settings.api_url, settings.client_id)
-            return HubUsers(catalog, settings)
+            return HubUsers(catalog, settings, cookie_secret=self.secret(self.resolved_data_dir()))
         return CatalogUsers(catalog)
 
     def build_context(self) -> ServerContext:
@@ -473,7 +480,9 @@ class NbappsServer(Application):
             tick=self.schedule_tick, allow_seconds=self.schedule_allow_seconds,
             retry_base=self.schedule_retry_base, retry_max=self.schedule_retry_max,
             retries=self.schedule_retries, webhook_url=self.schedule_webhook_url,
-            webhook_timeout=self.schedule_webhook_timeout, public_url=self.public_url,
+            webhook_timeout=self.schedule_webhook_timeout,
+            webhook_secret=self.schedule_webhook_secret,
+            webhook_attempts=self.schedule_webhook_attempts, public_url=self.public_url,
             base_url=self.base_url, queue_max=self.run_queue_max)
         return Scheduler(ctx.catalog, settings, on_change=ctx.changed,
                          wake_runs=getattr(ctx.runs, "notify", None))

@@ -10,6 +10,18 @@ user (role from ``HubConfiguration.role_map``, :mod:`.hub_config`, re-applied at
 and opens an ordinary gallery session. Everything downstream (roles, app tickets, XSRF,
 audit) is unchanged.
 
+Such a session is **bound to the Hub's OAuth token**: the signed session cookie holds the
+catalog session id and the token sealed with a key derived from the cookie secret (Fernet:
+encrypted and authenticated; the catalog keeps nothing of it), and whenever this process
+would trust the session more than ``recheck_seconds`` after the Hub last accepted the token,
+it asks the Hub again (``GET /hub/api/user`` with that token). JupyterHub's logout deletes
+the OAuth tokens issued during the Hub login session it ends (as do token revocation,
+expiry and deleting the user), so the Hub answers 403 and the gallery session is ended in
+the catalog: the next request is logged out. A changed group or role re-maps the gallery
+role. While the Hub cannot be reached, a session is kept ``recheck_grace_seconds`` after its
+last successful check on this process, then refused (not ended) until the Hub answers.
+Password logins and API tokens are not affected.
+
 Unlike ``HubOAuth``, the OAuth state lives in the signed state cookie, not in the process's
 memory, so the callback may reach any gallery replica (they share the cookie secret).
 
@@ -32,8 +44,11 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from dataclasses import dataclass
 from typing import Any, ClassVar
 from urllib.parse import urlencode
+
+from cryptography.fernet import Fernet, InvalidToken
 
 from .. import accounts
 from ..accounts import Role
@@ -41,7 +56,7 @@ from ..errors import AuthRequired, NbappsError, PermissionDenied, UsageError
 from .authz import PUBLIC, Requirement
 from .base import PageHandler, coded_error
 from .hub_config import HubSettings, HubUser, has_access, role_for
-from .identity import SESSION_COOKIE, CatalogUsers, WebUser
+from .identity import SESSION_COOKIE, CatalogUsers, Session, WebUser
 
 log = logging.getLogger("nbapps.server.hub_auth")
 
@@ -51,6 +66,16 @@ STATE_COOKIE = "nbapps-hub-oauth"
 STATE_SECONDS = 600
 #: the actor of catalog changes the Hub's answers cause (':' cannot be in a user name)
 HUB_ACTOR = "jupyterhub:login"
+#: after the Hub could not be reached, calls to it fail at once for this long, so a Hub that
+#: is down does not hold a worker thread for ``timeout`` seconds per request
+UNREACHABLE_BACKOFF_S = 2.0
+#: a session re-check waiting on the Hub longer than this makes other re-checks count the Hub
+#: as down (grace rule) instead of waiting too: a hung Hub must not take every worker thread
+STALLED_CALL_S = 1.0
+#: Hub sessions whose last check this process remembers (beyond: the stale ones are dropped)
+MAX_TRACKED_SESSIONS = 20_000
+#: what the Fernet key of sealed Hub tokens is derived from (with the cookie secret)
+_SEAL_LABEL = b"nbapps: the Hub token of a gallery session, v1"
 
 
 class HubClient:
@@ -60,11 +85,15 @@ class HubClient:
         self.settings = settings
         self._cache: dict[bytes, tuple[float, HubUser | None]] = {}
         self._lock = threading.Lock()
+        self._down_until = 0.0
 
     def _request(self, path: str, *, token: str, data: bytes | None = None
                  ) -> tuple[int, Any]:
-        """(status, decoded JSON or None); NBA344 when the Hub cannot be reached or fails."""
+        """(status, decoded JSON or None); NBA344 when the Hub cannot be reached or fails
+        (for ``UNREACHABLE_BACKOFF_S`` after a failed connection, without trying)."""
         url = f"{self.settings.api_url}/{path}"
+        if time.monotonic() < self._down_until:
+            raise coded_error("JupyterHub did not answer; try again in a moment", "NBA344", 503)
         headers = {"Authorization": f"token {token}", "Accept": "application/json"}
         if data is not None:
             headers["Content-Type"] = "application/x-www-form-urlencoded"
@@ -76,6 +105,7 @@ class HubClient:
         except urllib.error.HTTPError as exc:
             status, body = exc.code, exc.read()
         except OSError as exc:  # URLError, timeouts, refused connections
+            self._down_until = time.monotonic() + UNREACHABLE_BACKOFF_S
             reason = getattr(exc, "reason", exc)
             log.warning("JupyterHub API %s unreachable: %s", url, reason)
             raise coded_error("JupyterHub did not answer; try again in a moment", "NBA344",
@@ -140,15 +170,152 @@ class HubClient:
                        roles=frozenset(str(r) for r in roles), scopes=user.scopes)
 
 
+@dataclass
+class _Check:
+    """What this process knows of one Hub-bound session (monotonic times)."""
+
+    last_ok: float | None  # the Hub last accepted its token (None: not since this start)
+    next_check: float  # no call to the Hub about it before this
+    warned: str = ""  # "kept" / "refused": what was logged about it while the Hub is down
+
+
 class HubUsers(CatalogUsers):
     """Gallery users whose identity comes from the Hub (plus the built-in ones: local accounts
-    with a password, and gallery API tokens, keep working)."""
+    with a password, and gallery API tokens, keep working).
+
+    ``cookie_secret`` (the server's) keys the sealing of Hub tokens in session cookies."""
 
     def __init__(self, catalog: Any, settings: HubSettings,
-                 client: HubClient | None = None) -> None:
+                 client: HubClient | None = None, *, cookie_secret: bytes) -> None:
         super().__init__(catalog)
         self.settings = settings
         self.client = client or HubClient(settings)
+        key = hmac.digest(cookie_secret, _SEAL_LABEL, "sha256")
+        self._sealer = Fernet(base64.urlsafe_b64encode(key))
+        self._checks: dict[bytes, _Check] = {}
+        self._asking: dict[int, float] = {}  # re-checks waiting on the Hub: start times
+        self._lock = threading.Lock()
+
+    # -- sessions bound to a Hub token ---------------------------------------------------------
+    @property
+    def session_cache_seconds(self) -> float:
+        """The identity cache keeps a session's answer at most this long (see
+        :class:`~.identity.IdentityProvider`), so a re-check is not delayed by it."""
+        return max(self.settings.recheck_seconds, 1.0)
+
+    def session_cookie_value(self, session_id: str, token: str) -> str:
+        """The session cookie's value after a Hub login: the catalog session id bound to the
+        sealed Hub ``token`` (the cookie's signature covers both). The token was just checked."""
+        sealed = self._sealer.encrypt(token.encode("utf-8")).decode("ascii")
+        now = time.monotonic()
+        self._remember(Session(id=session_id).key,
+                       _Check(last_ok=now, next_check=now + self.settings.recheck_seconds))
+        return f"{session_id}.{sealed}"
+
+    def unseal(self, sealed: str) -> str | None:
+        """The Hub token of a sealed cookie part (None: not sealed with this secret)."""
+        try:
+            return self._sealer.decrypt(sealed.encode("ascii")).decode("utf-8")
+        except (InvalidToken, UnicodeError, ValueError):
+            return None  # sealed under another cookie secret (the signature would fail too)
+
+    def _remember(self, key: bytes, check: _Check) -> None:
+        with self._lock:
+            if len(self._checks) >= MAX_TRACKED_SESSIONS:
+                now = time.monotonic()
+                self._checks = {k: c for k, c in self._checks.items() if c.next_check > now}
+                if len(self._checks) >= MAX_TRACKED_SESSIONS:
+                    self._checks.clear()
+            self._checks[key] = check
+
+    def _forget(self, key: bytes) -> None:
+        with self._lock:
+            self._checks.pop(key, None)
+
+    def user_by_session(self, session: Session) -> WebUser | None:
+        """The catalog's answer; for a Hub-bound session also the Hub's about its token when
+        the last one is older than ``recheck_seconds`` (runs on a worker thread)."""
+        user = super().user_by_session(session)
+        if session.hub is None:  # a password login: the catalog alone decides
+            return user
+        key = session.key
+        if user is None:
+            self._forget(key)
+            return None
+        now = time.monotonic()
+        with self._lock:
+            check = self._checks.get(key)
+        if check is not None and now < check.next_check:
+            return user
+        token = self.unseal(session.hub)
+        if token is None:
+            return None
+        try:
+            hub_user = self._ask_hub(token)
+        except NbappsError as err:
+            if err.code != "NBA344":
+                raise
+            return self._hub_down(key, check, user, now)  # the grace as of the request
+        if hub_user is None:
+            self._end(session, user, "JupyterHub no longer accepts its token (a Hub logout, "
+                                     "or the token was revoked or expired)")
+            return None
+        if hub_user.name != user.name:
+            self._end(session, user, f"its Hub token now belongs to {hub_user.name!r}")
+            return None
+        try:
+            synced = self.sync_user(hub_user, via="cookie")
+        except PermissionDenied as err:  # NBA346/NBA348: no longer allowed in
+            self._end(session, user, err.message)
+            return None
+        if check is not None and check.warned:  # logged as kept or refused before
+            log.info("JupyterHub answers again; the session of %s is confirmed", user.name)
+        self._remember(key, _Check(last_ok=now, next_check=now + self.settings.recheck_seconds))
+        return synced
+
+    def _ask_hub(self, token: str) -> HubUser | None:
+        """The Hub's answer about a session's token; NBA344 also, without asking, while another
+        re-check has waited on the Hub for more than ``STALLED_CALL_S``."""
+        now = time.monotonic()
+        marker = object()
+        with self._lock:
+            if any(now - started > STALLED_CALL_S for started in self._asking.values()):
+                raise coded_error("JupyterHub is slow to answer", "NBA344", 503)
+            self._asking[id(marker)] = now
+        try:
+            return self.client.user_for_token(token, use_cache=False)
+        finally:
+            with self._lock:
+                self._asking.pop(id(marker), None)
+
+    def _hub_down(self, key: bytes, check: _Check | None, user: WebUser,
+                  now: float) -> WebUser | None:
+        """The Hub could not be asked: keep the session within the grace period after its last
+        successful check on this process, else refuse it (without ending it)."""
+        grace = self.settings.recheck_grace_seconds
+        last_ok = check.last_ok if check is not None else None
+        warned = check.warned if check is not None else ""
+        if last_ok is not None and now - last_ok < grace:
+            if warned != "kept":
+                log.warning("JupyterHub cannot be reached: the session of %s is kept for up "
+                            "to %.0f s more (HubConfiguration.recheck_grace_seconds)",
+                            user.name, last_ok + grace - now, extra={"user": user.name})
+            self._remember(key, _Check(last_ok=last_ok, warned="kept", next_check=min(
+                now + self.settings.recheck_seconds, last_ok + grace)))
+            return user
+        if warned != "refused":
+            log.warning("JupyterHub cannot be reached: the session of %s is refused until it "
+                        "answers (%s)", user.name,
+                        "not checked since this gallery started" if last_ok is None
+                        else f"last checked {now - last_ok:.0f} s ago", extra={"user": user.name})
+        self._remember(key, _Check(last_ok=last_ok, next_check=now, warned="refused"))
+        return None
+
+    def _end(self, session: Session, user: WebUser, why: str) -> None:
+        """End a Hub-bound session in the catalog (audited as the user's ``logout``)."""
+        log.info("gallery session of %s ended: %s", user.name, why, extra={"user": user.name})
+        self._forget(session.key)
+        self.catalog.end_session(session.id, actor=user.name)
 
     def sync_user(self, hub_user: HubUser, *, via: str, ip: str | None = None) -> WebUser:
         """The gallery user of ``hub_user``: created (without a password) on first sight, its
@@ -290,7 +457,7 @@ class HubCallbackHandler(PageHandler):
                                                          "role": user.role})
         session_id = await self.ctx.run(self.ctx.identity.start_session, user)
         self.set_signed_cookie(
-            SESSION_COOKIE, session_id,
+            SESSION_COOKIE, users.session_cookie_value(session_id, token),
             expires_days=self.ctx.identity.session_days, httponly=True, samesite="Lax",
             secure=self.request.protocol == "https", path=self.ctx.options.base_url)
         from .pages_auth import safe_next

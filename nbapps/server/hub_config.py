@@ -68,6 +68,22 @@ class HubConfiguration(Configurable):
                            help="Gallery role of Hub users no role_map key matches.")
     cache_seconds = Float(60.0, config=True,
                           help="How long the Hub's answer about a Hub API token is reused.")
+    recheck_seconds = Float(
+        60.0, config=True,
+        help="A gallery session opened by a Hub login is bound to the Hub's OAuth token it "
+             "was made from; at most this many seconds after the last check, the gallery asks "
+             "the Hub about that token again (GET /hub/api/user). A token the Hub no longer "
+             "accepts (the user logged out of the Hub, or it was revoked or expired) ends the "
+             "gallery session; Hub group/role changes update the gallery role. 0: check at "
+             "every identity-cache miss (every few seconds per session).")
+    recheck_grace_seconds = Float(
+        300.0, config=True,
+        help="When the Hub cannot be reached (or answers 5xx) at a re-check, a Hub session "
+             "is kept this many seconds after its last successful check on this gallery "
+             "process (a warning is logged), then refused until the Hub answers again (the "
+             "session is not ended: it resumes once the Hub confirms its token). A session "
+             "this process has not checked since it started is refused while the Hub is "
+             "down. 0: refuse at once.")
     timeout = Float(10.0, config=True, help="Seconds a call to the Hub may take.")
 
     @default("service_name")
@@ -121,6 +137,9 @@ class HubConfiguration(Configurable):
             default_role = Role.parse(self.default_role)
         except UsageError as err:
             raise HubConfigError(f"HubConfiguration.default_role: {err.message}") from None
+        for name in ("recheck_seconds", "recheck_grace_seconds"):
+            if not getattr(self, name) >= 0:  # also refuses NaN
+                raise HubConfigError(f"HubConfiguration.{name} must be 0 or more")
         hub_url = self.hub_url if self.hub_url.endswith("/") else self.hub_url + "/"
         return HubSettings(
             api_url=self.api_url.rstrip("/"), api_token=self.api_token,
@@ -128,7 +147,9 @@ class HubConfiguration(Configurable):
             callback_url=self.callback_url or f"{base_url}oauth_callback",
             hub_url=hub_url, access_scopes=frozenset(self.access_scopes),
             role_map=role_map, default_role=default_role,
-            cache_seconds=self.cache_seconds, timeout=self.timeout)
+            cache_seconds=self.cache_seconds, timeout=self.timeout,
+            recheck_seconds=self.recheck_seconds,
+            recheck_grace_seconds=self.recheck_grace_seconds)
 
 
 class HubConfigError(NbappsError):
@@ -164,6 +185,8 @@ class HubSettings:
     default_role: Role = Role.VIEWER
     cache_seconds: float = 60.0
     timeout: float = 10.0
+    recheck_seconds: float = 60.0
+    recheck_grace_seconds: float = 300.0
 
     @property
     def authorize_url(self) -> str:

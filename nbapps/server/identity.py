@@ -16,7 +16,9 @@ Two credentials are accepted:
   requests from XSRF checks (see :mod:`nbapps.server.base`). Under JupyterHub
   (``c.NbappsServer.auth = "jupyterhub"``) the user source is
   :class:`nbapps.server.hub_auth.HubUsers`: a token that is not a gallery token (``nba_...``)
-  is a user's Hub token, checked with the Hub; sessions are opened by its OAuth callback.
+  is a user's Hub token, checked with the Hub; sessions are opened by its OAuth callback and
+  stay bound to the Hub's token (re-checked with the Hub every ``recheck_seconds``: a Hub
+  logout ends them).
 
 Lookups are cached for a few seconds (tornado serves every request on one thread; the gallery
 must answer in about a millisecond); :meth:`IdentityProvider.invalidate` drops the cache when a
@@ -48,8 +50,11 @@ log = logging.getLogger("nbapps.server.identity")
 
 SESSION_COOKIE = "nbapps-session"
 SECRET_FILENAME = "cookie_secret"
-#: what a session cookie holds: a catalog session id (``secrets.token_urlsafe(32)``)
-_SESSION_ID = re.compile(r"[A-Za-z0-9_-]{40,64}")
+#: what a session cookie holds: a catalog session id (``secrets.token_urlsafe(32)``), and
+#: after a Hub login ``.`` + the Hub's OAuth token sealed by :mod:`.hub_auth` (encrypted; the
+#: signature of the whole value binds the two, so the Hub part cannot be dropped or swapped)
+_SESSION_VALUE = re.compile(
+    r"(?P<id>[A-Za-z0-9_-]{40,64})(?:\.(?P<hub>[A-Za-z0-9_=-]{40,2000}))?")
 
 
 @dataclass(frozen=True)
@@ -65,9 +70,11 @@ class WebUser:
 
 @dataclass(frozen=True)
 class Session:
-    """What a valid (signed, not expired) session cookie says: the catalog session's id."""
+    """What a valid (signed, not expired) session cookie says: the catalog session's id, and
+    for a session opened by a Hub login the sealed Hub token it is bound to."""
 
     id: str = field(repr=False)
+    hub: str | None = field(default=None, repr=False)
 
     @property
     def key(self) -> bytes:
@@ -82,7 +89,7 @@ class UserSource(Protocol):
 
     def user_by_token(self, token: str) -> WebUser | None: ...
 
-    def user_by_session(self, session_id: str) -> WebUser | None: ...
+    def user_by_session(self, session: Session) -> WebUser | None: ...
 
     def login(self, name: str, password: str, ip: str | None) -> WebUser: ...
 
@@ -114,8 +121,8 @@ class CatalogUsers:
             return None
         return self._web(info, "token")
 
-    def user_by_session(self, session_id: str) -> WebUser | None:
-        return self._web(self.catalog.session_user(session_id), "cookie")
+    def user_by_session(self, session: Session) -> WebUser | None:
+        return self._web(self.catalog.session_user(session.id), "cookie")
 
     def login(self, name: str, password: str, ip: str | None) -> WebUser:
         user = self._web(self.catalog.verify_login(name, password, ip=ip), "cookie")
@@ -268,7 +275,9 @@ class IdentityProvider:
                  cache_ttl: float = 5.0) -> None:
         self.users = users
         self.session_days = session_days
-        self._by_session = _TTLCache(cache_ttl)
+        # a source that re-checks sessions elsewhere (the Hub) may need them reloaded sooner
+        session_ttl = min(cache_ttl, getattr(users, "session_cache_seconds", cache_ttl))
+        self._by_session = _TTLCache(session_ttl)
         self._by_token = _TTLCache(cache_ttl)
 
     def invalidate(self) -> None:
@@ -304,16 +313,17 @@ class IdentityProvider:
             value = raw.decode("ascii")
         except UnicodeDecodeError:
             return None
-        if not _SESSION_ID.fullmatch(value):
+        found = _SESSION_VALUE.fullmatch(value)
+        if found is None:
             return None  # malformed, or a cookie of an older nbapps (name + password stamp)
-        return Session(id=value)
+        return Session(id=found["id"], hub=found["hub"])
 
     def user_from_cookie(self, handler: RequestLike) -> WebUser | None:
         session = self.session(handler)
         if session is None:
             return None
         user = self._by_session.get(session.key,
-                                    lambda: self.users.user_by_session(session.id))
+                                    lambda: self.users.user_by_session(session))
         assert user is None or isinstance(user, WebUser)
         return user
 
