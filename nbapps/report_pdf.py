@@ -268,6 +268,7 @@ class _Printer:
                                              timeout=job._ms())
                 self.launches += 1
             job._render(browser)
+            _count_print()
             job.finish(None)
         except PlaywrightTimeout as exc:
             job.finish(_timeout(job.source, _first_line(exc)))
@@ -359,6 +360,14 @@ class _PrinterPool:
 
 
 _pool = _PrinterPool(MAX_PARALLEL)
+_prints = 0
+_prints_lock = threading.Lock()
+
+
+def _count_print() -> None:
+    global _prints
+    with _prints_lock:
+        _prints += 1
 
 
 def _content_type(path: Path) -> str:
@@ -438,5 +447,10 @@ def printer_launches() -> int:
     return sum(p.launches for p in _pool.printers())
 
 
+def prints() -> int:
+    """Reports printed to PDF by this process so far (tests and benchmarks)."""
+    return _prints
+
+
 __all__ = ["CHROMIUM", "KEEP_SECONDS", "MAX_PARALLEL", "ORIGIN", "ReportPdfError",
-           "html_to_pdf", "printer_launches", "shutdown"]
+           "html_to_pdf", "printer_launches", "prints", "shutdown"]

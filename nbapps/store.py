@@ -16,6 +16,9 @@ Three namespaces under the store's root, every object written once and never cha
                                        (:meth:`BundleStore.read_source`)
 =====================================  ==========================================================
 
+Blobs of runs deleted by retention are removed when nothing else names them
+(:meth:`BundleStore.delete_blob`); nothing else is ever deleted.
+
 So the address covers every byte stored and served, and no upload can change what another
 submission of the same address gets (DESIGN.md decision 7): :meth:`BundleStore.put_source` and
 :meth:`BundleStore.put_blob` never overwrite; an object already stored under a key is kept only
@@ -423,6 +426,20 @@ class BundleStore:
 
     def has_blob(self, sha256: str) -> bool:
         return self.exists_key(self.blob_key(sha256))
+
+    def delete_blob(self, sha256: str) -> None:
+        """Remove a blob nothing names any more (the caller checked: runs deleted by
+        retention, :meth:`nbapps.runs.pool.RunPool.forget_blobs`). A blob already gone is not
+        an error. Sources and legacy archives are never deleted here."""
+        path = self._path_of(self.blob_key(sha256))
+        try:
+            if self._is_local():
+                os.unlink(path)
+            else:
+                self.fs.rm_file(path)
+        except FileNotFoundError:
+            return
+        log.debug("deleted blob %s", sha256)
 
     # -- legacy bundle archives ------------------------------------------------------------
 

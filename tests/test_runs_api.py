@@ -77,6 +77,9 @@ def test_a_viewer_runs_an_app_and_gets_every_output(gallery):
         assert "missing.txt" in run["findings"][0]["message"]
         assert set(run["artifacts"]) == {"executed.ipynb", "report.html", "result.json",
                                          "summary.csv"}
+        # run_pdf=False: no PDF offered at all
+        assert "report.pdf" not in run["artifact_urls"] and run["on_request"] == []
+        assert c.get(f"/api/runs/{run['id']}/report.pdf").json()["error"] == "NBA375"
         assert run["details"]["confined"] in (True, False)
 
         report = c.get(run["artifact_urls"]["report.html"])

@@ -24,7 +24,8 @@ def test_report_renders_its_widgets_and_prints_to_pdf(tmp_path):
                                json={"parameters": {"n": 7}}).json()["runs"]
             run = wait_run(c, queued["id"], timeout=180)
             assert run["state"] == "passed", run
-            assert "report.pdf" in run["artifacts"], run["details"].get("notes")
+            # offered, printed at this first download (nbapps.runs.pdf)
+            assert run["on_request"] == ["report.pdf"], run["details"].get("notes")
             pdf = c.get(run["artifact_urls"]["report.pdf"])
         assert pdf.headers["content-type"] == "application/pdf"
         assert pdf.content.startswith(b"%PDF")

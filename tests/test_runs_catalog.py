@@ -167,3 +167,38 @@ def test_retention_by_count_and_age(cat):
     gone = cat.prune_runs(keep_days=1, now=utcnow() + timedelta(days=2))
     assert sorted(r.id for r in gone) == [runs[2].id, runs[3].id]  # the queued one stays
     assert [r.id for r in cat.list_runs("sales")] == [runs[4].id]
+
+
+def test_an_artifact_made_later_is_recorded_once_on_a_finished_run(cat):
+    approved(cat)
+    first, second = cat.queue_runs("sales", [{"n": 1}, {"n": 2}], user="ana")
+    with pytest.raises(Conflict) as err:  # still queued
+        cat.add_run_artifact(first.id, "report.pdf", sha("pdf-0"))
+    assert err.value.code == "NBA377"
+    job = cat.claim_job("w", kinds=(RUN,))
+    cat.finish_job(job.id, "w", job.attempts, state="passed", result={},
+                   artifacts={"report.html": sha("html")})
+    assert cat.add_run_artifact(job.id, "report.pdf", sha("pdf-1")) == sha("pdf-1")
+    # a second print (another replica) loses: the first one recorded stays
+    assert cat.add_run_artifact(job.id, "report.pdf", sha("pdf-2")) == sha("pdf-1")
+    assert cat.get_run(job.id).artifacts == {"report.html": sha("html"),
+                                             "report.pdf": sha("pdf-1")}
+    assert cat.referenced_blobs([sha("pdf-1"), sha("pdf-2")]) == {sha("pdf-1")}
+    with pytest.raises(NotFound):
+        cat.add_run_artifact(999, "report.pdf", sha("pdf-3"))
+    assert cat.count_running_jobs() == 0
+    cat.claim_job("w", kinds=(RUN,))
+    assert cat.count_running_jobs() == 1
+
+
+def test_a_version_thumbnail_keeps_its_blob_referenced(cat):
+    from nbapps.catalog.jobs import CheckRecord
+
+    digest = sha("thumbs-1")
+    cat.submit(slug="thumbs", title="Thumbs", description="d", tags=("t",), sha256=digest,
+               manifest={"schema": "nbapps.gallery/1", "parameters": CONTRACT},
+               store_key=f"{digest[:2]}/{digest}.nbapp", submitter="ana", size=1, check=True)
+    job = cat.claim_job("w")
+    assert cat.finish_job(job.id, "w", job.attempts, state="passed", result={}, artifacts={},
+                          record=CheckRecord(thumbnail=f"blob:{sha('png')}.png"))
+    assert cat.referenced_blobs([sha("png"), sha("other")]) == {sha("png")}

@@ -376,6 +376,12 @@ class RunsMixin(CatalogBase):
                     return None
                 before = rows[-1][0].id
 
+    def count_running_jobs(self) -> int:
+        """Jobs (checks and runs, of every replica) running now."""
+        with self._read() as s:
+            return int(s.scalar(select(func.count(Job.id)).where(Job.state == "running"))
+                       or 0)
+
     def count_runs(self, *, state: str | None = None) -> int:
         stmt = select(func.count(Job.id)).where(Job.kind == RUN)
         if state is not None:
@@ -410,6 +416,27 @@ class RunsMixin(CatalogBase):
             s.flush()
             s.expire_all()
             return load_run(s, run.id)
+
+    # -- artifacts made later ------------------------------------------------------------------
+
+    def add_run_artifact(self, run_id: int, name: str, sha: str) -> str:
+        """Record artifact ``name`` (blob ``sha``) on the finished run ``run_id`` (its PDF,
+        printed on first download: :mod:`nbapps.runs.pdf`). The first one recorded stays:
+        returns the address now recorded under ``name`` (``sha`` or the one before).
+        NotFound NBA302 when the run is gone; Conflict NBA377 while it has not finished."""
+        with self._write() as s:
+            job = s.scalars(select(Job).where(Job.id == int(run_id), Job.kind == RUN)
+                            .with_for_update()).first()
+            if job is None:
+                raise NotFound(f"no run with id {run_id}")
+            if job.state in ACTIVE:
+                raise Conflict(f"run {run_id} has not finished ({job.state})", code="NBA377")
+            artifacts = dict(job.artifacts or {})
+            if name in artifacts:
+                return str(artifacts[name])
+            artifacts[name] = str(sha)
+            job.artifacts = artifacts  # a new dict: the JSON column sees the change
+            return str(sha)
 
     # -- retention -----------------------------------------------------------------------------
 
@@ -446,11 +473,18 @@ class RunsMixin(CatalogBase):
             return gone
 
     def referenced_blobs(self, shas: Iterable[str]) -> set[str]:
-        """Which of ``shas`` some job (check or run) still records as an artifact."""
+        """Which of ``shas`` some job (check or run) still records as an artifact, or some
+        version names as its thumbnail (``blob:<sha>.png``)."""
         wanted = {str(x) for x in shas}
         if not wanted:
             return set()
+        refs = sorted(f"blob:{sha}.png" for sha in wanted)
         found: set[str] = set()
+        with self._read() as s:
+            for start in range(0, len(refs), 500):
+                found.update(str(t)[5:69] for t in s.scalars(
+                    select(Version.thumbnail).where(Version.thumbnail.in_(
+                        refs[start:start + 500]))).all())
         after = 0
         while True:
             page = self.job_artifacts(after_id=after)  # type: ignore[attr-defined]

@@ -9,7 +9,8 @@
 ``-p`` values are text, read by the gallery like URL query values of the app (``-p n 5`` gives
 the int 5 for an int parameter). ``--batch`` is a JSON file holding a list of parameter objects
 (one run each; ``-p`` values are added to every set). ``--download DIR`` waits for the runs and
-writes each run's outputs into ``DIR`` (``DIR/<run id>/`` for a batch). Exit status 1 when a
+writes each run's outputs into ``DIR`` (``DIR/<run id>/`` for a batch; the PDF report is
+printed by the gallery at that first download). Exit status 1 when a
 waited-for run did not pass.
 
 The gallery and token come from ``--gallery``/``--token``, ``NBAPPS_GALLERY``/``NBAPPS_TOKEN`` or
@@ -113,9 +114,10 @@ def _write_bytes(target: Path, data: bytes) -> None:
 
 
 def download(client: GalleryClient, run: dict[str, Any], folder: Path) -> list[Path]:
-    """Write every output of ``run`` into ``folder``; returns the paths written."""
+    """Write every output of ``run`` into ``folder`` (``report.pdf`` too: the gallery prints it
+    when first asked for, ``on_request``); returns the paths written."""
     written = []
-    for name in sorted(run.get("artifacts") or {}):
+    for name in sorted({*(run.get("artifacts") or {}), *(run.get("artifact_urls") or {})}):
         rel = _safe(name)
         if rel is None:
             continue
@@ -188,8 +190,10 @@ def cmd_show(args: argparse.Namespace) -> int:
     _findings(r)
     if r.get("result"):
         sys.stdout.write("  result: " + json.dumps(r["result"], default=str) + "\n")
+    later = set(r.get("on_request") or [])
     for name, url in sorted((r.get("artifact_urls") or {}).items()):
-        sys.stdout.write(f"  {name}: {url}\n")
+        note = " (made when first downloaded)" if name in later else ""
+        sys.stdout.write(f"  {name}: {url}{note}\n")
     return 0
 
 

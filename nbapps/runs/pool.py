@@ -10,16 +10,24 @@ it; the next one is started at once only while fewer runs are going than the mac
 (``spare_busy_max``), else by the next worker that is done: a spare never competes with runs
 for the last core, and never more than one waits.
 
-Retention deletes the runs' rows; their blobs stay in the bundle store (the store has no
-delete yet: ``nbapps store check`` lists blobs no job references).
+Retention deletes the runs' rows (one catalog transaction), then their blobs that nothing
+else names (another job's artifacts, a version's thumbnail: blobs are content-addressed, so two
+runs with the same ``result.json`` share one) from the bundle store (:meth:`RunPool.forget_blobs`).
+A worker that finds an identical blob already stored does not write it again, and records it
+only when its job finishes; so blobs are deleted only while no job (check or run, of any
+replica sharing the catalog) is running: otherwise they wait in memory for the next quiet pass
+(a gallery stopped meanwhile leaves them in the store, where they harm nothing).
+
+PDFs are printed on first download (:mod:`.pdf`), not by the workers: :attr:`RunPool.pdfs`.
 """
 from __future__ import annotations
 
 import logging
 import os
 import sys
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from ..catalog.jobs import JobInfo
@@ -27,6 +35,7 @@ from ..catalog.runs import RUN
 from ..errors import NbappsError
 from ..jobs.pool import CheckPool
 from ..jobs.worker import ConfinedJob
+from .pdf import RunPdfs
 from .worker import RunJob, RunSettings, SpareProgram
 
 log = logging.getLogger("nbapps.runs")
@@ -49,6 +58,14 @@ class RunPool(CheckPool):
         self._spare: SpareProgram | None = None
         #: when this pool last started a run (monotonic; 0: never)
         self._last_run = 0.0
+        #: blobs of deleted runs not deleted yet (:meth:`forget_blobs`), guarded by ``_lock``
+        self._unreferenced: set[str] = set()
+        self._forget_lock = threading.Lock()
+        #: blobs deleted from the store (for metrics and tests)
+        self.blobs_deleted = 0
+        #: the runs' PDFs, printed on first download
+        self.pdfs = RunPdfs(catalog, store, enabled=settings.pdf, timeout=settings.pdf_timeout,
+                            forget=self.forget_blobs)
 
     def _claim(self) -> JobInfo | None:
         # a spare program only while runs are being asked for: a gallery whose apps are never
@@ -116,6 +133,7 @@ class RunPool(CheckPool):
         spare = self._take_spare()
         if spare is not None:
             spare.discard()
+        self.pdfs.shutdown()
         printer = sys.modules.get("nbapps.report_pdf")  # only when a PDF was asked for
         if printer is not None:
             printer.shutdown(10.0)
@@ -126,6 +144,8 @@ class RunPool(CheckPool):
     def _idle(self) -> None:
         if time.monotonic() - self._last_prune >= self.settings.prune_every:
             self.prune()
+        elif self._unreferenced:
+            self._delete_unreferenced()
 
     def prune(self) -> int:
         """Apply the retention now; returns how many runs were deleted."""
@@ -141,7 +161,56 @@ class RunPool(CheckPool):
         if gone:
             self.pruned += len(gone)
             log.info("run retention: deleted %d run(s)", len(gone))
+            self.forget_blobs(sha for run in gone for sha in run.artifacts.values())
+        elif self._unreferenced:
+            self._delete_unreferenced()
         return len(gone)
+
+    def forget_blobs(self, shas: Iterable[str]) -> int:
+        """Delete from the store the blobs of ``shas`` nothing in the catalog names any more
+        (call after the catalog commit that dropped their last known reference). Deferred while
+        a job is running (module docstring); returns how many blobs were removed now (one
+        already gone counts)."""
+        with self._lock:
+            self._unreferenced.update(str(x) for x in shas)
+        return self._delete_unreferenced()
+
+    def _jobs_running(self) -> bool:
+        try:
+            return bool(self.catalog.count_running_jobs())
+        except NbappsError:
+            return True
+
+    def _delete_unreferenced(self) -> int:
+        with self._forget_lock:
+            with self._lock:
+                candidates = set(self._unreferenced)
+            if not candidates:
+                return 0
+            try:
+                if self.catalog.count_running_jobs():
+                    return 0  # one may have found one of these blobs stored: next time
+                referenced = self.catalog.referenced_blobs(candidates)
+            except NbappsError as exc:
+                log.warning("run retention: blobs not deleted: %s", exc.message)
+                return 0
+            removed: set[str] = set()
+            for index, sha in enumerate(sorted(candidates - referenced)):
+                if index and index % 25 == 0 and self._jobs_running():
+                    break  # a job started meanwhile: the rest waits for the next pass
+                try:
+                    self.store.delete_blob(sha)
+                except Exception as exc:  # noqa: BLE001 - left for the next pass
+                    log.warning("run retention: blob %s not deleted: %s", sha, exc)
+                    continue
+                removed.add(sha)
+            deleted = len(removed)
+            with self._lock:
+                self._unreferenced -= referenced | removed
+            if deleted:
+                self.blobs_deleted += deleted
+                log.info("run retention: deleted %d blob(s) no run uses", deleted)
+            return deleted
 
 
 __all__ = ["RunPool", "RunSettings"]

@@ -10,9 +10,9 @@ kernel is killed by the program (NBA072); at ``run_timeout + kill_grace`` the wo
 whole process tree (NBA372).
 
 Artifacts, recorded on the job as ``{name: sha256}``: ``executed.ipynb``, ``report.html`` (made
-here from the executed notebook, :meth:`RunJob._report`), ``result.json``, ``report.pdf`` (when
-:mod:`nbapps.report_pdf` and Chromium are there and ``pdf`` is on) and every declared output
-under its own relative name.
+here from the executed notebook, :meth:`RunJob._report`), ``result.json`` and every declared
+output under its own relative name. ``report.pdf`` is not made here: it is printed on its first
+download (:mod:`.pdf`) and then added to the job's artifacts.
 """
 from __future__ import annotations
 
@@ -48,8 +48,6 @@ EXECUTED = "executed.ipynb"
 REPORT = "report.html"
 RESULT = "result.json"
 PDF = "report.pdf"
-#: the URL the PDF printer maps to the pinned widget bundle (:mod:`nbapps.report_pdf`)
-_PDF_BUNDLE_URL = "/static/widgets/embed.js"
 
 
 @dataclass(frozen=True)
@@ -70,7 +68,8 @@ class RunSettings(CheckSettings):
     max_output_file_bytes: int = 20 * 1024 * 1024
     #: largest artifact kept (executed notebook, report)
     max_artifact_bytes: int = 100 * 1024 * 1024
-    #: print report.pdf with Chromium (:mod:`nbapps.report_pdf`) when it is installed
+    #: offer report.pdf, printed with Chromium (:mod:`nbapps.report_pdf`, when installed) on
+    #: its first download (:mod:`.pdf`); False: no PDF at all
     pdf: bool = True
     pdf_timeout: float = 60.0
     #: seconds between retention passes
@@ -257,9 +256,8 @@ class RunJob(ConfinedJob):
                 values = json.loads(kept[RESULT].decode("utf-8"))
             except ValueError:
                 notes.append("result.json could not be read")
-        html = self._report(kept[EXECUTED], stored, notes) if EXECUTED in kept else None
-        if s.pdf and html is not None:
-            self._pdf(html, stored, notes)
+        if EXECUTED in kept:
+            self._report(kept[EXECUTED], stored, notes)
         ok = bool(summary.get("ok")) and not any(f.get("severity") == "error" for f in findings)
         result = {"findings": findings, "values": values if isinstance(values, dict) else {},
                   "duration": summary.get("seconds"), "cells": summary.get("cells") or [],
@@ -288,30 +286,6 @@ class RunJob(ConfinedJob):
             return None
         stored[REPORT] = self.store.put_blob(html.encode("utf-8"))
         return html
-
-    def _pdf(self, html: str, stored: dict[str, str], notes: list[str]) -> None:
-        """report.pdf, printed by Chromium outside the run's confinement (its scripts are
-        confined by the printer: no network, only the pinned widget bundle)."""
-        try:
-            from ..report_pdf import html_to_pdf
-            from .report import with_embed_url
-        except ImportError:
-            return
-        folder = Path(tempfile.mkdtemp(prefix="nbapps-pdf-"))
-        try:
-            page = folder / REPORT
-            page.write_text(with_embed_url(html, _PDF_BUNDLE_URL), encoding="utf-8")
-            target = folder / PDF
-            html_to_pdf(page, target, timeout=self.settings.pdf_timeout,
-                        title=self.version.title or self.version.app_slug)
-            stored[PDF] = self.store.put_blob(target.read_bytes())
-        except NbappsError as exc:
-            notes.append(f"no PDF: {exc.code}: {exc.message}"[:300])
-        except Exception as exc:  # noqa: BLE001 - the run's other artifacts still count
-            log.warning("run %s: PDF failed", self.job.id, exc_info=True)
-            notes.append(f"no PDF: {type(exc).__name__}"[:300])
-        finally:
-            remove_tree(folder)
 
 
 __all__ = ["EXECUTED", "PDF", "REPORT", "RESULT", "Abandoned", "RunJob", "RunSettings",

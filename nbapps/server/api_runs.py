@@ -7,9 +7,13 @@
   approved (NBA371), the queue must have room (NBA370, 429 with ``Retry-After``), and the
   person asking may have at most ``run_user_max`` runs queued or running (NBA383, 429).
 * ``GET /api/apps/<slug>/runs`` the app's runs, newest first (``origin``, ``batch``, ``limit``).
-* ``GET /api/runs/<id>`` one run: state, timings, queue position, findings, result, artifact URLs.
+* ``GET /api/runs/<id>`` one run: state, timings, queue position, findings, result, artifact URLs
+  (``artifact_urls``; ``on_request`` names those made at their first download: ``report.pdf``
+  until someone fetched it).
 * ``GET /api/runs/<id>/<artifact>`` ``executed.ipynb``, ``report.html``, ``report.pdf``,
-  ``result.json`` or a declared output file. Everything is sent as an attachment, except
+  ``result.json`` or a declared output file. ``report.pdf`` is printed on its first download
+  (:mod:`nbapps.runs.pdf`: one print however many ask at once; NBA386-388 when it fails, and
+  the next request tries again), then kept. Everything is sent as an attachment, except
   ``report.html`` without ``?download=1``: it is shown inline, with the review preview's
   sandbox CSP (an opaque origin; the only script allowed is the gallery's static widget bundle),
   because it is app output and must not run with the gallery's origin.
@@ -58,6 +62,7 @@ _TYPES = {".ipynb": "application/x-ipynb+json", ".json": "application/json",
           ".csv": "text/csv; charset=UTF-8", ".txt": "text/plain; charset=UTF-8",
           ".md": "text/markdown; charset=UTF-8"}
 REPORT = "report.html"
+PDF = "report.pdf"
 #: artifacts only those who see the run's findings may download (the app's code is in them)
 PRIVATE_ARTIFACTS = frozenset({"executed.ipynb"})
 
@@ -99,9 +104,18 @@ def run_json(handler: Any, run: RunInfo, *, findings: bool = True) -> dict[str, 
         out["details"] = {}
         names = [n for n in names if n not in PRIVATE_ARTIFACTS]
         out["artifacts"] = {n: run.artifacts[n] for n in names}
+    out["on_request"] = []
+    if PDF not in names and _pdfs(handler) is not None and _pdfs(handler).offered(run):
+        names = sorted([*names, PDF])
+        out["on_request"] = [PDF]
     out["url"] = handler.url(f"/api/runs/{run.id}")
     out["artifact_urls"] = {name: handler.url(f"/api/runs/{run.id}/{name}") for name in names}
     return out
+
+
+def _pdfs(handler: Any) -> Any:
+    """The gallery's run PDFs (:class:`nbapps.runs.pdf.RunPdfs`; None without a run pool)."""
+    return getattr(getattr(handler.ctx, "runs", None), "pdfs", None)
 
 
 def _queue_limits(handler: APIHandler) -> dict[str, int | None]:
@@ -226,7 +240,8 @@ class RunArtifactHandler(APIHandler):
     docs: ClassVar[dict[str, Op]] = {
         "GET": Op("An output of a finished run: executed.ipynb (those who see the run's "
                   "findings only), report.html (shown inline in a "
-                  "sandbox unless download=1), report.pdf, result.json or a declared file.",
+                  "sandbox unless download=1), report.pdf (printed on its first download), "
+                  "result.json or a declared file.",
                   query=(Param("download", "boolean", "send report.html as a download"),),
                   returns="application/octet-stream"),
     }
@@ -234,6 +249,9 @@ class RunArtifactHandler(APIHandler):
     async def get(self, id: str, path: str) -> None:
         run, detail = await _run_and_app(self, id)
         sha = run.artifacts.get(path)
+        if sha is None and path == PDF and _pdfs(self) is not None and \
+                _pdfs(self).offered(run):
+            sha = await _pdfs(self).get(run)  # printed now, once, on its own threads
         if sha is None:
             raise _no_artifact(run, path)
         if path in PRIVATE_ARTIFACTS and not may_see_run_findings(

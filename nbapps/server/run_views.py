@@ -47,8 +47,10 @@ class RunRow:
 
 
 def run_row(ctx: Any, run: RunInfo, *, findings: bool) -> RunRow:
+    pdfs = getattr(getattr(ctx, "runs", None), "pdfs", None)
     downloads = [(label, ctx.options.url(f"/api/runs/{run.id}/{name}") + "?download=1")
-                 for name, label in DOWNLOADS if name in run.artifacts]
+                 for name, label in DOWNLOADS if name in run.artifacts
+                 or (name == "report.pdf" and pdfs is not None and pdfs.offered(run))]
     problem = ""
     if findings and run.state in ("failed", "error"):
         errors = [f for f in run.findings if f.get("severity", "error") == "error"]

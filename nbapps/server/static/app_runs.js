@@ -12,6 +12,13 @@
 // viewer's own, so its state, place in the queue and findings are followed with
 // GET /api/runs/<id>, polled every second at first and less often as it goes on.
 // Without script the controls stay hidden; the app page's recent runs list works without it.
+//
+// The app page's "Recent runs" table (templates/app_runs.html, section#runs) refreshes itself
+// while one of its runs is queued or running: GET <runs url>?limit=N every 2 s (the runs URL
+// of the page's Download report button), rows updated in place (state, time, downloads, first
+// error as the API shows it to this viewer) and new runs added on top. Polling stops when every
+// listed run has finished or the page is hidden, and starts again when it is shown, or when
+// this page starts a run.
 (function () {
   "use strict";
 
@@ -117,6 +124,7 @@
         return;
       }
       self.follow(runs[0]);
+      if (recent) recent.refresh();
     }, function () {
       self.show("The gallery could not be reached: try again.", { bad: true });
       self.done();
@@ -208,7 +216,178 @@
     a.remove();
   };
 
+  // -- the recent runs list ---------------------------------------------------------------
+
+  var ACTIVE = { queued: true, running: true };
+  var RECENT_POLL_MS = 2000;
+  var STATE_CLASS = { queued: "submitted", running: "submitted", passed: "approved",
+                      failed: "rejected", error: "rejected", cancelled: "withdrawn" };
+  var DOWNLOADS = [["report.html", "HTML"], ["report.pdf", "PDF"]];
+
+  function el(tag, cls, text) {
+    var node = document.createElement(tag);
+    if (cls) node.className = cls;
+    if (text !== undefined) node.textContent = text;
+    return node;
+  }
+
+  // "2026-12-03T18:30:12.5+00:00" -> "2026-12-03 18:30 UTC" (the page's own format)
+  function when(iso) {
+    var t = el("time");
+    if (!iso) return t;
+    t.setAttribute("datetime", iso);
+    t.textContent = iso.replace("T", " ").slice(0, 16) + " UTC";
+    return t;
+  }
+
+  function RecentRuns(section, runsUrl) {
+    this.section = section;
+    this.runsUrl = runsUrl;
+    this.limit = Math.max(section.querySelectorAll("tr[data-run]").length, 10);
+    this.timer = null;
+    this.inFlight = false;
+    var self = this;
+    document.addEventListener("visibilitychange", function () {
+      if (document.hidden) self.stop(); else if (self.active()) self.refresh();
+    });
+    if (this.active()) this.later();
+  }
+
+  RecentRuns.prototype.rows = function () {
+    return this.section.querySelectorAll("tr[data-run]");
+  };
+
+  RecentRuns.prototype.active = function () {
+    return Array.prototype.some.call(this.rows(), function (tr) {
+      // rows rendered by the server tell their state in the state badge
+      var badge = tr.querySelector(".state");
+      return ACTIVE[tr.getAttribute("data-state") || (badge ? badge.textContent.trim() : "")];
+    });
+  };
+
+  RecentRuns.prototype.stop = function () {
+    if (this.timer !== null) window.clearTimeout(this.timer);
+    this.timer = null;
+  };
+
+  RecentRuns.prototype.later = function () {
+    this.stop();
+    if (document.hidden) return;
+    this.timer = window.setTimeout(this.refresh.bind(this), RECENT_POLL_MS);
+  };
+
+  // one look at the app's newest runs; again in 2 s while one of them is not finished
+  RecentRuns.prototype.refresh = function () {
+    this.stop();
+    if (this.inFlight) return;
+    this.inFlight = true;
+    var self = this;
+    fetch(this.runsUrl + "?limit=" + this.limit, {
+      credentials: "same-origin", headers: { "Accept": "application/json" }
+    }).then(function (r) { return r.ok ? r.json() : null; }).then(function (body) {
+      self.inFlight = false;
+      if (body && body.items) self.show(body.items);
+      if (self.active() || !body) self.later();
+    }, function () {
+      self.inFlight = false;
+      self.later();
+    });
+  };
+
+  RecentRuns.prototype.tbody = function () {
+    var body = this.section.querySelector("tbody");
+    if (body) return body;
+    var empty = this.section.querySelector("p.muted");
+    if (empty) empty.remove();
+    var wrap = el("div", "table-wrap");
+    var table = el("table");
+    var head = el("thead");
+    var tr = el("tr");
+    ["When", "By", "State", "Parameters", "Downloads"].forEach(function (label) {
+      tr.appendChild(el("th", "", label));
+    });
+    head.appendChild(tr);
+    table.appendChild(head);
+    body = el("tbody");
+    table.appendChild(body);
+    wrap.appendChild(table);
+    this.section.appendChild(wrap);
+    return body;
+  };
+
+  RecentRuns.prototype.show = function (items) {
+    var body = this.tbody();
+    var keep = {};
+    var self = this;
+    items.slice(0, this.limit).forEach(function (run, index) {
+      keep[run.id] = true;
+      var tr = body.querySelector('tr[data-run="' + run.id + '"]');
+      if (!tr) tr = el("tr");
+      self.fill(tr, run);
+      var at = body.children[index];
+      if (at !== tr) body.insertBefore(tr, at || null);
+    });
+    Array.prototype.forEach.call(this.rows(), function (tr) {
+      if (!keep[tr.getAttribute("data-run")]) tr.remove();
+    });
+  };
+
+  // the row of one run, as templates/app_runs.html renders it
+  RecentRuns.prototype.fill = function (tr, run) {
+    tr.setAttribute("data-run", String(run.id));
+    tr.setAttribute("data-state", run.state);
+    tr.textContent = "";
+    var cells = [];
+    for (var i = 0; i < 5; i++) cells.push(tr.appendChild(el("td")));
+    cells[0].className = "small";
+    cells[0].appendChild(when(run.finished_at || run.started_at || run.created_at));
+    cells[1].appendChild(document.createTextNode(run.owner || "gallery"));
+    cells[1].appendChild(el("br"));
+    cells[1].appendChild(el("span", "small muted", run.origin || ""));
+    cells[2].appendChild(el("span", "state state-" + (STATE_CLASS[run.state] || run.state),
+                            run.state));
+    if (run.seconds !== null && run.seconds !== undefined) {
+      cells[2].appendChild(el("br"));
+      cells[2].appendChild(el("span", "small muted", run.seconds.toFixed(1) + " s"));
+    }
+    var errors = (run.findings || []).filter(function (f) {
+      return (f.severity || "error") === "error";
+    });
+    if ((run.state === "failed" || run.state === "error") && errors.length) {
+      cells[2].appendChild(el("br"));
+      cells[2].appendChild(el("span", "small run-problem",
+                              ((errors[0].code || "") + ": " + (errors[0].message || ""))
+                                .slice(0, 300)));
+    }
+    cells[3].className = "small";
+    var params = run.parameters || {};
+    var names = Object.keys(params);
+    if (names.length) {
+      cells[3].textContent = names.map(function (k) {
+        return k + "=" + JSON.stringify(params[k]);
+      }).join(", ");
+    } else {
+      cells[3].appendChild(el("span", "muted", "defaults"));
+    }
+    var urls = run.artifact_urls || {};
+    var links = DOWNLOADS.filter(function (d) { return urls[d[0]]; });
+    if (!links.length) cells[4].appendChild(el("span", "muted", "\u2014"));
+    links.forEach(function (d, j) {
+      if (j) cells[4].appendChild(document.createTextNode(" \u00b7 "));
+      var a = el("a", "", d[1]);
+      a.href = urls[d[0]] + "?download=1";
+      a.setAttribute("download", "");
+      cells[4].appendChild(a);
+    });
+  };
+
   if (!window.fetch) return;
+  var recent = null;
+  var section = document.querySelector("section#runs");
+  var runButton = document.querySelector("button[data-run-report][data-runs-url]");
+  var runsUrl = section && (section.getAttribute("data-runs-url") ||
+                            (runButton && runButton.getAttribute("data-runs-url")));
+  if (section && runsUrl) recent = new RecentRuns(section, runsUrl);
   Array.prototype.forEach.call(document.querySelectorAll("button[data-run-report]"),
                                function (button) { return new Control(button); });
 })();
