@@ -317,6 +317,13 @@ def test_postbuild_seeded_the_demo(binder: BinderEnv) -> None:
     # the installed package ran postBuild's steps, not the repository's source tree
     link = binder.home / ".nbapps-demo" / "binder-templates" / "nbapps-builtin"
     assert str(link.resolve()).startswith(str(binder.venv)), link.resolve()
+    # the clone has no widget renderer (git-ignored); the install's build hook fetched it, so
+    # the review preview renders widgets on Binder too
+    # -I: not the source tree of the repository (the current folder), the installed package
+    package = binder.output("python", "-I", "-c", "import nbapps, pathlib; "
+                            "print(pathlib.Path(nbapps.__file__).parent)").strip()
+    assert package.startswith(str(binder.venv)), package
+    assert (Path(package) / "server" / "static" / "widgets" / "embed.js").is_file()
 
 
 # -- through jupyter-server-proxy --------------------------------------------------------------
