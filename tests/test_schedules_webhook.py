@@ -9,7 +9,7 @@ import http.server
 import json
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import pytest
@@ -30,11 +30,16 @@ class Receiver:
     release: threading.Event = field(default_factory=threading.Event)
     started: threading.Event = field(default_factory=threading.Event)
 
-    def wait_posts(self, count: int, timeout: float = 30.0) -> None:
-        deadline = time.monotonic() + timeout
-        while len(self.posts) < count:
-            assert time.monotonic() < deadline, f"{len(self.posts)} of {count} POSTs"
-            time.sleep(0.02)
+    def wait_posts(self, count: int) -> None:
+        wait_until(lambda: len(self.posts) >= count, f"{count} POSTs")
+
+
+def wait_until(condition: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
+    """Poll ``condition`` (deliveries happen on the sender's thread) until true or fail."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"not seen in {timeout} s: {what}"
+        time.sleep(0.02)
 
 
 @pytest.fixture
@@ -103,10 +108,7 @@ def test_a_failed_post_is_retried_with_the_same_delivery_id(receiver):
     try:
         delivery = sender.send({"event": "schedule.failed"})
         receiver.wait_posts(3)
-        deadline = time.monotonic() + 30
-        while sender.delivered == 0:
-            assert time.monotonic() < deadline
-            time.sleep(0.02)
+        wait_until(lambda: sender.delivered == 1, "the third attempt delivered")
     finally:
         sender.stop()
     assert [h["X-Nbapps-Delivery"] for h, _ in receiver.posts] == [delivery] * 3
@@ -119,10 +121,7 @@ def test_a_notification_is_given_up_after_its_attempts(receiver):
     sender = WebhookSender(receiver.url, attempts=2, first_retry=0.05)
     try:
         sender.send({"event": "schedule.failed"})
-        deadline = time.monotonic() + 30
-        while sender.given_up == 0:
-            assert time.monotonic() < deadline
-            time.sleep(0.02)
+        wait_until(lambda: sender.given_up == 1, "the notification given up")
     finally:
         sender.stop()
     assert len(receiver.posts) == 2 and sender.delivered == 0 and sender.pending() == 0
@@ -149,10 +148,7 @@ def test_stop_ends_the_thread_and_drops_what_is_pending(receiver, caplog):
     sender = WebhookSender(receiver.url, attempts=5, first_retry=60)
     sender.send({"event": "schedule.failed"})
     receiver.wait_posts(1)  # failed once; the retry waits 60 s
-    deadline = time.monotonic() + 30
-    while sender.pending() == 0:  # requeued after the failed attempt
-        assert time.monotonic() < deadline
-        time.sleep(0.02)
+    wait_until(lambda: sender.pending() == 1, "the notification requeued")
     with caplog.at_level("WARNING", logger="nbapps.schedules"):
         sender.stop(timeout=10)
     assert sender._thread is not None and not sender._thread.is_alive()  # noqa: SLF001
