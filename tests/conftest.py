@@ -40,6 +40,20 @@ def pg_server():
         server.stop()
 
 
+@pytest.fixture(scope="session")
+def s3(tmp_path_factory):
+    """A real S3-compatible server (moto's server mode, :mod:`tests.s3`) on a loopback port for
+    the whole run (always stopped); each test makes its own buckets (``new_bucket_url``)."""
+    from tests.s3 import MotoServer
+
+    server = MotoServer(tmp_path_factory.mktemp("moto") / "moto.log")
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
+
+
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def catalog_url(request, tmp_path):
     """URL of a fresh catalog database: a new SQLite file (created and migrated on first open)

@@ -175,18 +175,6 @@ def test_pruned_runs_lose_the_blobs_only_they_used(served):
 
 # -- the S3 store -------------------------------------------------------------------------------
 
-@pytest.fixture(scope="module")
-def s3(tmp_path_factory):
-    from tests.s3 import MotoServer
-
-    server = MotoServer(tmp_path_factory.mktemp("moto") / "moto.log")
-    try:
-        server.start()
-        yield server
-    finally:
-        server.stop()
-
-
 def test_unreferenced_blobs_are_deleted_from_an_s3_store(s3, tmp_path):
     from tests.server_harness import seed_version
 

@@ -42,16 +42,6 @@ from tests.server_harness import (
 ROOT = Path(__file__).resolve().parent.parent
 
 
-@pytest.fixture(scope="module")
-def s3(tmp_path_factory):
-    server = MotoServer(tmp_path_factory.mktemp("moto") / "moto.log")
-    try:
-        server.start()
-        yield server
-    finally:
-        server.stop()
-
-
 def s3_store(s3: MotoServer, **kw) -> BundleStore:
     return BundleStore(s3.new_bucket_url(), **kw, **s3.storage_options())
 
