@@ -1,8 +1,10 @@
-"""A real JupyterHub on loopback for tests (``python -m jupyterhub``, no proxy process).
+"""A real JupyterHub on loopback for tests (``python -m jupyterhub``).
 
-The Hub runs without configurable-http-proxy: its proxy class is a no-op written into the
-config, and tests talk to the Hub's own port. A service ``tester`` holds an admin token for the
-test's REST calls (``Hub.call``). Used by tests/test_hub_auth.py and tests/test_hub_runner.py.
+By default the Hub runs without configurable-http-proxy: its proxy class is a no-op written
+into the config, and tests talk to the Hub's own port. With ``proxy=`` (:func:`chp_command`)
+it starts the real configurable-http-proxy in front, as deployments do. A service ``tester``
+holds an admin token for the test's REST calls (``Hub.call``). Used by tests/test_hub_auth.py,
+tests/test_hub_runner.py and tests/test_hub_proxy.py.
 """
 from __future__ import annotations
 
@@ -64,20 +66,45 @@ class Hub:
         return str(r.json()["token"])
 
 
+#: the configurable-http-proxy release the proxied tests install (npm, once per test run)
+CHP_VERSION = "5.3.0"
+
+
+def chp_command(folder: Path) -> list[str]:
+    """configurable-http-proxy, installed with npm into ``folder`` (Node.js comes with the
+    lab extension's build tools)."""
+    binary = folder / "node_modules" / ".bin" / "configurable-http-proxy"
+    if not binary.exists():
+        subprocess.run(["npm", "install", "--no-audit", "--no-fund", "--prefix", str(folder),
+                        f"configurable-http-proxy@{CHP_VERSION}"], check=True,
+                       capture_output=True, timeout=300)
+    return [str(binary)]
+
+
 @contextmanager
 def running_hub(folder: Path, port: int, config: str, *,
                 services: list[dict[str, Any]] = (),  # type: ignore[assignment]
                 roles: list[dict[str, Any]] = (),  # type: ignore[assignment]
-                tester_scopes: list[str] = TESTER_SCOPES) -> Iterator[Hub]:
+                tester_scopes: list[str] = TESTER_SCOPES,
+                proxy: tuple[list[str], int, int] | None = None) -> Iterator[Hub]:
     """A Hub on 127.0.0.1:``port`` with ``config`` (Python lines), the ``services`` and
-    ``roles`` given plus the ``tester`` service; stopped (process group) on exit."""
+    ``roles`` given plus the ``tester`` service; stopped (process group) on exit.
+
+    ``proxy``: (configurable-http-proxy's command, its public port, its API port): the Hub
+    starts that proxy and ``Hub.url`` is the proxy's (the Hub itself stays on ``port``)."""
     folder.mkdir(parents=True, exist_ok=True)
     admin_token = secrets.token_hex(32)
     hub_url = f"http://127.0.0.1:{port}"
+    public_url = f"http://127.0.0.1:{proxy[1]}" if proxy else hub_url
     all_services = [*services, {"name": "tester", "api_token": admin_token}]
     all_roles = [*roles, {"name": "tester", "services": ["tester"], "scopes": tester_scopes}]
-    text = NO_PROXY_CONFIG + textwrap.dedent(f"""
-        c.JupyterHub.bind_url = {hub_url!r}
+    proxy_config = NO_PROXY_CONFIG if proxy is None else textwrap.dedent(f"""
+        c.ConfigurableHTTPProxy.command = {proxy[0]!r}
+        c.ConfigurableHTTPProxy.api_url = {f"http://127.0.0.1:{proxy[2]}"!r}
+        c.ConfigurableHTTPProxy.should_start = True
+    """)
+    text = proxy_config + textwrap.dedent(f"""
+        c.JupyterHub.bind_url = {public_url!r}
         c.JupyterHub.hub_bind_url = {hub_url!r}
         c.JupyterHub.db_url = {f"sqlite:///{folder / 'hub.sqlite'}"!r}
         c.JupyterHub.cookie_secret_file = {str(folder / 'hub_cookie_secret')!r}
@@ -91,13 +118,13 @@ def running_hub(folder: Path, port: int, config: str, *,
         proc = subprocess.Popen([sys.executable, "-m", "jupyterhub", "-f",
                                  str(folder / "jupyterhub_config.py")], cwd=folder,
                                 stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-    hub = Hub(url=f"{hub_url}/hub/", api=f"{hub_url}/hub/api", admin_token=admin_token,
+    hub = Hub(url=f"{public_url}/hub/", api=f"{hub_url}/hub/api", admin_token=admin_token,
               process=proc, log=log)
     try:
         deadline = time.monotonic() + 60
         while True:
-            try:
-                if httpx.get(f"{hub.api}/", timeout=2).status_code == 200:
+            try:  # through the proxy when there is one: up once it routes to the Hub
+                if httpx.get(f"{public_url}/hub/api/", timeout=2).status_code == 200:
                     break
             except httpx.HTTPError:
                 pass
