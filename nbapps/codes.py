@@ -256,7 +256,8 @@ _TABLE: list[Code] = [
     # -- app isolation, frame and start-up (NBA340-349) ------------------------------------------
     Code("NBA340", E, "App page expired or its ticket is not valid",
          "Reload the app's page (its ticket lasts `c.NbappsServer.app_ticket_lifetime` "
-         "seconds); a ticket is only valid for the app and the viewer it was made for."),
+         "seconds); a ticket is only valid for the app and the viewer it was made for, and "
+         "ends with the login session it was opened in (after a logout, sign in again)."),
     Code("NBA341", E, "App not available (reference number shown)",
          "Tell the operator the reference: the server log has the details under it (search "
          "for `ref <number>`); the app is restarted by itself."),
@@ -353,6 +354,14 @@ _TABLE: list[Code] = [
     Code("NBA389", W, "The report's widgets did not render before printing",
          "The PDF shows the widgets' text fallback: install the widget renderer "
          "(`make widgets`) and keep custom widget libraries out of reports."),
+    # -- store clean-up (nbapps.store_gc) -------------------------------------------------------
+    Code("NBA398", E, "Store clean-up refused: a check or run is running",
+         "Run `nbapps store gc --delete` again when no job runs (a running job may be storing "
+         "an object it has not recorded yet); `--force` only when the gallery is stopped and "
+         "the catalog still shows jobs running from before."),
+    Code("NBA399", W, "An unreferenced store object could not be deleted",
+         "Check that the store's credentials may delete objects (the message names the "
+         "cause), then run `nbapps store gc --delete` again."),
     # -- app runners (NBA400-) --------------------------------------------------------------------
     Code("NBA400", E, "App runner could not be prepared",
          "Check that the approved bundle is complete; see the runner log named in the message."),

@@ -17,7 +17,8 @@ Three namespaces under the store's root, every object written once and never cha
 =====================================  ==========================================================
 
 Blobs of runs deleted by retention are removed when nothing else names them
-(:meth:`BundleStore.delete_blob`); nothing else is ever deleted.
+(:meth:`BundleStore.delete_blob`); an operator's ``nbapps store gc`` (:mod:`nbapps.store_gc`)
+removes old objects no catalog row names; nothing else is ever deleted.
 
 So the address covers every byte stored and served, and no upload can change what another
 submission of the same address gets (DESIGN.md decision 7): :meth:`BundleStore.put_source` and
@@ -52,8 +53,9 @@ import re
 import secrets
 import shutil
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -126,6 +128,17 @@ class StoredSource:
     size: int
 
 
+@dataclass(frozen=True)
+class StoredObject:
+    """A file under the store's root as listed (:meth:`BundleStore.iter_objects`)."""
+
+    #: path under the root (a store key, a ``.tmp-*`` leftover of a write, anything else)
+    key: str
+    size: int
+    #: last modification (UTC); None when the backend tells none
+    modified: datetime | None
+
+
 class BundleStore:
     """Sources, blobs and legacy bundles under the fsspec ``url`` (default
     ``file://<data_dir>/bundles``)."""
@@ -172,6 +185,19 @@ class BundleStore:
     def is_source_key(key: str) -> bool:
         m = _KEY_RE.fullmatch(key or "")
         return bool(m and m.group("source"))
+
+    @staticmethod
+    def classify_key(key: str) -> tuple[str, str] | None:
+        """``(kind, sha256)`` of a store key, kind ``source``, ``blob`` or ``legacy``; None for
+        anything else."""
+        m = _KEY_RE.fullmatch(key or "")
+        if m is None:
+            return None
+        if m.group("source"):
+            return "source", m.group("ssha")
+        if m.group("blob"):
+            return "blob", m.group("bsha")
+        return "legacy", m.group("lsha")
 
     def _path_of(self, key: str) -> str:
         if not isinstance(key, str) or not _KEY_RE.fullmatch(key):
@@ -441,6 +467,34 @@ class BundleStore:
             return
         log.debug("deleted blob %s", sha256)
 
+    # -- listing ---------------------------------------------------------------------------
+
+    def iter_objects(self) -> Iterator[StoredObject]:
+        """Every file under the root with its size and modification time, in key order: the
+        objects, leftovers of interrupted writes (``.tmp-*``) and anything else put there
+        (``nbapps store gc``). One recursive listing (S3: pages of 1000 keys), fresh (not
+        fsspec's listing cache)."""
+        with contextlib.suppress(Exception):
+            self.fs.invalidate_cache(self.root)
+        prefix = self.root if self.root.endswith("/") else self.root + "/"
+        listing = self.fs.find(self.root, detail=True)
+        for path, info in sorted(listing.items()):
+            if info.get("type", "file") != "file" or not str(path).startswith(prefix):
+                continue
+            yield StoredObject(str(path)[len(prefix):], int(info.get("size") or 0),
+                               _modified(info))
+
+    def remove(self, key: str) -> bool:
+        """Delete the file ``key`` of :meth:`iter_objects` (``nbapps store gc`` decided nothing
+        names it); False when it is already gone."""
+        if not key or key.startswith("/") or ".." in key.split("/"):
+            raise BundleError(f"not a path under the store: {key!r}", code="NBA201")
+        try:
+            self.fs.rm_file(f"{self.root.rstrip('/')}/{key}")
+        except FileNotFoundError:
+            return False
+        return True
+
     # -- legacy bundle archives ------------------------------------------------------------
 
     def exists(self, sha256: str) -> bool:
@@ -464,6 +518,22 @@ class BundleStore:
             return int(self.fs.size(self._path(sha256)))
         except FileNotFoundError:
             raise NotFound(f"bundle {sha256} is not in the store") from None
+
+
+def _modified(info: Mapping[str, Any]) -> datetime | None:
+    """The modification time in an fsspec listing entry (each backend names it its own way:
+    local ``mtime``, s3fs ``LastModified``, gcsfs ``updated``, memory ``created``)."""
+    for name in ("mtime", "LastModified", "last_modified", "updated", "created"):
+        value = info.get(name)
+        if isinstance(value, datetime):
+            return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return datetime.fromtimestamp(float(value), timezone.utc)
+        if isinstance(value, str):
+            with contextlib.suppress(ValueError):
+                parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+                return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+    return None
 
 
 def resolve_store(url: str | None = None, options: Mapping[str, Any] | None = None,
