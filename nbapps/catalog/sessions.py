@@ -107,6 +107,19 @@ class SessionsMixin(CatalogBase):
                           .values(last_seen_at=now))
         return info
 
+    def live_session_hashes(self, user_id: int) -> frozenset[str]:
+        """The stored hashes (:func:`hash_session_id`) of ``user_id``'s live sessions: not
+        ended, not expired, and the user enabled (empty otherwise). App tickets bound to a
+        session are checked against these (:mod:`nbapps.server.app_tickets`); one read, no
+        write."""
+        with self._read() as s:
+            rows = s.scalars(
+                select(LoginSession.id_hash)
+                .join(User, User.id == LoginSession.user_id)
+                .where(LoginSession.user_id == int(user_id), LoginSession.revoked_at.is_(None),
+                       LoginSession.expires_at > utcnow(), User.disabled.isnot(True)))
+            return frozenset(rows)
+
     def end_session(self, session_id: str, *, actor: str, ip: str | None = None) -> bool:
         """Logout: end one session (True if it was live). Audited as ``logout``."""
         ended = 0

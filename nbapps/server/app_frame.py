@@ -28,7 +28,7 @@ from .app_tickets import SEGMENT, STATUS_PATH, AppTickets
 from .authz import OPEN_APPS, Requirement
 from .base import APIHandler, PageHandler
 from .context import ServerOptions
-from .pages_apps import form_field
+from .pages_apps import form_field, ticket_session
 from .routes import Op
 from .views import contract_of
 
@@ -105,7 +105,9 @@ class AppFrameHandler(PageHandler):
         asked = asked_values(self, contract_of(detail.live.manifest))
         problems, suffix = asked.problems, asked.suffix
         tickets: AppTickets = self.settings["nbapps_tickets"]
-        ticket = tickets.issue(slug, user.name if user else "", user.id if user else 0)
+        # bound to this login session: it stops working when the session ends (logout)
+        ticket = tickets.issue(slug, user.name if user else "", user.id if user else 0,
+                               session_hash=ticket_session(self, user))
         runtime = self.ctx.runtime
         ready = bool(runtime is not None and hasattr(runtime, "runner_for")
                      and runtime.runner_for(slug) is not None)

@@ -97,6 +97,8 @@ class UserSource(Protocol):
 
     def end_session(self, session_id: str, user: WebUser, ip: str | None) -> None: ...
 
+    def live_sessions(self, user_id: int) -> frozenset[str]: ...
+
 
 class CatalogUsers:
     """:class:`UserSource` over :class:`nbapps.catalog.Catalog` (disabled users are nobody)."""
@@ -135,6 +137,9 @@ class CatalogUsers:
 
     def end_session(self, session_id: str, user: WebUser, ip: str | None) -> None:
         self.catalog.end_session(session_id, actor=user.name, ip=ip)
+
+    def live_sessions(self, user_id: int) -> frozenset[str]:
+        return frozenset(self.catalog.live_session_hashes(user_id))
 
 
 ENV_COOKIE_SECRET = "NBAPPS_COOKIE_SECRET"
@@ -279,11 +284,17 @@ class IdentityProvider:
         session_ttl = min(cache_ttl, getattr(users, "session_cache_seconds", cache_ttl))
         self._by_session = _TTLCache(session_ttl)
         self._by_token = _TTLCache(cache_ttl)
+        #: user id -> catalog hashes of their live sessions (app tickets bound to a session),
+        #: and (user id, a session the first lacked) -> the same, loaded again
+        self._live_sessions = _TTLCache(session_ttl)
+        self._session_misses = _TTLCache(session_ttl)
 
     def invalidate(self) -> None:
         """Forget cached users (after a role, password, token or session change)."""
         self._by_session.clear()
         self._by_token.clear()
+        self._live_sessions.clear()
+        self._session_misses.clear()
 
     # -- credentials ---------------------------------------------------------------------------
     @staticmethod
@@ -338,6 +349,31 @@ class IdentityProvider:
             self.users.end_session(session.id, user, ip)
         finally:
             self._by_session.forget(session.key)
+            self._live_sessions.forget(user.id)
+            self._session_misses.clear()
+
+    @staticmethod
+    def session_hash(session: Session) -> str:
+        """What the catalog stores of ``session`` (hex SHA-256 of its id): app tickets are
+        bound to it (:mod:`nbapps.server.app_tickets`)."""
+        return hashlib.sha256(session.id.encode("ascii")).hexdigest()
+
+    def live_sessions(self, user_id: int, *, missing: str = "") -> frozenset[str]:
+        """The catalog hashes of ``user_id``'s live sessions, cached like sessions (one read
+        per user per cache period; forgotten at once after a logout through this server).
+
+        ``missing`` names a session (a ticket's binding) the cached answer lacked: it may have
+        been opened since (a new login), so the answer is loaded again, once per cache period
+        per such session (a ticket of an ended session costs no read per request)."""
+        def load() -> frozenset[str]:
+            return frozenset(self.users.live_sessions(user_id))
+
+        if missing:
+            found = self._session_misses.get((int(user_id), missing), load)
+        else:
+            found = self._live_sessions.get(int(user_id), load)
+        assert isinstance(found, frozenset)
+        return found
 
     def cached(self, *, token: str | None = None, session: Session | None = None
                ) -> tuple[bool, WebUser | None]:

@@ -13,7 +13,7 @@ from ..accounts import Permission
 from ..contract import Parameter
 from ..errors import NbappsError, NotFound
 from .app_isolation import from_untrusted_context
-from .app_tickets import Ticket
+from .app_tickets import AppTickets, Ticket
 from .authz import OPEN_APPS, Requirement
 from .base import PAGE_CSP, PageHandler, coded_error
 from .run_views import app_runs_context
@@ -170,12 +170,15 @@ def authorize_app(handler: RequestHandler, slug: str) -> bool:
     everyone (``NotFound``), once the request may ask. Who is asking:
 
     - a request with an app ticket (the proxy checked it: ``handler.app_ticket``) is the viewer
-      it names, if that account still exists and may open apps; nothing else counts;
+      it names, if that account still exists and may open apps, and, for a ticket bound to a
+      login session, if that session is still live (else NBA340, the proxy's expired page);
+      nothing else counts;
     - otherwise an API token, or the session cookie unless the request comes from an app page
       or another site (:func:`~.app_isolation.from_untrusted_context`).
 
     An anonymous page request is sent to the login page; otherwise False lets the proxy answer
-    403. The viewer is left on ``handler.app_viewer`` (for the tickets the proxy issues).
+    403. The viewer is left on ``handler.app_viewer`` and their session on
+    ``handler.app_session`` (for the tickets the proxy issues, see :func:`proxy_viewer`).
     """
     ctx = handler.settings["nbapps"]
     ticket = getattr(handler, "app_ticket", None)
@@ -198,17 +201,35 @@ def authorize_app(handler: RequestHandler, slug: str) -> bool:
 def proxy_viewer(handler: RequestHandler) -> Any:
     """Who asks the app proxy: the viewer an app ticket names (``handler.app_ticket``, checked
     by the proxy; nothing else counts), else an API token's user, else the session cookie's
-    unless the request comes from an app page or another site."""
+    unless the request comes from an app page or another site.
+
+    A cookie's viewer leaves the catalog hash of that session on ``handler.app_session`` (""
+    otherwise): a ticket the proxy issues to them is bound to it. A ticket bound to a session
+    that has ended raises NBA340 (403)."""
     ctx = handler.settings["nbapps"]
+    handler.app_session = ""  # type: ignore[attr-defined]
     ticket = getattr(handler, "app_ticket", None)
     if ticket is not None:
-        return _ticket_viewer(ctx, ticket)
+        return _ticket_viewer(handler, ticket)
     token = ctx.identity.bearer_token(handler.request.headers.get("Authorization"))
     if token is not None:
         return ctx.identity.user_from_token(token)
     if from_untrusted_context(handler.request):
         return None
-    return ctx.identity.user_from_cookie(handler)
+    user = ctx.identity.user_from_cookie(handler)
+    if user is not None:
+        handler.app_session = ticket_session(handler, user)  # type: ignore[attr-defined]
+    return user
+
+
+def ticket_session(handler: RequestHandler, user: Any) -> str:
+    """The catalog hash of the login session ``user`` came with on this request, what the app
+    tickets issued to them are bound to; "" for anonymous viewers and API tokens (unbound)."""
+    if user is None or getattr(user, "via", "") != "cookie":
+        return ""
+    identity = handler.settings["nbapps"].identity
+    session = identity.session(handler)
+    return identity.session_hash(session) if session is not None else ""
 
 
 def send_page_to_login(handler: RequestHandler) -> None:
@@ -220,14 +241,25 @@ def send_page_to_login(handler: RequestHandler) -> None:
         handler.redirect(ctx.options.login_url(handler.request.uri or ctx.options.base_url))
 
 
-def _ticket_viewer(ctx: Any, ticket: Ticket) -> Any:
-    """The enabled account a ticket names (None for anonymous or a gone/disabled account)."""
+def _ticket_viewer(handler: RequestHandler, ticket: Ticket) -> Any:
+    """The enabled account a ticket names (None for anonymous or a gone/disabled account);
+    NBA340 (403) when the ticket is bound to a login session that is no longer live."""
     if not ticket.user:
         return None
+    ctx = handler.settings["nbapps"]
     user = ctx.cache.get(("app-viewer", ticket.user),
                          lambda: ctx.identity.users.user_by_name(ticket.user))
     if user is None or user.id != ticket.uid:
         return None
+    if ticket.session:
+        # cached per user like the sessions themselves: no database read per request
+        tickets: AppTickets = handler.settings["nbapps_tickets"]
+        identity = ctx.identity
+        if (not tickets.is_bound_to(ticket, identity.live_sessions(ticket.uid))
+                and not tickets.is_bound_to(
+                    ticket, identity.live_sessions(ticket.uid, missing=ticket.session))):
+            raise coded_error("This app page was opened in a login session that has ended "
+                              "(logged out). Sign in again to open the app.", "NBA340", 403)
     return user
 
 

@@ -43,7 +43,7 @@ from .app_tickets import SEGMENT, AppTickets
 from .authz import Requirement
 from .base import PageHandler
 from .context import ServerContext, ServerOptions
-from .pages_apps import authorize_app, proxy_viewer, send_page_to_login
+from .pages_apps import authorize_app, proxy_viewer, send_page_to_login, ticket_session
 from .views import can_see_version, contract_of, version_for
 
 log = logging.getLogger("nbapps.server.previews")
@@ -169,7 +169,9 @@ class PreviewFrameHandler(PageHandler):
         problems, suffix = asked.problems, asked.suffix
         key = preview_key(version.id)
         tickets: AppTickets = self.settings["nbapps_tickets"]
-        ticket = tickets.issue(key, user.name, user.id)
+        # bound to the reviewer's login session, like a viewer's app ticket
+        ticket = tickets.issue(key, user.name, user.id,
+                               session_hash=ticket_session(self, user))
         if problems:
             self.set_status(400)
         self.render_page(

@@ -10,7 +10,8 @@ otherwise the proxy answers 403); it may raise :class:`~nbapps.errors.NotFound` 
 before anything is forwarded, for pages, assets, kernel calls and WebSockets alike. For a request
 that carries an app ticket, the proxy has checked the ticket's signature, app and expiry first
 and sets ``handler.app_ticket`` (:class:`~nbapps.server.app_tickets.Ticket`); the gallery then
-checks that the viewer it names may still open the app.
+checks that the viewer it names may still open the app and, for a ticket bound to a login
+session, that the session is still live (NBA340: the expired page, like an expired ticket).
 
 **Isolation** (:mod:`nbapps.server.app_isolation`): every response is sandboxed by its CSP, so
 app code runs in an opaque origin and cannot use the viewer's gallery session. Such a page sends
@@ -214,6 +215,8 @@ class AppProxyHandler(AppRequestMixin, web.RequestHandler):
             if not self._finished:
                 if err.http_status == 404:
                     self._page(404, self.config.pages.not_found())
+                elif err.code == "NBA340":  # a ticket whose login session has ended
+                    self._page(403, self.config.pages.expired())
                 elif err.http_status in (409, 410):  # a preview that ended or cannot run
                     self._page(err.http_status, self.config.pages.notice(
                         "Preview not available", err.message, code=err.code))
@@ -361,7 +364,8 @@ class AppProxyHandler(AppRequestMixin, web.RequestHandler):
             return False
         viewer = getattr(self, "app_viewer", None)
         token = self.config.tickets.issue(slug, str(getattr(viewer, "name", "") or ""),
-                                          int(getattr(viewer, "id", 0) or 0))
+                                          int(getattr(viewer, "id", 0) or 0),
+                                          session_hash=getattr(self, "app_session", "") or "")
         query = f"?{self.request.query}" if self.request.query else ""
         self.redirect(f"{self.prefix}/{slug}/{SEGMENT}/{token}/{query}")
         return True

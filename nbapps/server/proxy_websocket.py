@@ -4,6 +4,13 @@ Only widget messages go from the viewer to the kernel (:data:`ALLOWED_KERNEL_MES
 standalone Voilà enforces); a message larger than the runtime's ``max_message_size`` closes the
 connection before it is read (tornado checks the frame's length). Mounted by
 :func:`nbapps.server.proxy.proxy_routes`.
+
+An open socket is authorized again every :attr:`AppWebSocketProxy.recheck_seconds` (the same
+``authorize`` a new request passes, answered from the gallery's caches): when its viewer may no
+longer open the app, e.g. the login session its ticket is bound to has ended (logout, new
+password, an admin, a JupyterHub logout) or the account was disabled, the socket is closed with
+1008 (policy violation). The page's widgets stop answering and its reconnection attempts are
+refused (403) like every other request of that page; reloading the frame leads to the login page.
 """
 from __future__ import annotations
 
@@ -11,7 +18,7 @@ import asyncio
 import json
 import logging
 import time
-from typing import Any
+from typing import Any, ClassVar
 
 from tornado import websocket
 from tornado.httpclient import HTTPClientError, HTTPRequest
@@ -52,6 +59,9 @@ def kernel_message_type(message: str | bytes) -> str | None:
 class AppWebSocketProxy(AppRequestMixin, websocket.WebSocketHandler):
     """WebSocket side: the page's kernel channels, both directions, closes propagated."""
 
+    #: seconds between two authorizations of an open socket (see the module docstring); 0: never
+    recheck_seconds: ClassVar[float] = 5.0
+
     def initialize(self, config: ProxyConfig) -> None:
         self.config = config
         self.runtime = config.runtime
@@ -61,6 +71,7 @@ class AppWebSocketProxy(AppRequestMixin, websocket.WebSocketHandler):
         self._lease: Lease | None = None
         self._opened = False
         self._pump: asyncio.Future[None] | None = None
+        self._watch: asyncio.Task[None] | None = None
         self._t0 = time.perf_counter()
         self.dropped = 0
         self.app_ticket = None
@@ -132,6 +143,27 @@ class AppWebSocketProxy(AppRequestMixin, websocket.WebSocketHandler):
     def open(self, *args: Any, **kwargs: Any) -> None:
         self._opened = True
         self._pump = asyncio.ensure_future(self._pump_upstream())
+        if self.recheck_seconds > 0:
+            self._watch = asyncio.ensure_future(self._recheck())
+
+    async def _recheck(self) -> None:
+        """Close the socket once its viewer may no longer open the app (a session ended)."""
+        slug = self.path_kwargs.get("slug", "")
+        while True:
+            await asyncio.sleep(self.recheck_seconds)
+            if self.ws_connection is None or self.ws_connection.is_closing():
+                return
+            try:
+                allowed = await authorized(self.config.authorize, self, slug)
+            except NbappsError:
+                allowed = False
+            except Exception:  # a catalog hiccup: new requests fail too; look again later
+                log.warning("could not re-check a kernel socket of %s", slug, exc_info=True)
+                continue
+            if not allowed:
+                log.info("closed a kernel socket of %s: its viewer may no longer open it", slug)
+                self.close(1008, "app page expired")
+                return
 
     async def _pump_upstream(self) -> None:
         up = self._upstream
@@ -170,6 +202,9 @@ class AppWebSocketProxy(AppRequestMixin, websocket.WebSocketHandler):
         self._release()
 
     def _release(self) -> None:
+        watch, self._watch = self._watch, None
+        if watch is not None and watch is not asyncio.current_task():
+            watch.cancel()
         up, self._upstream = self._upstream, None
         if up is not None:
             code = self.close_code if self.close_code not in (None, 1005, 1006) else 1000
