@@ -79,7 +79,7 @@ class RunSettings(CheckSettings):
     prewarm: bool = True
     #: a spare program is kept this long after the last run started, then let go
     spare_idle_seconds: float = 600.0
-    #: a spare is prepared only while fewer runs than this are going (None: the CPU count)
+    #: a spare is prepared only while fewer runs than this are going (None: CPU count + 1)
     spare_busy_max: int | None = None
 
     @property

@@ -227,9 +227,10 @@ class NbappsServer(Application):
                                          "without one (stored by an earlier nbapps).")
 
     # -- runs of approved versions (issue 14; nbapps.runs) --------------------------------------
-    run_workers = Integer(1, config=True,
+    run_workers = Integer(config=True,
                           help="Runs executed at once (each a confined subprocess, like a "
-                               "check); a batch uses several. 0: this gallery runs none.")
+                               "check; default: the CPU count, so a batch uses every core). "
+                               "0: this gallery runs none.")
     run_queue_max = Integer(100, config=True,
                             help="Runs that may wait in the queue; more are refused with "
                                  "NBA370 (HTTP 429) until it drains.")
@@ -292,6 +293,10 @@ class NbappsServer(Application):
 
     @default("check_workers")
     def _check_workers_default(self) -> int:
+        return os.cpu_count() or 1
+
+    @default("run_workers")
+    def _run_workers_default(self) -> int:
         return os.cpu_count() or 1
 
     @validate("auth")
