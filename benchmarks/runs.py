@@ -76,6 +76,12 @@ def cpu_seconds() -> float:
     return t.user + t.system + t.children_user + t.children_system
 
 
+def own_cpu_seconds() -> float:
+    """CPU time of this process alone (the galleries run in it)."""
+    t = os.times()
+    return t.user + t.system
+
+
 def settle(quiet: float = 0.3, timeout: float = 30.0) -> None:
     """Until this process and its descendants have used no CPU for ``quiet`` seconds (the
     galleries' spare programs are prepared, nothing left over from the last measurement)."""
@@ -241,10 +247,11 @@ def batch(scratch: Path, nb: Any, size: int, pdf: bool, results: dict[str, Any])
         times[1], cpu[1] = time.perf_counter() - started, cpu_seconds() - cpu0
     with gallery(scratch / "b2", nb, extra) as g:  # the default workers: the CPU count
         settle()
-        cpu0 = cpu_seconds()
+        cpu0, own0 = cpu_seconds(), own_cpu_seconds()
         seconds, runs = through_api(g, sets)
         passed(runs, pdf)
         times[2], cpu[2] = seconds, cpu_seconds() - cpu0
+        own = own_cpu_seconds() - own0
         if pdf:
             settle()
             first, again = download(g, runs[0]), download(g, runs[0])
@@ -272,6 +279,9 @@ def batch(scratch: Path, nb: Any, size: int, pdf: bool, results: dict[str, Any])
           f"{times[1] / times[2]:.2f}x "
           f"(target >= 1.7x); CPU per run {cpu[1] / size:.2f} s / {cpu[2] / size:.2f} s "
           "(gallery, programs, kernels)", flush=True)
+    print(f"  batch CPU per run: {own / size:.2f} s in this process (the gallery: queue, "
+          f"report.html, store; and the benchmark's polling), {(cpu[2] - own) / size:.2f} s in "
+          "programs and kernels", flush=True)
     print(f"  cores busy: one at a time {cpu[1] / times[1]:.2f}, batch {cpu[2] / times[2]:.2f} "
           f"(of {os.cpu_count()}); a papermill + nbconvert loop (HTML only) {times[0]:.1f} s: "
           f"the batch is {times[0] / times[2]:.2f}x faster", flush=True)
