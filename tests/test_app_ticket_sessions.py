@@ -29,7 +29,8 @@ from tornado.websocket import websocket_connect
 from nbapps.server.app_tickets import AppTickets
 from nbapps.server.identity import load_or_create_secret
 from nbapps.server.proxy_websocket import AppWebSocketProxy
-from tests.server_harness import Gallery, ThreadServer, catalog_of, new_data_dir, seed_version
+from tests.server_harness import Gallery, catalog_of, seed_version
+from tests.test_app_browser import serving_gallery
 
 SLUG = "tally"
 #: longer than the identity cache (5 s) on a loaded machine
@@ -39,21 +40,11 @@ DEADLINE_S = 30.0
 @contextmanager
 def _apps_gallery(base: Path, args: list[str] | None = None) -> Iterator[Gallery]:
     """A gallery serving apps (runner runtime on) with one live app, stopped on exit."""
-    data_dir, db_url, users = new_data_dir(base)
-    server = ThreadServer(data_dir, db_url, args)
-    server.server.serve_apps = True
-    server.server.app_pool_size = 1
-    server.server.app_custom_pool_size = 1
-    try:
-        url = server.start()
-        g = Gallery(url=url.rstrip("/"), data_dir=data_dir, db_url=db_url, users=users,
-                    server=server)
+    with serving_gallery(base, args) as g:
         with catalog_of(g) as (cat, store):
             seeded = seed_version(cat, store, slug=SLUG, submitter="ana", title="Tally")
             cat.decide(seeded.version.id, "rita", "approve", "ok")
         yield g
-    finally:
-        server.stop()
 
 
 @pytest.fixture(scope="module")
