@@ -84,7 +84,7 @@ def referenced_keys(catalog: Any) -> tuple[dict[str, list[str]], int, int]:
 
     refs: dict[str, list[str]] = {}
     versions = jobs = 0
-    for version in _all_versions(catalog):
+    for version in all_versions(catalog):
         versions += 1
         name = f"version {version.id} ({version.app_slug} v{version.number})"
         sha, key = source_ref(version)
@@ -109,13 +109,15 @@ def referenced_keys(catalog: Any) -> tuple[dict[str, list[str]], int, int]:
     return refs, versions, jobs
 
 
-def _all_versions(catalog: Any, page: int = 500) -> Iterator[Any]:
+def all_versions(catalog: Any, page: int = 500) -> Iterator[Any]:
+    """Every version of the catalog, a page at a time (until an empty page: a catalog that
+    caps its pages below ``page`` must not end the walk early)."""
     offset = 0
     while True:
         batch = catalog.list_versions(limit=page, offset=offset)
-        yield from batch
-        if len(batch) < page:
+        if not batch:
             return
+        yield from batch
         offset += len(batch)
 
 

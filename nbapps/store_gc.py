@@ -151,26 +151,22 @@ class _Candidate:
     sha256: str | None = None
 
 
-def referenced_sources(catalog: Any, page: int = 500) -> set[str]:
+def referenced_sources(catalog: Any) -> set[str]:
     """Store keys of sources and legacy archives some version may read: the source object its
     manifest records, the key it was stored under, and the source object and legacy archive
     of its own hash (where :meth:`nbapps.store.BundleStore.read_source` looks without a key)."""
     from .jobs.source import source_ref
+    from .store_check import all_versions
 
     keys: set[str] = set()
-    offset = 0
-    while True:
-        batch = catalog.list_versions(limit=page, offset=offset)
-        for version in batch:
-            _sha, key = source_ref(version)
-            own = getattr(version, "store_key", None)
-            keys.update(k for k in (key, own) if isinstance(k, str) and k)
-            if isinstance(version.sha256, str) and _SHA_RE.fullmatch(version.sha256):
-                keys.add(BundleStore.source_key(version.sha256))
-                keys.add(BundleStore.key_for(version.sha256))
-        if not batch:  # not ``len(batch) < page``: a smaller cap on pages must not end it
-            return keys
-        offset += len(batch)
+    for version in all_versions(catalog):
+        _sha, key = source_ref(version)
+        own = getattr(version, "store_key", None)
+        keys.update(k for k in (key, own) if isinstance(k, str) and k)
+        if isinstance(version.sha256, str) and _SHA_RE.fullmatch(version.sha256):
+            keys.add(BundleStore.source_key(version.sha256))
+            keys.add(BundleStore.key_for(version.sha256))
+    return keys
 
 
 def _candidates(store: BundleStore, report: GcReport, now: datetime) -> list[_Candidate]:

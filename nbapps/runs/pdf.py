@@ -29,11 +29,10 @@ from typing import Any
 
 from ..errors import NotFound
 from ..files import remove_tree
+from .worker import PDF, REPORT
 
 log = logging.getLogger("nbapps.runs")
 
-PDF = "report.pdf"
-REPORT = "report.html"
 #: the URL the PDF printer maps to the pinned widget bundle (:mod:`nbapps.report_pdf`)
 BUNDLE_URL = "/static/widgets/embed.js"
 #: print threads of one gallery (the printers themselves are shared by the process)

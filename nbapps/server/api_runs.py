@@ -37,6 +37,7 @@ from typing import Any, ClassVar
 from ..catalog.runs import MAX_BATCH, RunInfo
 from ..errors import NbappsError, NotFound, PermissionDenied, UsageError
 from ..runs.report import has_widgets, with_embed_url
+from ..runs.worker import PDF, REPORT
 from .authz import OPEN_APPS, Requirement
 from .base import APIHandler
 from .identity import WebUser
@@ -61,8 +62,6 @@ _TYPES = {".ipynb": "application/x-ipynb+json", ".json": "application/json",
           ".html": "text/html; charset=UTF-8", ".pdf": "application/pdf",
           ".csv": "text/csv; charset=UTF-8", ".txt": "text/plain; charset=UTF-8",
           ".md": "text/markdown; charset=UTF-8"}
-REPORT = "report.html"
-PDF = "report.pdf"
 #: artifacts only those who see the run's findings may download (the app's code is in them)
 PRIVATE_ARTIFACTS = frozenset({"executed.ipynb"})
 
