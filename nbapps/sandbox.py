@@ -340,9 +340,13 @@ def command(argv: Sequence[str], *, read: Iterable[str | Path], write: Iterable[
     unreadable wherever they nest in an allowed folder; folders given in ``read``/``write``
     inside a protected one are allowed (the runner's own folder is in the data dir). See
     :func:`plan`."""
-    rules = plan(read=read, write=write, protect=protect, python=python)
-    cmd = [python or sys.executable, "-m", "nbapps.sandbox", *rules.args()]
-    return [*cmd, "--", *argv]
+    return wrap(argv, plan(read=read, write=write, protect=protect, python=python),
+                python=python)
+
+
+def wrap(argv: Sequence[str], rules: Plan, python: str | None = None) -> list[str]:
+    """``argv`` wrapped in the sandbox launcher with ``rules`` (from :func:`plan`)."""
+    return [python or sys.executable, "-m", "nbapps.sandbox", *rules.args(), "--", *argv]
 
 
 def main(argv: list[str] | None = None) -> int:

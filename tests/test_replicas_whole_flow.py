@@ -44,7 +44,7 @@ from tests.test_app_browser import (
     app_view,
     step_term_slider,
 )
-from tests.test_replicas_lb import Replica, _ticket_entries, replicas_behind_nginx
+from tests.test_replicas_lb import _KERNEL, Replica, replicas_behind_nginx
 
 pytestmark = [pytest.mark.browser, pytest.mark.kernel, pytest.mark.postgres, pytest.mark.slow,
               pytest.mark.timeout(900)]
@@ -98,7 +98,34 @@ def _serves(base: str, g: Gallery, slug: str, mark: str, timeout: float = 120) -
 
 
 def _page_owner(lb: Nginx, slug: str, replicas: list[Replica], since: int) -> Replica:
-    served_by = {e.upstreams[-1] for e in _ticket_entries(lb, slug, since)}
+    """The one replica that served every request of the page loaded after access log entry
+    ``since``.
+
+    The page before it still has requests that end after ``since``: its kernel's WebSocket
+    (nginx logs a WebSocket when it closes, at that page's unload) and its unload beacon
+    (``voila/api/shutdown/<kernel>``). They carry that page's ticket, not this one's, which
+    differs when the tickets' expiry window (``AppTickets.granularity``) rolled over between
+    the two loads; the hash then rightly sends them to the replica holding their kernel, which
+    may not be this page's (a CI run failed so: a 15-minute boundary fell between two reloads).
+    They are told apart by their kernel, which the earlier page opened before ``since``: each
+    must have reached the replica that served that kernel, or, when that one was killed, been
+    tried there first or sent to a survivor (nginx skips a failed replica for a while)."""
+    prefix = f"/apps/{slug}/~t/"  # the app's ticket URLs (as _ticket_entries selects them)
+    home: dict[str, str] = {}  # kernels of earlier pages -> the replica that served them
+    alive = {r.address for r in replicas if r.process.poll() is None}
+    page = []
+    for i, e in enumerate(lb.entries()):  # one read: ``since`` indexes this list
+        if not e.path.startswith(prefix):
+            continue
+        kernel = m[1] if (m := _KERNEL.search(e.route)) else None
+        if i < since and kernel is not None:
+            home.setdefault(kernel, e.upstreams[-1])
+        elif i >= since and kernel in home:
+            assert e.upstreams[0] == home[kernel] or home[kernel] not in alive, \
+                (e.method, e.route, e.upstreams, home)
+        elif i >= since:
+            page.append(e)
+    served_by = {e.upstreams[-1] for e in page}
     assert len(served_by) == 1, f"one page's requests went to {served_by}"
     address = served_by.pop()
     return next(r for r in replicas if r.address == address)
@@ -161,6 +188,7 @@ def _flow(tmp_path: Path, g: Gallery, lb: Nginx, replicas: list[Replica], chromi
         _reload_shows(page, frame_url, second_edition=False)
         step_term_slider(page)
         owner = _page_owner(lb, slug, replicas, mark)
+        first_ticket = _ticket_in(page)
         others = [r for r in replicas if r is not owner]
 
         # v2, approved straight on a replica that does not serve the page
@@ -180,13 +208,12 @@ def _flow(tmp_path: Path, g: Gallery, lb: Nginx, replicas: list[Replica], chromi
         took = _until(lambda: _shows_second_edition(page, frame_url), "the page shows v2", 120)
         print(f"the viewer's page (reloaded in a loop) showed v2 after {took:.1f} s")
         # one more load, looked at alone: its requests stick to one replica, the same as the
-        # first page's while the ticket is the same (a viewer's ticket changes when its expiry
-        # window rolls over, see AppTickets.issue: then the hash may pick another replica)
-        ticket = _ticket_in(page)
+        # first page's while the ticket is the first page's (a viewer's ticket changes when its
+        # expiry window rolls over, see AppTickets.issue: then the hash may pick another replica)
         mark = len(lb.entries())
         _reload_shows(page, frame_url, second_edition=True)
         current = _page_owner(lb, slug, replicas, mark)
-        assert current is owner or _ticket_in(page) != ticket
+        assert current is owner or _ticket_in(page) != first_ticket
         step_term_slider(page)
 
         # a rollback on the third replica: the page is back to v1

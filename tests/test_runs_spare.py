@@ -110,9 +110,13 @@ def test_a_discarded_spare_program_leaves_no_process(tmp_path):
     assert not spare.folder.exists() and not spare.tmp.exists()
 
 
+#: the program's output folder, found as an attacker would: the data dir (given: it may be
+#: guessed) and the run's folder name (the end of the kernel's TMPDIR); a forked program's
+#: command line is its zygote's, so it cannot be read there
 FORGE = ("import os\n"
-         "args = open(f'/proc/{os.getppid()}/cmdline').read().split('\\0')\n"
-         "out = args[args.index('--out') + 1]\n"
+         "name = os.path.basename(os.environ['TMPDIR'])[len('nbapps-rn-12345678-'):]\n"
+         "out = os.path.join(DATA_DIR, 'runs', name, 'work', 'out')\n"
+         "assert os.path.isdir(out), out\n"
          "try:\n"
          "    with open(os.path.join(out, 'run.json'), 'w') as f:\n"
          "        f.write('{\"ok\": true}')\n"
@@ -125,15 +129,19 @@ FORGE = ("import os\n"
 
 
 @pytest.mark.skipif(not sandbox.available(), reason="needs Landlock")
-def test_a_run_in_a_spare_program_is_as_confined_as_a_cold_one(tmp_path):
+@pytest.mark.parametrize("fork", [True, False], ids=["forked", "spawned"])
+def test_a_run_in_a_spare_program_is_as_confined_as_a_cold_one(tmp_path, fork):
     """The second run takes the spare the first left behind (its kernel started ahead): its
-    notebook still cannot write the program's output folder (its own run.json, say)."""
+    notebook still cannot write the program's output folder (its own run.json, say); the
+    same whether the programs are forked from the run zygote (the default) or spawned."""
     args = ["--NbappsServer.check_workers=0", "--NbappsServer.check_unchecked_versions=False",
-            "--NbappsServer.run_pdf=False", "--NbappsServer.run_workers=1"]
+            "--NbappsServer.run_pdf=False", "--NbappsServer.run_workers=1",
+            f"--NbappsServer.run_fork={fork}"]
     with thread_gallery(tmp_path, args=args) as g:
         with catalog_of(g) as (cat, store):
             sub = seed_version(cat, store, slug="forge", submitter="ana", title="Forge",
-                               nb=make_notebook(extra=[FORGE]))
+                               nb=make_notebook(extra=[f"DATA_DIR = {str(g.data_dir)!r}\n"
+                                                       + FORGE]))
             cat.decide(sub.version.id, "rita", "approve", "ok")
         with g.client("vic") as c:
             runs = []
@@ -147,4 +155,5 @@ def test_a_run_in_a_spare_program_is_as_confined_as_a_cold_one(tmp_path):
     for run, n in ((cold, 4), (warm, 6)):
         assert run["state"] == "passed", run
         assert run["details"]["confined"] is True
+        assert run["details"]["forked"] is fork
         assert run["result"] == {"verdict": "refused", "n": n}

@@ -38,16 +38,23 @@ from .program import exit_now, kill_descendants, skip_cloud_clients, tie_to_pare
 APP_NOTEBOOK = "app.ipynb"
 
 
-def confine_kernels(tmp: Path) -> list[str]:
+def confine_kernels(tmp: Path, *, sandboxed: bool = True,
+                    template_fd: int | None = None) -> list[str]:
     """Install a copy of every kernelspec on the first ``JUPYTER_PATH`` folder, each starting
     its kernel through :func:`nbapps.sandbox.command` with ``tmp`` as the only writable folder
-    (home, Jupyter runtime files and the run folder all live there). Returns the names."""
+    (home, Jupyter runtime files and the run folder all live there). Returns the names.
+
+    With ``template_fd`` (a run program forked from the run zygote, :mod:`nbapps.runs.kernels`)
+    the ipykernels of this Python are forked from the program's kernel template instead
+    (jupyter_client's per-kernelspec provisioner, ``nbapps-fork``: the template puts the same
+    Landlock layer on each; ``spawn_prefix`` confines one spawned as the fallback). Without
+    ``sandboxed`` the specs get no layer (only that routing, if any)."""
     from jupyter_client.kernelspec import KernelSpecManager
 
     from .. import sandbox
 
     first = (os.environ.get("JUPYTER_PATH") or "").split(os.pathsep)[0]
-    if not first:
+    if not first or (not sandboxed and template_fd is None):
         return []
     root = Path(first) / "kernels"
     home = tmp / "kernel-home"
@@ -60,7 +67,16 @@ def confine_kernels(tmp: Path) -> list[str]:
             continue
         if argv[0] in ("python", "python3", f"python{sys.version_info[0]}.{sys.version_info[1]}"):
             argv[0] = sys.executable
-        spec["argv"] = sandbox.command(argv, read=[], write=[tmp])
+        confined = sandbox.command(argv, read=[], write=[tmp]) if sandboxed else argv
+        if template_fd is not None and argv[0] == sys.executable \
+                and argv[1:3] == ["-m", "ipykernel_launcher"]:
+            spec["argv"] = argv
+            spec["metadata"] = {**dict(spec.get("metadata") or {}), "kernel_provisioner": {
+                "provisioner_name": "nbapps-fork",
+                "config": {"template_fd": template_fd,
+                           "spawn_prefix": confined[:len(confined) - len(argv)]}}}
+        else:
+            spec["argv"] = confined
         spec["env"] = {**dict(spec.get("env") or {}), "HOME": str(home),
                        "IPYTHONDIR": str(home / ".ipython"),
                        "MPLCONFIGDIR": str(home / ".config" / "matplotlib")}

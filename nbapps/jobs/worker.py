@@ -232,16 +232,21 @@ class ConfinedJob:
     # -- process set-up ------------------------------------------------------------------------
 
     def _confine(self, argv: list[str], src: Path, work: Path) -> list[str]:
+        rules = self._rules(src, work)
+        return argv if rules is None else sandbox.wrap(argv, rules, python=self.settings.python)
+
+    def _rules(self, src: Path, work: Path) -> sandbox.Plan | None:
+        """The program's Landlock rules (None: it runs unconfined); sets :attr:`confined`."""
         s = self.settings
         if not s.sandbox:
-            return argv
+            return None
         if not sandbox.available():
             log.warning("Landlock is not available here: the %s of version %s runs without "
                         "a file-system sandbox", self.label, self.version.id)
-            return argv
+            return None
         self.confined = True
-        return sandbox.command(argv, read=[src], write=[work, self.tmp], python=s.python,
-                               protect=[s.data_dir, *s.protected_paths])
+        return sandbox.plan(read=[src], write=[work, self.tmp], python=s.python,
+                            protect=[s.data_dir, *s.protected_paths])
 
     def _environment(self, work: Path) -> dict[str, str]:
         jupyter = work / "jupyter"

@@ -7,7 +7,7 @@ this process inside the runner's sandbox and cgroup, before Voilà exists, with 
 ``socketpair``; Voilà's kernel provisioner (:mod:`.provisioner`) holds the other end and asks
 for kernels over it (JSON messages, one per datagram)::
 
-    -> {"op": "fork", "id": 7, "argv": [...], "env": {...}, "cwd": "..."}
+    -> {"op": "fork", "id": 7, "argv": [...], "env": {...}, "cwd": "...", "log": null}
     <- {"op": "forked", "id": 7, "pid": 4242}      or {"op": "forked", "id": 7, "error": "..."}
     <- {"op": "bound", "pid": 4242}                 its sockets are listening (clients may connect)
     <- {"op": "exit", "pid": 4242, "status": 0}     when a kernel has exited (reaped here)
@@ -110,6 +110,10 @@ class TemplateConfig:
     kernel_limits: dict[str, Any] = field(default_factory=dict)
     #: write folders of a forked kernel's own Landlock layer (None: add no layer)
     kernel_write: list[str] | None = None
+    #: read folders of that layer (None: everything the template may read)
+    kernel_read: list[str] | None = None
+    #: folders whose names that layer may list (with ``kernel_read``)
+    kernel_list: list[str] = field(default_factory=list)
     #: top-level modules not to import (found to look for IPython at import)
     exclude: list[str] = field(default_factory=list)
 
@@ -126,9 +130,13 @@ def _libc() -> ctypes.CDLL:
     return ctypes.CDLL(None, use_errno=True)
 
 
-def _send(sock: socket.socket, msg: dict[str, Any]) -> None:
+def send(sock: socket.socket, msg: dict[str, Any]) -> None:
+    """One message to the template's client (lost if it has gone)."""
     with contextlib.suppress(OSError):
         sock.send(json.dumps(msg).encode("utf-8"))
+
+
+_send = send
 
 
 def os_threads() -> int:
@@ -287,6 +295,12 @@ def _become_kernel(req: dict[str, Any], config: TemplateConfig, generators: list
     for fd in close:
         with contextlib.suppress(OSError):
             os.close(fd)
+    log = req.get("log")
+    if isinstance(log, str) and log:  # opened before the kernel's own layer may forbid it
+        fd = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        os.dup2(fd, 1)
+        os.dup2(fd, 2)
+        os.close(fd)
     from nbapps import limits
 
     kernel_limits = limits.KernelLimits.from_dict(config.kernel_limits)
@@ -294,7 +308,7 @@ def _become_kernel(req: dict[str, Any], config: TemplateConfig, generators: list
     if config.kernel_write is not None:
         from nbapps import sandbox
 
-        sandbox.restrict(["/"], config.kernel_write)
+        sandbox.restrict(config.kernel_read or ["/"], config.kernel_write, config.kernel_list)
     cwd = str(req.get("cwd") or config.app_dir)
     os.chdir(cwd)
     env = {str(k): str(v) for k, v in (req.get("env") or {}).items()}
@@ -498,6 +512,36 @@ class Template:
         self.stop_kernels()
 
 
+def tie_to(parent: int) -> bool:
+    """Die with ``parent`` and adopt the kernels' orphans; False when it is already gone.
+    A process group of our own: a runner's SIGTERM goes to Voilà, which shuts its kernels
+    down properly; we follow when Voilà has gone (the parent-death signal, the ppid check)."""
+    libc = _libc()
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)  # orphans of kernels come back to us
+    if os.getppid() != parent:
+        return False
+    with contextlib.suppress(OSError):
+        os.setpgid(0, 0)
+    return True
+
+
+def prepare(sock: socket.socket, config: TemplateConfig, parent: int
+            ) -> tuple[Template, dict[str, Any]]:
+    """The template, its signals installed and its imports done (its ``ready`` message not
+    sent yet, its ``fork_safe`` not set: the caller decides)."""
+    global _LAUNCHER
+    _LAUNCHER = _launcher_path()
+    from nbapps import limits, sandbox  # noqa: F401 - kernels use them right after the fork
+
+    with contextlib.suppress(OSError):
+        os.chdir(config.app_dir)
+    template = Template(sock, config, parent)
+    template.install_signals()
+    ready, template.generators = warm_up(config)
+    return template, ready
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m nbapps.runner.forkserver")
     parser.add_argument("--fd", type=int, required=True, help="our end of the socketpair")
@@ -506,28 +550,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--parent", type=int, default=0, help="pid of Voilà (default: ppid)")
     args = parser.parse_args(argv)
     parent = args.parent or os.getppid()
-    libc = _libc()
-    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
-    libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)  # orphans of kernels come back to us
-    if os.getppid() != parent:
+    if not tie_to(parent):
         return 1
-    # a process group of our own: the runner's SIGTERM goes to Voilà, which shuts its kernels
-    # down properly; we follow when Voilà has gone (the parent-death signal, the ppid check)
-    with contextlib.suppress(OSError):
-        os.setpgid(0, 0)
     sock = socket.socket(fileno=args.fd)
     config = TemplateConfig.load(args.config)
-    global _LAUNCHER
-    _LAUNCHER = _launcher_path()
-    from nbapps import limits, sandbox  # noqa: F401 - kernels use them right after the fork
     # the folder we were started in is not an import location (app modules are never preloaded)
     if sys.path and os.path.abspath(sys.path[0] or ".") == os.getcwd():
         del sys.path[0]
-    with contextlib.suppress(OSError):
-        os.chdir(config.app_dir)
-    template = Template(sock, config, parent)
-    template.install_signals()
-    ready, generators = warm_up(config)
+    template, ready = prepare(sock, config, parent)
     sensitive = [m for m in ready["ipython_sensitive"] if m not in config.exclude]
     if sensitive and not config.exclude:  # start again without them (once)
         config.exclude = sensitive
@@ -541,7 +571,6 @@ def main(argv: list[str] | None = None) -> int:
         ready["reasons"].append(f"modules look for IPython at import: {', '.join(sensitive)}")
     ready["excluded"] = list(config.exclude)
     template.fork_safe = bool(ready["fork_safe"])
-    template.generators = generators
     _send(sock, ready)
     state = "forks kernels" if template.fork_safe else \
         f"does not fork ({'; '.join(ready['reasons'])})"

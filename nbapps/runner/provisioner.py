@@ -144,8 +144,9 @@ class TemplateClient:
         return self.info
 
     async def fork(self, argv: list[str], env: dict[str, str], cwd: str,
-                   timeout: float = 60.0) -> int:
-        """A new kernel process forked from the template; its pid."""
+                   timeout: float = 60.0, log: str | None = None) -> int:
+        """A new kernel process forked from the template; its pid. ``log``: a file its
+        stdout and stderr go to (else the template's)."""
         await self.wait_ready(timeout)
         assert self._loop is not None
         self._ids += 1
@@ -153,7 +154,7 @@ class TemplateClient:
         fut: asyncio.Future[dict[str, Any]] = self._loop.create_future()
         self._pending[rid] = fut
         data = json.dumps({"op": "fork", "id": rid, "argv": list(argv), "env": dict(env),
-                           "cwd": cwd}).encode("utf-8")
+                           "cwd": cwd, "log": log}).encode("utf-8")
         try:
             await self._loop.sock_sendall(self.sock, data)
             reply = await asyncio.wait_for(fut, timeout)
@@ -272,6 +273,19 @@ class ForkedKernel:
         self.send_signal(signal.SIGTERM)
 
 
+def _log_file(kwargs: dict[str, Any]) -> str:
+    """The file a kernel's stdout and stderr are asked to go to (``stdout`` a file opened
+    by name, ``stderr`` the same or ``STDOUT``, no ``stdin``), else ''."""
+    import subprocess
+
+    out = kwargs.get("stdout")
+    name = getattr(out, "name", None)
+    if "stdin" in kwargs or not isinstance(name, str) or not os.path.isabs(name):
+        return ""
+    err = kwargs.get("stderr", subprocess.STDOUT)
+    return name if err in (subprocess.STDOUT, out) else ""
+
+
 class ForkProvisioner(LocalProvisioner):  # type: ignore[misc]
     """A :class:`LocalProvisioner` that forks kernels from the runner's template."""
 
@@ -303,12 +317,14 @@ class ForkProvisioner(LocalProvisioner):  # type: ignore[misc]
         if "ipykernel_launcher" in cmd[1:3]:
             cmd = [*cmd, *self.kernel_arguments]
         client = template_client(self.template_fd)
+        log = _log_file(kwargs)
         if client is not None and cmd[1:3] == ["-m", "ipykernel_launcher"] \
-                and not {"stdin", "stdout", "stderr"} & set(kwargs):
+                and (log or not {"stdin", "stdout", "stderr"} & set(kwargs)):
             env = kwargs.get("env") or dict(os.environ)
             cwd = str(kwargs.get("cwd") or os.getcwd())
             try:
-                pid = await client.fork(cmd, env, cwd, timeout=self.fork_timeout)
+                pid = await client.fork(cmd, env, cwd, timeout=self.fork_timeout,
+                                        log=log or None)
                 await client.wait_bound(pid, timeout=self.fork_timeout)
             except ForkUnavailable as exc:
                 reason = str(exc)

@@ -21,6 +21,12 @@ only when its job finishes; so blobs are deleted only while no job (check or run
 replica sharing the catalog) is running: otherwise they wait in memory for the next quiet pass
 (a gallery stopped meanwhile leaves them in the store, where they harm nothing).
 
+Run programs, spare or not, are forked from the pool's run zygote (:mod:`.forks`,
+:mod:`.zygote`: a process that has done the programs' imports once) when ``fork`` is on (the
+default); it is started with the first run, let go with the spare after
+``spare_idle_seconds`` without runs, started again if it dies, and a program is spawned
+whenever it cannot fork.
+
 PDFs are printed on first download (:mod:`.pdf`), not by the workers: :attr:`RunPool.pdfs`.
 """
 from __future__ import annotations
@@ -33,15 +39,20 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from .. import sandbox
 from ..catalog.jobs import JobInfo
 from ..catalog.runs import RUN
 from ..errors import NbappsError
 from ..jobs.pool import CheckPool
 from ..jobs.worker import ConfinedJob
+from .forks import Zygote, zygote_rules
 from .pdf import RunPdfs
 from .worker import RunJob, RunSettings, SpareProgram
 
 log = logging.getLogger("nbapps.runs")
+
+#: after a run zygote failed to start, programs are spawned this long before another try
+ZYGOTE_RETRY_SECONDS = 300.0
 
 
 class RunPool(CheckPool):
@@ -66,6 +77,12 @@ class RunPool(CheckPool):
         self._forget_lock = threading.Lock()
         #: blobs deleted from the store (for metrics and tests)
         self.blobs_deleted = 0
+        #: the pool's run zygote (:mod:`.forks`): started with the first run or spare, let go
+        #: with the spare; guarded by ``_zygote_lock``
+        self._zygote: Zygote | None = None
+        self._zygote_lock = threading.Lock()
+        #: when a zygote last failed to start (monotonic; 0: never)
+        self._zygote_failed = 0.0
         #: the runs' PDFs, printed on first download
         self.pdfs = RunPdfs(catalog, store, enabled=settings.pdf, timeout=settings.pdf_timeout,
                             forget=self.forget_blobs)
@@ -80,6 +97,8 @@ class RunPool(CheckPool):
             spare = self._take_spare()
             if spare is not None:
                 spare.discard()
+            if not self._recently_used():
+                self._stop_zygote()
         return super()._claim()
 
     def _busy(self) -> int:
@@ -105,7 +124,7 @@ class RunPool(CheckPool):
         if self._stopping.is_set():
             return
         try:
-            spare = SpareProgram(self.settings, self._stopping)
+            spare = SpareProgram(self.settings, self._stopping, self.zygote())
         except Exception:  # noqa: BLE001 - runs still start cold
             log.warning("run pool: no spare run program", exc_info=True)
             return
@@ -126,16 +145,59 @@ class RunPool(CheckPool):
         run = RunJob(self.settings, self.store, job, version, keep_claim=keep_claim,
                      stopping=self._stopping)
         run.spare = self._take_spare()
+        run.zygote = self.zygote()
         if self.settings.prewarm and self._busy() + 1 < self._busy_max():
             # the next run's program prepares while this one runs, on a core no run uses
             self._ensure_spare()
         return run
+
+    def zygote(self) -> Zygote | None:
+        """The pool's run zygote, started when it has none (or it died); None: programs are
+        spawned (``fork`` off, the pool stopping, or a start that failed less than
+        :data:`ZYGOTE_RETRY_SECONDS` ago)."""
+        if not self.settings.fork or self._stopping.is_set():
+            return None
+        with self._zygote_lock:
+            zygote = self._zygote
+            if zygote is not None and zygote.alive():
+                return zygote
+            self._zygote = None
+            if zygote is not None:
+                log.warning("run zygote pid %s has gone; starting another", zygote.pid)
+                zygote.stop()
+            if self._zygote_failed and \
+                    time.monotonic() - self._zygote_failed < ZYGOTE_RETRY_SECONDS:
+                return None
+            s = self.settings
+            rules = zygote_rules(s.data_dir, s.folder, list(s.protected_paths), s.python) \
+                if s.sandbox and sandbox.available() else None
+            try:
+                zygote = Zygote(s.python, s.folder, rules)
+            except OSError as exc:
+                log.warning("run pool: no run zygote (%s); run programs are spawned", exc)
+                self._zygote_failed = time.monotonic()
+                return None
+            if not zygote.wait_ready():
+                log.warning("run pool: the run zygote pid %s is not ready; run programs are "
+                            "spawned", zygote.pid)
+                zygote.stop()
+                self._zygote_failed = time.monotonic()
+                return None
+            self._zygote = zygote
+            return zygote
+
+    def _stop_zygote(self) -> None:
+        with self._zygote_lock:
+            zygote, self._zygote = self._zygote, None
+        if zygote is not None:
+            zygote.stop()
 
     def stop(self, timeout: float = 30.0) -> None:
         super().stop(timeout)
         spare = self._take_spare()
         if spare is not None:
             spare.discard()
+        self._stop_zygote()
         self.pdfs.shutdown()
         printer = sys.modules.get("nbapps.report_pdf")  # only when a PDF was asked for
         if printer is not None:

@@ -211,6 +211,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--parent", type=int, default=None)
     parser.add_argument("--kernel-sandbox", action="store_true",
                         help="start kernels in one more Landlock layer")
+    parser.add_argument("--fork-kernels", action="store_true",
+                        help="fork kernels from a template of this program's (a program "
+                             "forked from the run zygote: ipykernel is imported already)")
     parser.add_argument("--stdin-job", action="store_true",
                         help="prepare (imports, kernelspecs), then read the job as one JSON "
                              "line on stdin: params, cell_timeout, total_timeout, title, ...")
@@ -220,8 +223,16 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     tmp = Path(os.environ.get("TMPDIR") or "/tmp")
     workdir = tmp / "run"
-    if args.kernel_sandbox:
-        confine_kernels(tmp)
+    template = None
+    if args.fork_kernels:
+        from .kernels import fork_template
+
+        template = fork_template(workdir, tmp, confined=args.kernel_sandbox)
+    if args.kernel_sandbox or template is not None:
+        from ..runner.provisioner import TEMPLATE_FD
+
+        confine_kernels(tmp, sandboxed=args.kernel_sandbox,
+                        template_fd=TEMPLATE_FD if template is not None else None)
     kernel = None
     if args.stdin_job:
         kernel = _prepare(workdir)

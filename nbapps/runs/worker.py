@@ -39,6 +39,7 @@ from ..jobs.source import source_ref
 from ..jobs.worker import Abandoned, CheckOutcome, CheckSettings, ConfinedJob, _log_tail
 from ..jobs.worker import source_timeout as notebook_timeout
 from ..processes import kill_process_tree
+from .forks import Zygote
 from .program import RESERVED
 
 log = logging.getLogger("nbapps.runs")
@@ -81,6 +82,8 @@ class RunSettings(CheckSettings):
     spare_idle_seconds: float = 600.0
     #: a spare is prepared only while fewer runs than this are going (None: CPU count + 1)
     spare_busy_max: int | None = None
+    #: fork run programs from a zygote that has done their imports (:mod:`.zygote`)
+    fork: bool = True
 
     @property
     def folder(self) -> Path:
@@ -98,13 +101,49 @@ def _outcome(state: str, code: str, message: str, **extra: Any) -> CheckOutcome:
                                 "notes": [], **extra})
 
 
-def _argv(settings: RunSettings, src: Path, out: Path) -> list[str]:
+def _python(settings: RunSettings) -> list[str]:
+    """How a spawned run program starts (its options follow)."""
     safe_path = ["-P"] if sys.version_info >= (3, 11) else []
-    return [settings.python or sys.executable, *safe_path, "-m", "nbapps.runs.program",
-            "--source", str(src), "--out", str(out)]
+    return [settings.python or sys.executable, *safe_path, "-m", "nbapps.runs.program"]
 
 
-class SpareProgram(ConfinedJob):
+def _argv(settings: RunSettings, src: Path, out: Path) -> list[str]:
+    return [*_python(settings), "--source", str(src), "--out", str(out)]
+
+
+class ForkingJob(ConfinedJob):
+    """A run job whose program is forked from the pool's zygote (:mod:`.forks`) when it has
+    one that can fork, with the rules and environment a spawned program would get; else
+    spawned as before."""
+
+    settings: RunSettings
+    zygote: Zygote | None = None
+    #: whether the program was forked from the zygote (else spawned)
+    forked = False
+
+    def _start(self, argv: list[str], src: Path, work: Path, log_path: Path, *,
+               stdin: int = subprocess.DEVNULL) -> Any:
+        zygote = self.zygote
+        if zygote is not None:
+            rules = self._rules(src, work)
+            options = [*argv[len(_python(self.settings)):], "--parent", str(zygote.pid),
+                       "--fork-kernels"]
+            if self.confined:
+                options.append("--kernel-sandbox")
+            proc = zygote.spawn(options, cwd=work, env=self._environment(work),
+                                log_path=log_path, rules=rules,
+                                pipe_stdin=stdin == subprocess.PIPE)
+            if proc is not None:
+                self.pid, self.forked = proc.pid, True
+                log.info("%s %s of version %s: forked pid %s from the run zygote (%s)",
+                         self.label, self.job.id, self.version.id, proc.pid,
+                         "confined" if self.confined else "NOT confined")
+                return proc
+            self.confined = False
+        return super()._start(argv, src, work, log_path, stdin=stdin)
+
+
+class SpareProgram(ForkingJob):
     """A run program started ahead of its job, confined to folders of its own, waiting for
     the job on stdin (``--stdin-job``) with its imports done and a kernel started (see
     :mod:`.program`); :class:`RunJob` fills its ``src`` and hands it the job. It dies with its
@@ -114,11 +153,13 @@ class SpareProgram(ConfinedJob):
     label = "run"
     settings: RunSettings
 
-    def __init__(self, settings: RunSettings, stopping: threading.Event) -> None:
+    def __init__(self, settings: RunSettings, stopping: threading.Event,
+                 zygote: Zygote | None = None) -> None:
         name = f"spare-{secrets.token_hex(4)}"
         job: Any = SimpleNamespace(id=name, attempts=0, parameters={})
         super().__init__(settings, None, job, SimpleNamespace(id="(next)"),  # type: ignore
                          keep_claim=lambda: True, stopping=stopping)
+        self.zygote = zygote
         self.folder = settings.folder / name
         self.tmp = Path(tempfile.gettempdir()) / f"{settings.temp_prefix}{name}"
         self.src, self.work, self.out = self._folders({})
@@ -146,7 +187,7 @@ class SpareProgram(ConfinedJob):
         remove_tree(self.tmp)
 
 
-class RunJob(ConfinedJob):
+class RunJob(ForkingJob):
     """Runs one claimed run job (:meth:`run`), in the calling thread; with ``spare`` (a
     :class:`SpareProgram`), in that already started program."""
 
@@ -171,6 +212,7 @@ class RunJob(ConfinedJob):
             remove_tree(self.tmp)
         outcome.result["seconds"] = round(time.monotonic() - started, 3)
         outcome.result["confined"] = self.confined
+        outcome.result["forked"] = self.forked
         #: the program's pid and private folder name (to find leftovers of a killed run)
         outcome.result["pid"], outcome.result["folder"] = self.pid, self.folder.name
         return outcome
@@ -188,6 +230,7 @@ class RunJob(ConfinedJob):
         if spare is not None and spare.alive():
             # the spare's folders become this run's (removed at its end by run())
             self.folder, self.tmp, self.confined = spare.folder, spare.tmp, spare.confined
+            self.forked = spare.forked
             spare.load(files)
             out, log_path, proc = spare.out, spare.log_path, spare.proc
             self.pid = proc.pid
