@@ -235,3 +235,73 @@ def test_a_binding_names_one_session_and_reveals_none():
     assert not tickets.is_bound_to(unbound, frozenset({a}))
     # anonymous tickets are never bound, whatever is passed
     assert tickets.verify(tickets.issue("demo", session_hash=a), "demo").session == ""
+
+
+def test_a_catalog_outage_does_not_close_open_kernel_sockets(gallery, monkeypatch):
+    """While the catalog is away (NBA313: a database restart), the socket's re-checks cannot
+    decide: the viewer's open app keeps working (its kernel answers) instead of every open
+    app being closed at once; once the catalog is back, an ended session still closes it.
+    The outage is injected where the re-check asks the gallery (a real database outage would
+    take every other test's database with it)."""
+    from nbapps.catalog.db import CatalogUnavailable
+    from nbapps.server import proxy_websocket
+
+    monkeypatch.setattr(AppWebSocketProxy, "recheck_seconds", 0.3)
+    real = proxy_websocket.authorized
+    asked: list[float] = []
+
+    async def catalog_away(*args: Any) -> bool:
+        asked.append(time.monotonic())
+        raise CatalogUnavailable("the catalog database is not reachable")
+
+    with gallery.browser("vic") as vic:
+        ticket = _frame_ticket(vic)
+        src = f"/apps/{SLUG}/~t/{ticket}/"
+        page = httpx.get(f"{gallery.url}{src}", timeout=300)
+        assert page.status_code == 200, page.text[:500]
+        kid = re.search(r'"kernelId":\s*"([0-9a-f-]{36})"', page.text)
+        assert kid, page.text[:500]
+        url = (f"{gallery.url.replace('http', 'ws', 1)}{src}api/kernels/{kid[1]}/channels"
+               "?session_id=t")
+
+        async def kernel_info(conn: Any) -> bool:
+            msg_id = f"info-{time.monotonic()}"
+            await conn.write_message(json.dumps({
+                "header": {"msg_id": msg_id, "msg_type": "kernel_info_request",
+                           "username": "t", "session": "t", "version": "5.3", "date": ""},
+                "parent_header": {}, "metadata": {}, "content": {}, "channel": "shell"}))
+            deadline = time.monotonic() + DEADLINE_S
+            while time.monotonic() < deadline:
+                raw = await asyncio.wait_for(conn.read_message(), deadline - time.monotonic())
+                if raw is None:
+                    return False
+                if isinstance(raw, str) and json.loads(raw).get("parent_header", {}).get(
+                        "msg_id") == msg_id:
+                    return True
+            return False
+
+        async def watch() -> tuple[bool, Any]:
+            conn = await websocket_connect(HTTPRequest(url, headers={"Origin": "null"}))
+            monkeypatch.setattr(proxy_websocket, "authorized", catalog_away)
+            deadline = time.monotonic() + DEADLINE_S
+            while len(asked) < 4 and time.monotonic() < deadline:  # several re-checks failed
+                await asyncio.sleep(0.1)
+            assert len(asked) >= 4, asked
+            served = await kernel_info(conn)
+            monkeypatch.setattr(proxy_websocket, "authorized", real)
+            vic.post_form("/logout")
+            deadline = time.monotonic() + DEADLINE_S
+            while time.monotonic() < deadline:
+                try:
+                    msg = await asyncio.wait_for(conn.read_message(),
+                                                 deadline - time.monotonic())
+                except asyncio.TimeoutError:
+                    break
+                if msg is None:
+                    return served, conn.close_code
+            conn.close()
+            return served, "still open"
+
+        served, code = asyncio.run(watch())
+        assert served, "the kernel socket stopped answering during the outage"
+        assert code == 1008, code

@@ -155,8 +155,12 @@ class AppWebSocketProxy(AppRequestMixin, websocket.WebSocketHandler):
                 return
             try:
                 allowed = await authorized(self.config.authorize, self, slug)
-            except NbappsError:
-                allowed = False
+            except NbappsError as exc:
+                if exc.http_status >= 500:  # the catalog is away (NBA313): not a refusal
+                    log.warning("could not re-check a kernel socket of %s: %s", slug,
+                                exc.message)
+                    continue
+                allowed = False  # the app is gone (404), the viewer may not (403)
             except Exception:  # a catalog hiccup: new requests fail too; look again later
                 log.warning("could not re-check a kernel socket of %s", slug, exc_info=True)
                 continue
