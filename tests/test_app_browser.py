@@ -79,14 +79,20 @@ def _approve_api(g: Gallery, sub_id: int, timeout: float = 600) -> float:
 
 
 @contextmanager
-def serving_gallery(base: Path, args: list[str] | None = None) -> Iterator[Gallery]:
-    """A gallery serving apps (runner runtime on, pools of one kernel), stopped on exit."""
+def serving_gallery(base: Path, args: list[str] | None = None,
+                    small_pools: bool = True) -> Iterator[Gallery]:
+    """A gallery serving apps (runner runtime on), stopped on exit.
+
+    ``small_pools``: pools of one kernel (what most tests need); off: the default pool sizes a
+    user gets (benchmarks).
+    """
     data_dir, db_url, users = new_data_dir(base)
     server = ThreadServer(data_dir, db_url, args)
     # the harness turns the runtime off on the command line; the runtime is made at serve time
     server.server.serve_apps = True
-    server.server.app_pool_size = 1
-    server.server.app_custom_pool_size = 1
+    if small_pools:
+        server.server.app_pool_size = 1
+        server.server.app_custom_pool_size = 1
     try:
         url = server.start()
         yield Gallery(url=url.rstrip("/"), data_dir=data_dir, db_url=db_url, users=users,
@@ -96,9 +102,10 @@ def serving_gallery(base: Path, args: list[str] | None = None) -> Iterator[Galle
 
 
 @contextmanager
-def _loan_gallery(base: Path, args: list[str] | None = None) -> Iterator[tuple[Gallery, str]]:
+def _loan_gallery(base: Path, args: list[str] | None = None,
+                  small_pools: bool = True) -> Iterator[tuple[Gallery, str]]:
     """A gallery serving apps with the loan calculator approved live."""
-    with serving_gallery(base, args) as g:
+    with serving_gallery(base, args, small_pools) as g:
         loan = _submit(g, build_archive(base / "loan", nbformat.read(LOAN, as_version=4)))
         _approve_api(g, loan["id"])
         yield g, loan["slug"]

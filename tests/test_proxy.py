@@ -342,6 +342,31 @@ def test_cross_site_websocket_is_refused(gallery, client):
     assert asyncio.run(run()) == 403
 
 
+def test_a_kernel_of_a_stopped_runner_is_gone_not_a_failure(gallery, client, caplog):
+    """A page left open after its runner stopped (unpublished, idle, replaced) asks for its
+    kernel: 404 on HTTP and on the socket, logged as a warning without a failure reference
+    (the old answer, 503 "unavailable", was logged as an error); then the app comes back."""
+    kid = kernel_id_of(client.get(gallery.url("/apps/demo/")).text)
+    gallery.loop.run(gallery.supervisor.retire("demo"), timeout=60)
+    assert gallery.supervisor.runner_for("demo", kid) is None
+    caplog.clear()
+    assert client.get(gallery.url(f"/apps/demo/api/kernels/{kid}")).status_code == 404
+
+    async def socket_answer() -> int:
+        try:
+            conn = await _open(gallery, kid)
+        except HTTPClientError as exc:
+            return exc.code
+        conn.close()
+        return 101
+
+    assert asyncio.run(socket_answer()) == 404
+    errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert not errors, errors
+    gallery.ready("demo")
+    assert client.get(gallery.url("/apps/demo/")).status_code == 200
+
+
 def test_runner_crash_closes_sockets_and_the_runner_is_restarted(gallery, client):
     """Last test of the module: SIGKILL the runner; sockets close, the app comes back."""
     import os

@@ -429,7 +429,9 @@ class AppProxyHandler(AppRequestMixin, web.RequestHandler):
                 return
         runner = self.runtime.runner_for(slug, kernel_id)
         if runner is None:
-            if not self.runtime.knows(slug) and kernel_id is None:
+            # a kernel no runner owns is gone (its runner stopped or was replaced): not a
+            # failure to report, and no other answer would bring it back
+            if kernel_id is not None or not self.runtime.knows(slug):
                 self._not_found()
             else:
                 self._unavailable()

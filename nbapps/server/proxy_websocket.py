@@ -111,9 +111,9 @@ class AppWebSocketProxy(AppRequestMixin, websocket.WebSocketHandler):
                 self.finish("forbidden")
             return
         runner = self.runtime.runner_for(slug, kernel_id)
-        if runner is None:
-            self.set_status(503)
-            self.finish("app not running")
+        if runner is None:  # no runner owns the kernel any more: it is gone
+            self.set_status(404)
+            self.finish("kernel not available")
             return
         query = clean_query(self.request.query)
         protocols = [p.strip() for p in
