@@ -258,6 +258,29 @@ def test_a_hung_hub_holds_one_recheck_and_sessions_follow_the_grace_rule(tmp_pat
         cat.close()
 
 
+def test_background_rechecks_cover_the_sessions_seen_within_the_window_only(tmp_path):
+    """:meth:`HubUsers.recheck_watched` asks about due sessions whose cookie this process saw
+    within the window (its own asking does not count as a use), and forgets the others."""
+    _, db_url, _ = new_data_dir(tmp_path)
+    cat = open_catalog(db_url)
+    try:
+        hub = HubUsers(cat, HubConfiguration(
+            api_url=f"http://127.0.0.1:{free_port()}/hub/api", api_token="t" * 32,
+            client_id="service-nbapps", timeout=3, recheck_seconds=0,
+            recheck_grace_seconds=60).settings(), cookie_secret=secrets.token_bytes(32))
+        session_id = hub.open_session(hub.user_by_name("vic"), 1)
+        hub.session_cookie_value(session_id, secrets.token_hex(16))
+        (seen_at_login,) = [c.seen for c in hub._checks.values()]
+        assert hub.recheck_watched(window=3600) == 1  # due at once (recheck_seconds=0)
+        (check,) = hub._checks.values()
+        assert check.warned == "kept" and check.seen == seen_at_login  # the Hub is down
+        assert cat.session_user(session_id) is not None  # kept within the grace, not ended
+        time.sleep(0.01)
+        assert hub.recheck_watched(window=0.005) == 0 and not hub._checks
+    finally:
+        cat.close()
+
+
 def test_hub_routes_answer_nba349_in_builtin_mode(tmp_path):
     data_dir, db_url, _ = new_data_dir(tmp_path)
     server = ThreadServer(data_dir, db_url)
@@ -566,6 +589,36 @@ def test_a_hub_logout_or_role_change_reaches_the_gallery_session(hub_gallery, ch
         assert cat.session_user(session_id) is None
     finally:
         cat.close()
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+def test_a_hub_logout_ends_the_app_tickets_of_that_login_without_a_gallery_request(
+        hub_gallery, chromium):
+    """A viewer who only has an app open logs out of the Hub. The app's requests carry a ticket
+    bound to the gallery session, never its cookie, so no request re-checks the session: the
+    gallery's background re-check does, ends the session, and the ticket is refused (it used to
+    keep the app for its lifetime, 2 h)."""
+    hub, g, slug = hub_gallery
+    context = chromium.new_context()
+    context.set_default_timeout(60_000)
+    page = context.new_page()
+    try:
+        _hub_login(page, g, "una")
+        frame = page.request.get(f"{g.url}/app/{slug}/open")  # the frame issues the ticket
+        src = re.search(r'<iframe id="app-view"[^>]* src="([^"]+)"', frame.text())
+        assert frame.status == 200 and src, frame.text()[:500]
+        ticket = src[1].split("/~t/")[1].split("/")[0]
+        status = f"{g.url}/apps/{slug}/~t/{ticket}/~status"
+        with httpx.Client(timeout=60) as plain, _Messages() as messages:  # no cookie
+            assert plain.get(status).status_code == 200
+            page.goto(f"{hub.url}logout")  # the Hub's page: the gallery gets no request
+            refused = _wait_for("the ticket refused", lambda: (
+                r if (r := plain.get(status)).status_code != 200 else None))
+        assert refused.status_code == 403 and "NBA340" in refused.text, refused.text[:300]
+        assert any("una ended: JupyterHub no longer accepts" in m for m in messages.lines)
+    finally:
+        context.close()
 
 
 @pytest.mark.browser

@@ -482,7 +482,8 @@ class Runner:
             if http_ok and self.pools_ready(rendered=rendered):
                 self.state = RunnerState.READY
                 self.ready_at = time.monotonic()
-                log.info("runner %s ready in %.2fs", self.id, self.ready_at - self.started_at)
+                log.info("runner %s ready in %.2fs (Voilà answered after %.2fs)", self.id,
+                         self.ready_at - self.started_at, (self.http_at or 0) - self.started_at)
                 return
             await asyncio.sleep(0.05)
         raise RunnerError(f"app runner for '{self.slug}' not ready after {limit:.0f}s; "

@@ -16,6 +16,7 @@ requests finish (up to ``shutdown_timeout``), stops the app runtime, then closes
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
 import logging
 import os
@@ -50,11 +51,12 @@ from .authz import Authorizer
 from .context import STATIC_DIR, ResultCache, ServerContext, ServerOptions, make_template_env
 from .fallback import NotFoundHandler, StaticHandler
 from .forwarded import make_http_server
-from .hub_auth import HubUsers
+from .hub_auth import HubUsers, hub_users
 from .hub_config import HubConfiguration
 from .identity import CatalogUsers, IdentityProvider, resolve_cookie_secret
 from .live_sync import LiveSync
 from .logs import configure_logging
+from .periodic import Periodic
 from .request_id import RequestIdTransform, request_id
 from .routes import normalize_base_url, route_table, tornado_rules
 from .uploads import clean_upload_dir
@@ -639,6 +641,8 @@ class NbappsServer(Application):
             # replicas: follow live versions and listings changed by other gallery processes
             self.live_sync = LiveSync(ctx, self.live_poll_interval)
             self.live_sync.start()
+            hub_watch = self._hub_watch(ctx, app.settings["nbapps_tickets"])
+            hub_watch.start()
             host = self.ip if ":" not in self.ip else f"[{self.ip}]"
             url = f"http://{host}:{self.bound_port}{self.base_url}"
             self.url = url
@@ -673,6 +677,7 @@ class NbappsServer(Application):
                 await self.loop.run_in_executor(None, ctx.runs.stop)
             if self.live_sync is not None:
                 await self.live_sync.stop()
+            await hub_watch.stop()
             await _lifecycle(runtime, ("stop", "close"))
             ctx.executor.shutdown(wait=True, cancel_futures=True)
             ctx.catalog.close()
@@ -681,6 +686,18 @@ class NbappsServer(Application):
                 for sig in (signal.SIGTERM, signal.SIGINT):
                     self.loop.remove_signal_handler(sig)
             log.info("stopped")
+
+    @staticmethod
+    def _hub_watch(ctx: ServerContext, tickets: AppTickets) -> Periodic:
+        """Re-checks of Hub sessions whose tickets may still be in use without their cookie
+        (:meth:`.hub_auth.HubUsers.recheck_watched`); does nothing with built-in accounts."""
+        users = hub_users(ctx)
+        if users is None:
+            return Periodic(0, asyncio.sleep, "")
+        window = tickets.lifetime + tickets.granularity  # a ticket's longest life
+        interval = max(1.0, min(users.settings.recheck_seconds / 4, 15.0))
+        return Periodic(interval, functools.partial(ctx.run, users.recheck_watched, window),
+                        "re-checking JupyterHub sessions")
 
     def _on_signal(self, sig: int) -> None:
         log.info("received %s", signal.Signals(sig).name)

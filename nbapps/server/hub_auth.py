@@ -20,7 +20,9 @@ expiry and deleting the user), so the Hub answers 403 and the gallery session is
 the catalog: the next request is logged out. A changed group or role re-maps the gallery
 role. While the Hub cannot be reached, a session is kept ``recheck_grace_seconds`` after its
 last successful check on this process, then refused (not ended) until the Hub answers.
-Password logins and API tokens are not affected.
+Password logins and API tokens are not affected. App pages send no cookie (their requests carry
+a ticket bound to the session), so each process also re-checks, in the background
+(:meth:`HubUsers.recheck_watched`), the sessions whose cookie it saw within a ticket's lifetime.
 
 Unlike ``HubOAuth``, the OAuth state lives in the signed state cookie, not in the process's
 memory, so the callback may reach any gallery replica (they share the cookie secret).
@@ -177,6 +179,8 @@ class _Check:
     last_ok: float | None  # the Hub last accepted its token (None: not since this start)
     next_check: float  # no call to the Hub about it before this
     warned: str = ""  # "kept" / "refused": what was logged about it while the Hub is down
+    session: Session | None = None  # the cookie's session (with the sealed token)
+    seen: float = 0.0  # a request of this process last carried its cookie
 
 
 class HubUsers(CatalogUsers):
@@ -208,8 +212,10 @@ class HubUsers(CatalogUsers):
         sealed Hub ``token`` (the cookie's signature covers both). The token was just checked."""
         sealed = self._sealer.encrypt(token.encode("utf-8")).decode("ascii")
         now = time.monotonic()
-        self._remember(Session(id=session_id).key,
-                       _Check(last_ok=now, next_check=now + self.settings.recheck_seconds))
+        session = Session(id=session_id, hub=sealed)
+        self._remember(session.key, _Check(
+            last_ok=now, next_check=now + self.settings.recheck_seconds, session=session,
+            seen=now))
         return f"{session_id}.{sealed}"
 
     def unseal(self, sealed: str) -> str | None:
@@ -235,6 +241,34 @@ class HubUsers(CatalogUsers):
     def user_by_session(self, session: Session) -> WebUser | None:
         """The catalog's answer; for a Hub-bound session also the Hub's about its token when
         the last one is older than ``recheck_seconds`` (runs on a worker thread)."""
+        return self._check_session(session, seen=True)
+
+    def recheck_watched(self, window: float) -> int:
+        """Ask the Hub now about the sessions whose re-check is due among those whose cookie
+        this process saw in the last ``window`` seconds; forget the older ones. Returns how many
+        were asked about.
+
+        Why: a viewer who only uses an app after a Hub logout sends no cookie (its requests
+        carry a ticket bound to the session), so the re-check of :meth:`user_by_session` would
+        never come. The frame that issued the ticket was a cookie request of this process, so
+        with ``window`` the tickets' lifetime every ticket bound to a Hub session is covered by
+        the process that issued it, whichever replica serves the app."""
+        now = time.monotonic()
+        with self._lock:
+            for key in [k for k, c in self._checks.items() if now - c.seen > window]:
+                del self._checks[key]
+            due = [c.session for c in self._checks.values()
+                   if c.session is not None and now >= c.next_check]
+        for session in due:
+            try:
+                self._check_session(session, seen=False)
+            except NbappsError as err:  # the catalog is away: the next round asks again
+                log.debug("Hub session re-check postponed: %s", err.message)
+        return len(due)
+
+    def _check_session(self, session: Session, *, seen: bool) -> WebUser | None:
+        """:meth:`user_by_session`; ``seen``: a request carries the session's cookie (else the
+        background re-check, which must not keep the session watched by itself)."""
         user = super().user_by_session(session)
         if session.hub is None:  # a password login: the catalog alone decides
             return user
@@ -245,6 +279,9 @@ class HubUsers(CatalogUsers):
         now = time.monotonic()
         with self._lock:
             check = self._checks.get(key)
+            if check is not None and seen:
+                check.seen, check.session = now, session
+        last_seen = now if seen else (check.seen if check is not None else 0.0)
         if check is not None and now < check.next_check:
             return user
         token = self.unseal(session.hub)
@@ -255,7 +292,8 @@ class HubUsers(CatalogUsers):
         except NbappsError as err:
             if err.code != "NBA344":
                 raise
-            return self._hub_down(key, check, user, now)  # the grace as of the request
+            # the grace as of the request
+            return self._hub_down(session, check, user, now, last_seen)
         if hub_user is None:
             self._end(session, user, "JupyterHub no longer accepts its token (a Hub logout, "
                                      "or the token was revoked or expired)")
@@ -270,7 +308,8 @@ class HubUsers(CatalogUsers):
             return None
         if check is not None and check.warned:  # logged as kept or refused before
             log.info("JupyterHub answers again; the session of %s is confirmed", user.name)
-        self._remember(key, _Check(last_ok=now, next_check=now + self.settings.recheck_seconds))
+        self._remember(key, _Check(last_ok=now, next_check=now + self.settings.recheck_seconds,
+                                   session=session, seen=last_seen))
         return synced
 
     def _ask_hub(self, token: str) -> HubUser | None:
@@ -288,8 +327,8 @@ class HubUsers(CatalogUsers):
             with self._lock:
                 self._asking.pop(id(marker), None)
 
-    def _hub_down(self, key: bytes, check: _Check | None, user: WebUser,
-                  now: float) -> WebUser | None:
+    def _hub_down(self, session: Session, check: _Check | None, user: WebUser,
+                  now: float, seen: float) -> WebUser | None:
         """The Hub could not be asked: keep the session within the grace period after its last
         successful check on this process, else refuse it (without ending it)."""
         grace = self.settings.recheck_grace_seconds
@@ -300,15 +339,17 @@ class HubUsers(CatalogUsers):
                 log.warning("JupyterHub cannot be reached: the session of %s is kept for up "
                             "to %.0f s more (HubConfiguration.recheck_grace_seconds)",
                             user.name, last_ok + grace - now, extra={"user": user.name})
-            self._remember(key, _Check(last_ok=last_ok, warned="kept", next_check=min(
-                now + self.settings.recheck_seconds, last_ok + grace)))
+            self._remember(session.key, _Check(
+                last_ok=last_ok, warned="kept", session=session, seen=seen,
+                next_check=min(now + self.settings.recheck_seconds, last_ok + grace)))
             return user
         if warned != "refused":
             log.warning("JupyterHub cannot be reached: the session of %s is refused until it "
                         "answers (%s)", user.name,
                         "not checked since this gallery started" if last_ok is None
                         else f"last checked {now - last_ok:.0f} s ago", extra={"user": user.name})
-        self._remember(key, _Check(last_ok=last_ok, next_check=now, warned="refused"))
+        self._remember(session.key, _Check(last_ok=last_ok, next_check=now, warned="refused",
+                                           session=session, seen=seen))
         return None
 
     def _end(self, session: Session, user: WebUser, why: str) -> None:

@@ -19,12 +19,11 @@ are left alone.
 """
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 
 from ..previews import is_preview_key
 from .context import ServerContext
+from .periodic import Periodic
 
 log = logging.getLogger("nbapps.server.live_sync")
 
@@ -36,31 +35,16 @@ class LiveSync:
         self.ctx = ctx
         self.interval = interval
         self._seen: dict[str, tuple[int, str]] | None = None
-        self._task: asyncio.Task[None] | None = None
+        self._rounds = Periodic(interval, self.poll, "checking live versions")
         #: rounds done and apps switched because of another replica (for logs and tests)
         self.rounds = 0
         self.switches = 0
 
     def start(self) -> None:
-        if self.interval > 0 and self._task is None:
-            self._task = asyncio.ensure_future(self._loop())
+        self._rounds.start()
 
     async def stop(self) -> None:
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
-
-    async def _loop(self) -> None:
-        while True:
-            try:
-                await self.poll()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # noqa: BLE001 - the catalog may be down for a while
-                log.warning("checking live versions failed: %s", exc)
-            await asyncio.sleep(self.interval)
+        await self._rounds.stop()
 
     async def poll(self) -> list[str]:
         """One round; returns the slugs whose runners it started switching."""
