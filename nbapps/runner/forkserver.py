@@ -60,6 +60,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .forkchannel import ForkServer, os_threads, reset_signals, send
+
 #: ipykernel and the pieces every app kernel needs (imported first, always); the second line
 #: is what a kernel's start-up imports lazily (debugpy alone is 0.4 s)
 BASE_MODULES = ("ipykernel.kernelapp", "ipykernel.ipkernel", "ipykernel.zmqshell", "comm",
@@ -82,7 +84,6 @@ REHOOKS = {
 #: callers of get_ipython() at import time that need no catching up
 _IPYTHON_AWARE_OK = ("IPython", "ipykernel", "ipywidgets", "matplotlib_inline", "comm",
                      "jupyter_client", "traitlets", "nbapps")
-MAX_MESSAGE = 1 << 20
 _PR_SET_PDEATHSIG = 1
 _PR_SET_CHILD_SUBREAPER = 36
 
@@ -128,22 +129,6 @@ class TemplateConfig:
 
 def _libc() -> ctypes.CDLL:
     return ctypes.CDLL(None, use_errno=True)
-
-
-def send(sock: socket.socket, msg: dict[str, Any]) -> None:
-    """One message to the template's client (lost if it has gone)."""
-    with contextlib.suppress(OSError):
-        sock.send(json.dumps(msg).encode("utf-8"))
-
-
-_send = send
-
-
-def os_threads() -> int:
-    try:
-        return len(os.listdir("/proc/self/task"))
-    except OSError:
-        return 0
 
 
 # -- warming up ---------------------------------------------------------------------------------
@@ -284,10 +269,7 @@ def _become_kernel(req: dict[str, Any], config: TemplateConfig, generators: list
                    close: list[int], status_fd: int) -> int:
     """Set the child up as a spawned kernel would be, report ``ok`` and run the kernel."""
     template_pid = os.getppid()
-    for sig in (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-        signal.signal(sig, signal.SIG_DFL)
-    with contextlib.suppress(ValueError):
-        signal.set_wakeup_fd(-1)
+    reset_signals()
     os.setsid()
     _libc().prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
     if os.getppid() != template_pid:
@@ -348,30 +330,19 @@ def forkable(argv: list[str]) -> bool:
     return False
 
 
-class Template:
-    """The template's serving loop (single-threaded: no thread ever runs here)."""
+class Template(ForkServer):
+    """The template's serving loop (:class:`.forkchannel.ForkServer`): forks a kernel per
+    request; its :attr:`children` are the kernels."""
 
     def __init__(self, sock: socket.socket, config: TemplateConfig, parent: int) -> None:
-        self.sock = sock
+        super().__init__(sock, parent)
         self.config = config
-        self.parent = parent
-        self.kernels: set[int] = set()
         self.generators: list[Any] = []
-        self.fork_safe = False
-        self.wake_r, self.wake_w = os.pipe()
-        os.set_blocking(self.wake_w, False)
-        self.stopping = False
         #: status pipes of kernels that have not said "bound" yet: fd -> pid
         self.binding: dict[int, int] = {}
 
-    def _on_signal(self, signum: int, frame: Any) -> None:
-        if signum in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
-            self.stopping = True
-
-    def install_signals(self) -> None:
-        for sig in (signal.SIGCHLD, signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
-            signal.signal(sig, self._on_signal)
-        signal.set_wakeup_fd(self.wake_w)
+    def handle(self, req: Any, fds: list[int]) -> dict[str, Any] | None:
+        return self.fork(req) if isinstance(req, dict) and req.get("op") == "fork" else None
 
     def fork(self, req: dict[str, Any]) -> dict[str, Any]:
         rid = req.get("id")
@@ -391,7 +362,7 @@ class Template:
             code = 1
             try:
                 os.close(status_r)
-                close = [self.sock.detach(), self.wake_r, self.wake_w, *self.binding]
+                close = [*self.inherited(), *self.binding]
                 code = _become_kernel(req, self.config, self.generators, close, status_w)
             except SystemExit as exc:
                 code = exc.code if isinstance(exc.code, int) else 1
@@ -408,7 +379,7 @@ class Template:
         os.close(status_w)
         answer = self._read_status(status_r, timeout=30.0)
         if answer == "ok":
-            self.kernels.add(pid)
+            self.children.add(pid)
             self.binding[status_r] = pid
             return {"op": "forked", "id": rid, "pid": pid}
         os.close(status_r)
@@ -433,7 +404,10 @@ class Template:
                 break
         return data.decode("utf-8", "replace")
 
-    def bound(self, fd: int) -> None:
+    def watched(self) -> list[int]:
+        return list(self.binding)
+
+    def on_ready(self, fd: int) -> None:
         """A kernel's status pipe is readable: it said "bound" (or died)."""
         pid = self.binding.pop(fd)
         try:
@@ -442,7 +416,7 @@ class Template:
             data = b""
         os.close(fd)
         if data.startswith(b"bound"):
-            _send(self.sock, {"op": "bound", "pid": pid})
+            send(self.sock, {"op": "bound", "pid": pid})
 
     def _release_leaf(self, pid: int) -> None:
         from nbapps import limits
@@ -453,63 +427,10 @@ class Template:
             with contextlib.suppress(OSError):
                 limits.release_cgroup(folders)
 
-    def reap(self) -> None:
-        while True:
-            try:
-                pid, status = os.waitpid(-1, os.WNOHANG)
-            except ChildProcessError:
-                return
-            if pid == 0:
-                return
-            if pid in self.kernels:
-                self.kernels.discard(pid)
-                with contextlib.suppress(OSError):  # what the kernel started goes with it
-                    os.killpg(pid, signal.SIGKILL)
-                self._release_leaf(pid)
-                _send(self.sock, {"op": "exit", "pid": pid,
-                                  "status": os.waitstatus_to_exitcode(status)})
-
-    def stop_kernels(self) -> None:
-        for pid in list(self.kernels):
-            with contextlib.suppress(OSError):
-                os.killpg(pid, signal.SIGKILL)
-        deadline = time.monotonic() + 5
-        while self.kernels and time.monotonic() < deadline:
-            self.reap()
-            time.sleep(0.01)
-
-    def serve(self) -> None:
-        while not self.stopping:
-            if os.getppid() != self.parent:  # Voilà is gone
-                break
-            try:
-                ready, _, _ = select.select([self.sock, self.wake_r, *self.binding], [], [],
-                                            1.0)
-            except InterruptedError:
-                continue
-            for fd in ready:
-                if fd in self.binding:
-                    self.bound(fd)
-            if self.wake_r in ready:
-                with contextlib.suppress(OSError):
-                    os.read(self.wake_r, 512)
-            self.reap()
-            if self.sock in ready:
-                try:
-                    data = self.sock.recv(MAX_MESSAGE)
-                except InterruptedError:
-                    continue
-                except OSError:
-                    break
-                if not data:  # the provisioner's end is closed: Voilà is gone
-                    break
-                try:
-                    req = json.loads(data)
-                except ValueError:
-                    continue
-                if req.get("op") == "fork":
-                    _send(self.sock, self.fork(req))
-        self.stop_kernels()
+    def child_exited(self, pid: int) -> None:
+        with contextlib.suppress(OSError):  # what the kernel started goes with it
+            os.killpg(pid, signal.SIGKILL)
+        self._release_leaf(pid)
 
 
 def tie_to(parent: int) -> bool:
@@ -571,7 +492,7 @@ def main(argv: list[str] | None = None) -> int:
         ready["reasons"].append(f"modules look for IPython at import: {', '.join(sensitive)}")
     ready["excluded"] = list(config.exclude)
     template.fork_safe = bool(ready["fork_safe"])
-    _send(sock, ready)
+    send(sock, ready)
     state = "forks kernels" if template.fork_safe else \
         f"does not fork ({'; '.join(ready['reasons'])})"
     print(f"[nbapps template] ready in {ready['seconds']:.2f}s, {len(ready['modules'])} modules "

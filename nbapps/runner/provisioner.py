@@ -28,10 +28,10 @@ from jupyter_client.provisioning import LocalProvisioner
 from traitlets import Float, Integer, List, Unicode
 
 from .. import limits
+from .forkchannel import Message, dispatch, encode
 
 #: Where the runner's launcher puts Voilà's end of the template channel.
 TEMPLATE_FD = 200
-MAX_MESSAGE = 1 << 20
 
 
 class ForkUnavailable(RuntimeError):
@@ -56,6 +56,8 @@ class TemplateClient:
         self._bound: set[int] = set()  # said "bound" before anyone waited for it
         self._live: set[int] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._handlers = {"ready": self._got_ready, "forked": self._got_forked,
+                          "bound": self._got_bound, "exit": self._got_exit}
 
     def _attach(self) -> None:
         loop = asyncio.get_running_loop()
@@ -71,36 +73,26 @@ class TemplateClient:
         loop.add_reader(self.sock.fileno(), self._on_readable)
 
     def _on_readable(self) -> None:
-        while True:
-            try:
-                data = self.sock.recv(MAX_MESSAGE)
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError:
-                self._lost()
-                return
-            if not data:
-                self._lost()
-                return
-            try:
-                msg = json.loads(data)
-            except ValueError:
-                continue
-            op = msg.get("op")
-            if op == "ready":
-                self.info = msg
-                if self._ready is not None:
-                    self._ready.set()
-            elif op == "forked":
-                fut = self._pending.pop(int(msg.get("id", -1)), None)
-                if fut is not None and not fut.done():
-                    fut.set_result(msg)
-            elif op == "bound":
-                pid = int(msg["pid"])
-                self._bound.add(pid)
-                _wake(self._bound_waiters.pop(pid, []), None)
-            elif op == "exit":
-                self._exited(int(msg["pid"]), int(msg.get("status", 0)))
+        if not dispatch(self.sock, self._handlers):
+            self._lost()
+
+    def _got_ready(self, msg: Message) -> None:
+        self.info = msg
+        if self._ready is not None:
+            self._ready.set()
+
+    def _got_forked(self, msg: Message) -> None:
+        fut = self._pending.pop(int(msg.get("id", -1)), None)
+        if fut is not None and not fut.done():
+            fut.set_result(msg)
+
+    def _got_bound(self, msg: Message) -> None:
+        pid = int(msg["pid"])
+        self._bound.add(pid)
+        _wake(self._bound_waiters.pop(pid, []), None)
+
+    def _got_exit(self, msg: Message) -> None:
+        self._exited(int(msg["pid"]), int(msg.get("status", 0)))
 
     def _exited(self, pid: int, status: int) -> None:
         self._live.discard(pid)
@@ -153,8 +145,8 @@ class TemplateClient:
         rid = self._ids
         fut: asyncio.Future[dict[str, Any]] = self._loop.create_future()
         self._pending[rid] = fut
-        data = json.dumps({"op": "fork", "id": rid, "argv": list(argv), "env": dict(env),
-                           "cwd": cwd, "log": log}).encode("utf-8")
+        data = encode({"op": "fork", "id": rid, "argv": list(argv), "env": dict(env),
+                       "cwd": cwd, "log": log})
         try:
             await self._loop.sock_sendall(self.sock, data)
             reply = await asyncio.wait_for(fut, timeout)

@@ -10,7 +10,6 @@ spawns its program as before, so a zygote is only ever a shortcut.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import queue
@@ -24,6 +23,7 @@ from typing import IO, Any
 
 from .. import sandbox
 from ..processes import kill_process_tree
+from ..runner.forkchannel import Message, dispatch, encode
 
 log = logging.getLogger("nbapps.runs")
 
@@ -31,7 +31,6 @@ log = logging.getLogger("nbapps.runs")
 READY_TIMEOUT = 60.0
 #: seconds one fork request may take
 FORK_TIMEOUT = 10.0
-MAX_MESSAGE = 1 << 20
 
 
 class ForkedProgram:
@@ -120,8 +119,7 @@ class Zygote:
             with open(log_path, "ab") as log_file, self._lock:
                 while not self._replies.empty():  # a late answer to a request that timed out
                     self._replies.get_nowait()
-                socket.send_fds(self._sock, [json.dumps(request).encode("utf-8")],
-                                [stdin_r, log_file.fileno()])
+                socket.send_fds(self._sock, [encode(request)], [stdin_r, log_file.fileno()])
                 reply = self._replies.get(timeout=FORK_TIMEOUT)
         except (OSError, queue.Empty) as exc:
             log.warning("run zygote pid %s: no fork (%s)", self.pid, exc)
@@ -140,29 +138,9 @@ class Zygote:
         return program
 
     def _read(self) -> None:
-        while True:
-            try:
-                data = self._sock.recv(MAX_MESSAGE)
-            except OSError:
-                data = b""
-            if not data:
-                break
-            try:
-                msg = json.loads(data)
-            except ValueError:
-                continue
-            op = msg.get("op")
-            if op == "ready":
-                self._ready = msg
-                self._ready_event.set()
-            elif op == "forked":
-                if isinstance(msg.get("pid"), int):  # known before its exit can arrive
-                    msg["program"] = self._programs[msg["pid"]] = ForkedProgram(msg["pid"])
-                self._replies.put(msg)
-            elif op == "exit":
-                program = self._programs.pop(int(msg.get("pid") or 0), None)
-                if program is not None:
-                    program.exited(int(msg.get("status", -9)))
+        """The reader thread: the zygote's messages, until it has gone."""
+        dispatch(self._sock, {"ready": self._got_ready, "forked": self._got_forked,
+                              "exit": self._got_exit})
         # the zygote is gone: its programs died with it (parent-death signal)
         self._closed = True
         self._ready_event.set()
@@ -170,6 +148,20 @@ class Zygote:
         for program in list(self._programs.values()):
             program.exited(-9)
         self._programs.clear()
+
+    def _got_ready(self, msg: Message) -> None:
+        self._ready = msg
+        self._ready_event.set()
+
+    def _got_forked(self, msg: Message) -> None:
+        if isinstance(msg.get("pid"), int):  # known before its exit can arrive
+            msg["program"] = self._programs[msg["pid"]] = ForkedProgram(msg["pid"])
+        self._replies.put(msg)
+
+    def _got_exit(self, msg: Message) -> None:
+        program = self._programs.pop(int(msg.get("pid") or 0), None)
+        if program is not None:
+            program.exited(int(msg.get("status", -9)))
 
     def stop(self, timeout: float = 5.0) -> None:
         """End the zygote and every program it forked."""

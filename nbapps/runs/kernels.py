@@ -18,11 +18,9 @@ HMAC key, environment, working folder and random state (see the forkserver's doc
 """
 from __future__ import annotations
 
-import contextlib
 import os
 import socket
 import sys
-import traceback
 from pathlib import Path
 
 
@@ -31,6 +29,7 @@ def fork_template(workdir: Path, tmp: Path, *, confined: bool) -> int | None:
     are spawned)."""
     from .. import sandbox
     from ..runner import forkserver
+    from ..runner.forkchannel import fork_child, send
     from ..runner.provisioner import TEMPLATE_FD
 
     if "ipykernel.kernelapp" not in sys.modules:  # not a forked program: nothing to gain
@@ -43,31 +42,24 @@ def fork_template(workdir: Path, tmp: Path, *, confined: bool) -> int | None:
     workdir.mkdir(parents=True, exist_ok=True)
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     parent = os.getpid()
-    for stream in (sys.stdout, sys.stderr):
-        with contextlib.suppress(Exception):
-            stream.flush()
+
+    def serve() -> int:  # in the template (what goes wrong is said in the run's log)
+        ours.close()
+        if not forkserver.tie_to(parent):
+            return 1
+        template, ready = forkserver.prepare(theirs, config, parent)
+        template.fork_safe = bool(ready["fork_safe"])
+        send(theirs, ready)
+        template.serve()
+        return 0
+
     try:
-        pid = os.fork()
+        pid = fork_child(serve)
     except OSError as exc:
         print(f"nbapps run: no kernel template: {exc}", file=sys.stderr, flush=True)
         ours.close()
         theirs.close()
         return None
-    if pid == 0:  # the template
-        code = 1
-        try:
-            ours.close()
-            if forkserver.tie_to(parent):
-                template, ready = forkserver.prepare(theirs, config, parent)
-                template.fork_safe = bool(ready["fork_safe"])
-                forkserver.send(theirs, ready)
-                template.serve()
-                code = 0
-        except BaseException:  # noqa: BLE001 - said in the run's log; never back to the run
-            with contextlib.suppress(Exception):
-                traceback.print_exc()
-        finally:
-            os._exit(code)
     theirs.close()
     os.dup2(ours.fileno(), TEMPLATE_FD)
     os.set_inheritable(TEMPLATE_FD, False)  # the kernels spawned as a fallback do not get it

@@ -36,18 +36,16 @@ from __future__ import annotations
 import argparse
 import contextlib
 import ctypes
-import json
 import os
-import select
 import signal
 import socket
 import sys
 import tempfile
 import time
-import traceback
 from typing import Any
 
-MAX_MESSAGE = 1 << 20
+from nbapps.runner.forkchannel import ForkServer, fork_child, os_threads, reset_signals, send
+
 _PR_SET_PDEATHSIG = 1
 #: what every run program imports (its lazy imports included), done once here
 WARM_MODULES = ("nbformat", "nbformat.v4", "papermill.engines", "papermill.parameterize",
@@ -57,18 +55,6 @@ WARM_MODULES = ("nbformat", "nbformat.v4", "papermill.engines", "papermill.param
                 "nbapps.sandbox", "nbapps.limits", "nbapps.processes", "nbapps.jobs.check",
                 "nbapps.runs.program", "nbapps.runs.kernels", "nbapps.runner.forkserver",
                 "nbapps.runner.provisioner")
-
-
-def _send(sock: socket.socket, msg: dict[str, Any]) -> None:
-    with contextlib.suppress(OSError):
-        sock.send(json.dumps(msg).encode("utf-8"))
-
-
-def os_threads() -> int:
-    try:
-        return len(os.listdir("/proc/self/task"))
-    except OSError:
-        return 0
 
 
 def warm_up() -> dict[str, Any]:
@@ -109,10 +95,7 @@ def warm_up() -> dict[str, Any]:
 
 def become_program(req: dict[str, Any], fds: list[int], close: list[int]) -> int:
     """In the forked child: set up as the spawned program would be, then run it."""
-    for sig in (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-        signal.signal(sig, signal.SIG_DFL)
-    with contextlib.suppress(ValueError):
-        signal.set_wakeup_fd(-1)
+    reset_signals()
     os.setsid()
     stdin_fd, log_fd = fds
     os.dup2(stdin_fd, 0)
@@ -146,113 +129,26 @@ def become_program(req: dict[str, Any], fds: list[int], close: list[int]) -> int
     return program.main(argv)
 
 
-class Zygote:
-    """The serving loop (single-threaded)."""
+class Zygote(ForkServer):
+    """The serving loop (:class:`nbapps.runner.forkchannel.ForkServer`): forks a run program
+    per request."""
 
-    def __init__(self, sock: socket.socket, parent: int) -> None:
-        self.sock = sock
-        self.parent = parent
-        self.children: set[int] = set()
-        self.fork_safe = False
-        self.wake_r, self.wake_w = os.pipe()
-        os.set_blocking(self.wake_w, False)
-        self.stopping = False
-
-    def _on_signal(self, signum: int, frame: Any) -> None:
-        if signum != signal.SIGCHLD:
-            self.stopping = True
-
-    def install_signals(self) -> None:
-        for sig in (signal.SIGCHLD, signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
-            signal.signal(sig, self._on_signal)
-        signal.set_wakeup_fd(self.wake_w)
+    def handle(self, req: Any, fds: list[int]) -> dict[str, Any] | None:
+        if not isinstance(req, dict):
+            return {"op": "forked", "error": "not a JSON request"}
+        return self.fork(req, fds) if req.get("op") == "fork" else None
 
     def fork(self, req: dict[str, Any], fds: list[int]) -> dict[str, Any]:
         if not self.fork_safe:
             return {"op": "forked", "error": "the zygote is not fork-safe"}
         if len(fds) != 2 or not isinstance(req.get("cwd"), str):
             return {"op": "forked", "error": "a fork request needs a cwd and two descriptors"}
-        for stream in (sys.stdout, sys.stderr):
-            with contextlib.suppress(Exception):
-                stream.flush()
-        try:
-            pid = os.fork()
+        try:  # the child says why it failed in the job's log (its stderr by then)
+            pid = fork_child(lambda: become_program(req, fds, self.inherited()), failed=70)
         except OSError as exc:
             return {"op": "forked", "error": f"fork: {exc}"}
-        if pid == 0:  # the run program
-            code = 70
-            try:
-                code = become_program(req, fds, [self.sock.detach(), self.wake_r, self.wake_w])
-            except SystemExit as exc:
-                code = exc.code if isinstance(exc.code, int) else 1
-            except BaseException:  # noqa: BLE001 - say why in the job's log; never loop back
-                with contextlib.suppress(Exception):
-                    traceback.print_exc()
-            finally:
-                from nbapps.jobs.program import exit_now
-
-                exit_now(code)
         self.children.add(pid)
         return {"op": "forked", "pid": pid}
-
-    def reap(self) -> None:
-        while True:
-            try:
-                pid, status = os.waitpid(-1, os.WNOHANG)
-            except ChildProcessError:
-                return
-            if pid == 0:
-                return
-            if pid in self.children:
-                self.children.discard(pid)
-                _send(self.sock, {"op": "exit", "pid": pid,
-                                  "status": os.waitstatus_to_exitcode(status)})
-
-    def stop_children(self) -> None:
-        for pid in list(self.children):
-            with contextlib.suppress(OSError):
-                os.killpg(pid, signal.SIGKILL)
-            with contextlib.suppress(OSError):
-                os.kill(pid, signal.SIGKILL)
-        deadline = time.monotonic() + 5
-        while self.children and time.monotonic() < deadline:
-            self.reap()
-            time.sleep(0.01)
-
-    def serve(self) -> None:
-        while not self.stopping:
-            if os.getppid() != self.parent:  # the gallery is gone
-                break
-            try:
-                ready, _, _ = select.select([self.sock, self.wake_r], [], [], 1.0)
-            except InterruptedError:
-                continue
-            if self.wake_r in ready:
-                with contextlib.suppress(OSError):
-                    os.read(self.wake_r, 512)
-            self.reap()
-            if self.sock not in ready:
-                continue
-            try:
-                data, fds, _, _ = socket.recv_fds(self.sock, MAX_MESSAGE, 4)
-            except InterruptedError:
-                continue
-            except OSError:
-                break
-            if not data:  # the pool's end is closed: the gallery stopped it or is gone
-                break
-            try:
-                req = json.loads(data)
-                answer = self.fork(req, fds) if req.get("op") == "fork" else None
-            except ValueError:
-                answer = {"op": "forked", "error": "not a JSON request"}
-            finally:
-                for fd in fds:
-                    with contextlib.suppress(OSError):
-                        os.close(fd)
-            if answer is not None:
-                _send(self.sock, answer)
-        self.stop_children()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -269,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
     zygote.install_signals()
     ready = warm_up()
     zygote.fork_safe = bool(ready["fork_safe"])
-    _send(sock, ready)
+    send(sock, ready)
     zygote.serve()
     return 0
 
