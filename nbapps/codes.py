@@ -354,6 +354,10 @@ _TABLE: list[Code] = [
     Code("NBA389", W, "The report's widgets did not render before printing",
          "The PDF shows the widgets' text fallback: install the widget renderer "
          "(`make widgets`) and keep custom widget libraries out of reports."),
+    # -- apps on origins of their own (nbapps.server.app_origins) ------------------------------
+    Code("NBA390", E, "app_subdomain_host cannot be used as set",
+         "Give a host name such as apps.example-apps.org (wildcard DNS and certificate pointing "
+         "at the gallery) and set public_url to the gallery's URL, or use 'auto' or ''."),
     # -- store clean-up (nbapps.store_gc) -------------------------------------------------------
     Code("NBA398", E, "Store clean-up refused: a check or run is running",
          "Run `nbapps store gc --delete` again when no job runs (a running job may be storing "

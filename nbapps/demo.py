@@ -276,7 +276,7 @@ def seed(url: str, tokens: dict[str, str], apps: list[DemoApp], workers: int,
                     if sub["state"] == "submitted":
                         sub = reviewer.decide(sub["id"], app.decision, app.comment)
                     result.state = sub["state"]
-                    result.url = f"{url}/app/{result.slug}"
+                    result.url = f"{browser_url(url)}/app/{result.slug}"
                     if result.slug:
                         curate(admin, app, result.slug)
                 except NbappsError as exc:
@@ -341,6 +341,13 @@ def report(console: Any, url: str, outcomes: list[Outcome], passwords: dict[str,
                   highlight=False)
 
 
+def browser_url(url: str) -> str:
+    """The gallery's URL as printed: ``localhost`` for the loopback address, where each app
+    gets an origin of its own (``<slug>.localhost``: the browser caches it, see
+    :mod:`nbapps.server.app_origins`)."""
+    return url.replace("://127.0.0.1:", "://localhost:", 1)
+
+
 def main(argv: list[str] | None = None) -> int:
     from rich.console import Console
 
@@ -371,7 +378,7 @@ def main(argv: list[str] | None = None) -> int:
     url = server.start()
     try:
         outcomes = seed(url, tokens, apps, max(1, args.workers), console)
-        report(console, url, outcomes, passwords, tokens, data_dir, config,
+        report(console, browser_url(url), outcomes, passwords, tokens, data_dir, config,
                stopping=args.no_serve)
         if args.no_serve:
             return 0 if not any(o.error for o in outcomes) else 1

@@ -32,7 +32,7 @@ def test_demo_seeds_users_and_apps(tmp_path, capsys, monkeypatch):
     assert "Demo one" in out and "approved" in out
     # the URL comes last, whole; ready-to-paste exports for the analyst and the reviewer
     lines = [ln for ln in out.splitlines() if ln.strip()]
-    assert lines[-1].startswith("Gallery: http://127.0.0.1:")
+    assert lines[-1].startswith("Gallery: http://localhost:")  # apps at <slug>.localhost
     url = lines[-1].split()[1].rstrip("/")
     assert f"{url}/app/demo-one" in out
     exports = {ln.split("# ")[-1]: ln.split() for ln in lines

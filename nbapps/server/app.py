@@ -45,6 +45,7 @@ from ..errors import NbappsError
 from ..runner.settings import RuntimeConfiguration
 from ..store import open_store
 from .api_meta import Metrics, openapi_json
+from .app_origins import AppOrigins, NotOnAppHost
 from .app_tickets import AppTickets
 from .app_tickets import redact as redact_ticket
 from .authz import Authorizer
@@ -208,6 +209,13 @@ class NbappsServer(Application):
                                      "credential for its own assets, kernel and widgets (apps "
                                      "run sandboxed, without the viewer's session; README, "
                                      "'App isolation').")
+    app_subdomain_host = Unicode(
+        "auto", config=True,
+        help="Apps on origins of their own, <slug>.<this host> (cached and faster than the "
+             "sandbox on the gallery's origin): 'auto' = <slug>.localhost when the gallery is "
+             "opened as localhost, else the sandbox; '' = always the sandbox; a host name "
+             "(e.g. apps.example-apps.org, with wildcard DNS and certificate; needs "
+             "public_url). README, 'App isolation'.")
 
     # -- the gallery's own check of submissions (DESIGN.md decision 7) -----------------------------
     check_workers = Integer(config=True,
@@ -533,6 +541,7 @@ class NbappsServer(Application):
         rules: list[Any] = []
         secret = self.secret(ctx.data_dir)
         tickets = AppTickets.from_secret(secret, lifetime=self.app_ticket_lifetime)
+        origins = AppOrigins.from_settings(self.app_subdomain_host, self.public_url, base)
         if ctx.runtime is not None and getattr(ctx.runtime, "handler_class", None) is None:
             # the runner's reverse proxy takes /apps/<slug>/...; it asks authorize_app first
             from .app_pages import AppPages
@@ -547,7 +556,8 @@ class NbappsServer(Application):
             rules = list(proxy_routes(ctx.runtime, authorize_runtime, prefix=f"{base}apps",
                                       observe=runtime_observer(self.usage, ctx),
                                       tickets=tickets, pages=AppPages(ctx.templates),
-                                      frame_url=runtime_frame_url(ctx.options)))
+                                      frame_url=runtime_frame_url(ctx.options),
+                                      origins=origins))
             routes = [r for r in routes if r.name != "app-runtime"]
         static_paths = [*self.static_paths, str(STATIC_DIR)]
         settings: dict[str, Any] = {
@@ -557,6 +567,7 @@ class NbappsServer(Application):
             "nbapps_openapi": openapi_json(routes, base),
             "cookie_secret": secret,
             "nbapps_tickets": tickets,
+            "nbapps_app_origins": origins if rules else None,
             "xsrf_cookies": True,
             # cookies stay under the base URL: behind a shared proxy (JupyterHub, Binder) they
             # never reach the other services of the same host; no script reads the XSRF cookie
@@ -579,6 +590,9 @@ class NbappsServer(Application):
             **self.tornado_settings,
         }
         app = web.Application(rules + tornado_rules(routes, base), **settings)
+        host_pattern = origins.host_pattern()
+        if rules and host_pattern:  # an app's own host answers its ticket URLs, nothing else
+            app.add_handlers(host_pattern, [*rules, (r".*", NotOnAppHost)])
         app.add_transform(RequestIdTransform)  # X-Request-Id on every response
         return app
 

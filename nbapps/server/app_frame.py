@@ -23,10 +23,11 @@ from urllib.parse import urlencode
 from ..contract import ParameterContract, query_texts
 from ..errors import NotFound, ParameterError
 from .app_isolation import IFRAME_SANDBOX
+from .app_origins import AppOrigins
 from .app_status import STEPS, app_status
 from .app_tickets import SEGMENT, STATUS_PATH, AppTickets
 from .authz import OPEN_APPS, Requirement
-from .base import APIHandler, PageHandler
+from .base import PAGE_CSP, APIHandler, PageHandler
 from .context import ServerOptions
 from .pages_apps import form_field, ticket_session
 from .routes import Op
@@ -113,11 +114,18 @@ class AppFrameHandler(PageHandler):
                      and runtime.runner_for(slug) is not None)
         if problems:
             self.set_status(400)
+        origins: AppOrigins | None = self.settings.get("nbapps_app_origins")
+        origin = origins.origin(self.request, slug) if origins is not None else None
+        sandbox = IFRAME_SANDBOX
+        if origin:  # the app's own origin (see .app_origins): the frame may show it
+            sandbox += " allow-same-origin"
+            self.set_header("Content-Security-Policy",
+                            PAGE_CSP.replace("frame-src 'self'", f"frame-src 'self' {origin}"))
         self.render_page(
             "app_frame.html", app=app, live=detail.live, fields=asked.fields,
             problems=problems,
             app_src=None if problems else
-            self.url(f"/apps/{slug}/{SEGMENT}/{ticket}/") + suffix,
+            (origin or "") + self.url(f"/apps/{slug}/{SEGMENT}/{ticket}/") + suffix,
             share_url=self.gallery_url() + frame_path(slug) + suffix,
             form_action=self.url(frame_path(slug)),
             # on the ticket path: behind a load balancer hashing on tickets, the poll reaches
@@ -125,7 +133,7 @@ class AppFrameHandler(PageHandler):
             status_url=self.url(f"/api/apps/{slug}/status") if problems else
             self.url(f"/apps/{slug}/{SEGMENT}/{ticket}/{STATUS_PATH}"),
             ready=ready, steps=STEPS,
-            sandbox=IFRAME_SANDBOX,
+            sandbox=sandbox,
             # "Report (PDF)" (static/app_runs.js): a signed-in viewer runs the app on the server
             can_run=user is not None, runs_url=self.url(f"/api/apps/{slug}/runs"),
         )

@@ -67,6 +67,18 @@ TICKET_CORS = {
 }
 
 
+def on_app_origin(csp: str, framing_origin: str) -> str:
+    """``csp`` for a response of an app host (:mod:`.app_origins`): framed by the gallery's
+    origin (not ``'self'``, the app's), and an app page keeps its real origin in its sandbox
+    (``allow-same-origin``: that origin is the app's own, never the gallery's)."""
+    page = csp == APP_PAGE_CSP
+    csp = csp.replace("frame-ancestors 'self'", f"frame-ancestors {framing_origin}")
+    if page:
+        csp = csp.replace(f"sandbox {SANDBOX_FLAGS};",
+                          f"sandbox {SANDBOX_FLAGS} allow-same-origin;", 1)
+    return csp
+
+
 def csp_for(rel: str, content_type: str = "") -> str:
     """The CSP of an app response for the runner path ``rel`` (relative to the app's base)."""
     if rel.startswith("voila/files/"):

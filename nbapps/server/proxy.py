@@ -83,7 +83,9 @@ from .app_isolation import (
     TICKET_CORS,
     csp_for,
     navigation_destination,
+    on_app_origin,
 )
+from .app_origins import AppOrigins
 from .app_pages import AppPages
 from .app_status import AppStatus, app_status, failure_reference
 from .app_tickets import SEGMENT, STATUS_PATH, AppTickets
@@ -138,15 +140,19 @@ def proxy_routes(
     pages: AppPages | None = None,
     frame_url: FrameUrl | None = None,
     start_hold: float = 20.0,
+    origins: AppOrigins | None = None,
 ) -> list[tuple[str, type, dict[str, Any]]]:
     """The tornado routes of the proxy, to add to the gallery's handlers.
 
     ``tickets`` signs and checks app tickets (default: a key of this process only);
     ``pages`` renders the proxy's own pages (default: the built-in templates); ``frame_url``
-    is where a browser opening ``/apps/<slug>/`` is sent (default: straight to a ticket URL).
+    is where a browser opening ``/apps/<slug>/`` is sent (default: straight to a ticket URL);
+    ``origins``: apps on hosts of their own (:mod:`.app_origins`; mount the same routes for
+    those hosts).
     """
     config = ProxyConfig(runtime, authorize, prefix.rstrip("/"), observe, page_timeout,
-                         tickets or AppTickets(), pages or AppPages(), frame_url, start_hold)
+                         tickets or AppTickets(), pages or AppPages(), frame_url, start_hold,
+                         origins=origins)
     kwargs: dict[str, Any] = {"config": config}
     base = config.prefix
     return [
@@ -199,8 +205,18 @@ class AppProxyHandler(AppRequestMixin, web.RequestHandler):
         self._client_gone = True
         super().on_connection_close()
 
+    def set_header(self, name: str, value: Any) -> None:
+        """Every CSP of an app host's answer names the gallery as the page's framer."""
+        if name == "Content-Security-Policy" and self.framing_origin:
+            value = on_app_origin(str(value), self.framing_origin)
+        super().set_header(name, value)
+
     async def prepare(self) -> None:
         slug = self.path_kwargs["slug"]
+        if self.app_host_refused():
+            self._not_found()
+            return
+        self.set_header("Content-Security-Policy", APP_ASSET_CSP)
         if not self._read_ticket():
             self._page(403, self.config.pages.expired())
             return

@@ -13,6 +13,7 @@ from tornado import httputil, web
 
 from ..runner.supervisor import Supervisor
 from .app_assets import AssetCache
+from .app_origins import AppOrigins
 from .app_pages import AppPages
 from .app_tickets import SEGMENT, AppTickets, Ticket, redact
 
@@ -43,6 +44,8 @@ class ProxyConfig:
     start_hold: float = 20.0
     #: Voilà's scripts and styles, shared by every app (see :mod:`.app_assets`)
     assets: AssetCache = field(default_factory=AssetCache)
+    #: apps on origins of their own (:mod:`.app_origins`); None: the sandbox only
+    origins: AppOrigins | None = None
 
 
 async def authorized(authorize: Authorize, handler: web.RequestHandler, slug: str) -> bool:
@@ -71,6 +74,8 @@ class AppRequestMixin:
     config: ProxyConfig
     app_ticket: Ticket | None
     ticket_token: str | None
+    #: the gallery origin that frames this app host's pages (None: not an app host)
+    framing_origin: str | None = None
     request: httputil.HTTPServerRequest
     path_kwargs: dict[str, str]
 
@@ -86,6 +91,17 @@ class AppRequestMixin:
             return False
         self.app_ticket, self.ticket_token = ticket, token
         return True
+
+    def app_host_refused(self) -> bool:
+        """On an app's own host (:mod:`.app_origins`): True when this request is not one of
+        that app's ticket URLs (it must then get a 404); sets :attr:`framing_origin`."""
+        self.framing_origin = None
+        origins = self.config.origins
+        host_slug = origins.slug_of(self.request) if origins is not None else None
+        if host_slug is None:
+            return False
+        self.framing_origin = origins.framing_origin(self.request)  # type: ignore[union-attr]
+        return host_slug != self.path_kwargs["slug"] or self.path_kwargs.get("ticket") is None
 
     def viewer_key(self) -> str | None:
         """Who asks, for the per-viewer bound: the account (None: anonymous viewers cannot be

@@ -95,6 +95,10 @@ class AppWebSocketProxy(AppRequestMixin, websocket.WebSocketHandler):
     async def prepare(self) -> None:
         slug = self.path_kwargs["slug"]
         kernel_id = self.path_kwargs["kernel_id"]
+        if self.app_host_refused():  # another app's host, or no ticket on an app host
+            self.set_status(404)
+            self.finish("not found")
+            return
         if not self._read_ticket():
             self.set_status(403)
             self.finish("ticket invalid or expired")
