@@ -98,9 +98,9 @@ class AppRequestMixin:
         self.framing_origin = None
         origins = self.config.origins
         host_slug = origins.slug_of(self.request) if origins is not None else None
-        if host_slug is None:
+        if origins is None or host_slug is None:
             return False
-        self.framing_origin = origins.framing_origin(self.request)  # type: ignore[union-attr]
+        self.framing_origin = origins.framing_origin(self.request)
         return host_slug != self.path_kwargs["slug"] or self.path_kwargs.get("ticket") is None
 
     def viewer_key(self) -> str | None:
