@@ -72,6 +72,7 @@ def test_an_app_hosts_csp_names_the_gallery_as_its_framer():
     page = on_app_origin(APP_PAGE_CSP, "http://localhost:8866")
     assert "allow-same-origin" in page and "frame-ancestors http://localhost:8866" in page
     assert "frame-ancestors 'self'" not in page
+    assert "worker-src blob:;" in page  # no service worker outliving a rollback
     notice = on_app_origin(APP_NOTICE_CSP, "http://localhost:8866")
     assert "allow-same-origin" not in notice  # the proxy's own pages stay opaque
     assert "frame-ancestors http://localhost:8866" in notice
@@ -111,6 +112,11 @@ def test_an_app_on_its_own_origin_works_and_cannot_use_the_viewers_session(galle
 
         # what app code can do with the viewer's gallery session there: nothing
         assert app.evaluate("() => document.cookie") == ""
+        # a real script of the page's own (a valid service worker script but for the CSP)
+        registered = app.evaluate("""() => navigator.serviceWorker.register(JSON.parse(
+            document.getElementById("jupyter-config-data").textContent).baseUrl
+            + "voila/static/voila.js").then(() => "registered", e => e.name)""")
+        assert registered == "SecurityError", registered
         read = app.evaluate(f"""() => fetch("{g.url}/api/me", {{credentials: "include"}})
             .then(r => "read " + r.status, () => "blocked")""")
         assert read == "blocked", read

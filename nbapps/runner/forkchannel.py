@@ -92,7 +92,8 @@ def os_threads() -> int:
         return 0
 
 
-def _flush_std() -> None:
+def flush_std() -> None:
+    """Flush the standard streams (before a fork: what they hold would be written twice)."""
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(Exception):
             stream.flush()
@@ -107,7 +108,7 @@ def fork_child(child: Callable[[], int], failed: int = 1) -> int:
     exception is printed to its stderr and it exits with ``failed``; it ends with
     :func:`os._exit` once its streams are flushed, so the parent's ``atexit`` handlers and the
     interpreter's teardown do not run there."""
-    _flush_std()
+    flush_std()
     pid = os.fork()
     if pid:
         return pid
@@ -120,7 +121,7 @@ def fork_child(child: Callable[[], int], failed: int = 1) -> int:
         with contextlib.suppress(Exception):
             traceback.print_exc()
     finally:
-        _flush_std()
+        flush_std()
         os._exit(code)
 
 
@@ -241,5 +242,5 @@ class ForkServer:
         return True
 
 
-__all__ = ["MAX_MESSAGE", "ForkServer", "Message", "dispatch", "encode", "fork_child",
-           "os_threads", "reset_signals", "send"]
+__all__ = ["MAX_MESSAGE", "ForkServer", "Message", "dispatch", "encode", "flush_std",
+           "fork_child", "os_threads", "reset_signals", "send"]

@@ -60,7 +60,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .forkchannel import ForkServer, os_threads, reset_signals, send
+from .forkchannel import ForkServer, flush_std, os_threads, reset_signals, send
 
 #: ipykernel and the pieces every app kernel needs (imported first, always); the second line
 #: is what a kernel's start-up imports lazily (debugpy alone is 0.4 s)
@@ -352,6 +352,7 @@ class Template(ForkServer):
         if not forkable(argv):
             return {"op": "forked", "id": rid, "error": "not an ipykernel of this Python"}
         status_r, status_w = os.pipe()
+        flush_std()
         try:
             pid = os.fork()
         except OSError as exc:

@@ -76,6 +76,9 @@ def on_app_origin(csp: str, framing_origin: str) -> str:
     if page:
         csp = csp.replace(f"sandbox {SANDBOX_FLAGS};",
                           f"sandbox {SANDBOX_FLAGS} allow-same-origin;", 1)
+        # no service worker (an opaque origin cannot have one either): one registered by an
+        # approved version would keep answering for the app's host after a rollback
+        csp = csp.replace("worker-src 'self' blob:", "worker-src blob:", 1)
     return csp
 
 
