@@ -62,6 +62,16 @@ def _frame_ticket(browser: Any) -> str:
     return src[1].split("/~t/")[1].split("/")[0]
 
 
+def _kernel_socket_url(g: Gallery, browser: Any) -> str:
+    """The kernel WebSocket URL of an app page opened with ``browser``'s frame ticket."""
+    src = f"/apps/{SLUG}/~t/{_frame_ticket(browser)}/"
+    page = httpx.get(f"{g.url}{src}", timeout=300)
+    assert page.status_code == 200, page.text[:500]
+    kid = re.search(r'"kernelId":\s*"([0-9a-f-]{36})"', page.text)
+    assert kid, page.text[:500]
+    return f"{g.url.replace('http', 'ws', 1)}{src}api/kernels/{kid[1]}/channels?session_id=t"
+
+
 def _status(g: Gallery, ticket: str) -> httpx.Response:
     """The ticket path's progress poll, without any cookie: the ticket is the credential."""
     with httpx.Client(base_url=g.url, timeout=60) as c:
@@ -180,14 +190,7 @@ def test_an_anonymous_viewers_ticket_is_unbound(tmp_path):
 def test_an_open_kernel_socket_closes_when_its_session_ends(gallery, monkeypatch):
     monkeypatch.setattr(AppWebSocketProxy, "recheck_seconds", 0.5)
     with gallery.browser("rita") as rita:
-        ticket = _frame_ticket(rita)
-        src = f"/apps/{SLUG}/~t/{ticket}/"
-        page = httpx.get(f"{gallery.url}{src}", timeout=300)
-        assert page.status_code == 200, page.text[:500]
-        kid = re.search(r'"kernelId":\s*"([0-9a-f-]{36})"', page.text)
-        assert kid, page.text[:500]
-        url = (f"{gallery.url.replace('http', 'ws', 1)}{src}api/kernels/{kid[1]}/channels"
-               "?session_id=t")
+        url = _kernel_socket_url(gallery, rita)
 
         async def watch() -> tuple[Any, int | None]:
             conn = await websocket_connect(HTTPRequest(url, headers={"Origin": "null"}))
@@ -255,14 +258,7 @@ def test_a_catalog_outage_does_not_close_open_kernel_sockets(gallery, monkeypatc
         raise CatalogUnavailable("the catalog database is not reachable")
 
     with gallery.browser("vic") as vic:
-        ticket = _frame_ticket(vic)
-        src = f"/apps/{SLUG}/~t/{ticket}/"
-        page = httpx.get(f"{gallery.url}{src}", timeout=300)
-        assert page.status_code == 200, page.text[:500]
-        kid = re.search(r'"kernelId":\s*"([0-9a-f-]{36})"', page.text)
-        assert kid, page.text[:500]
-        url = (f"{gallery.url.replace('http', 'ws', 1)}{src}api/kernels/{kid[1]}/channels"
-               "?session_id=t")
+        url = _kernel_socket_url(gallery, vic)
 
         async def kernel_info(conn: Any) -> bool:
             msg_id = f"info-{time.monotonic()}"

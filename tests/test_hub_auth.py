@@ -511,6 +511,17 @@ def _wait_for(what: str, probe: Any, timeout: float = 30.0) -> Any:
         time.sleep(0.2)  # polling the gallery, not synchronisation
 
 
+@contextmanager
+def _new_page(chromium: Any) -> Iterator[tuple[Any, Any]]:
+    """A new Chromium context (60 s timeouts) and its page, closed on exit."""
+    context = chromium.new_context()
+    context.set_default_timeout(60_000)
+    try:
+        yield context, context.new_page()
+    finally:
+        context.close()
+
+
 def _me_status(page: Any, g: Gallery) -> tuple[int, str]:
     r = page.request.get(f"{g.url}/api/me")
     return r.status, (r.json().get("role", "") if r.status == 200 else "")
@@ -550,10 +561,7 @@ class _Messages(logging.Handler):
 @pytest.mark.slow
 def test_a_hub_logout_or_role_change_reaches_the_gallery_session(hub_gallery, chromium):
     hub, g, _ = hub_gallery
-    context = chromium.new_context()
-    context.set_default_timeout(60_000)
-    page = context.new_page()
-    try:
+    with _new_page(chromium) as (context, page):
         _hub_login(page, g, "ivan")
         assert _me_status(page, g) == (200, "viewer")
         # the cookie binds the session to the Hub token, sealed (JupyterHub's tokens are 32
@@ -581,8 +589,6 @@ def test_a_hub_logout_or_role_change_reaches_the_gallery_session(hub_gallery, ch
         assert page.url.startswith(f"{g.url}/login?next=")
         page.locator("#hub-login").click()
         page.wait_for_url(re.compile(r"^http://127\.0\.0\.1:\d+/hub/login"))
-    finally:
-        context.close()
     cat = open_catalog(g.db_url)
     try:  # ended in the catalog, so every replica refuses it (not only this one's cache)
         assert cat.count_sessions("ivan") == 0
@@ -600,10 +606,7 @@ def test_a_hub_logout_ends_the_app_tickets_of_that_login_without_a_gallery_reque
     gallery's background re-check does, ends the session, and the ticket is refused (it used to
     keep the app for its lifetime, 2 h)."""
     hub, g, slug = hub_gallery
-    context = chromium.new_context()
-    context.set_default_timeout(60_000)
-    page = context.new_page()
-    try:
+    with _new_page(chromium) as (_, page):
         _hub_login(page, g, "una")
         frame = page.request.get(f"{g.url}/app/{slug}/open")  # the frame issues the ticket
         src = re.search(r'<iframe id="app-view"[^>]* src="([^"]+)"', frame.text())
@@ -617,8 +620,6 @@ def test_a_hub_logout_ends_the_app_tickets_of_that_login_without_a_gallery_reque
                 r if (r := plain.get(status)).status_code != 200 else None))
         assert refused.status_code == 403 and "NBA340" in refused.text, refused.text[:300]
         assert any("una ended: JupyterHub no longer accepts" in m for m in messages.lines)
-    finally:
-        context.close()
 
 
 @pytest.mark.browser

@@ -305,19 +305,20 @@ def test_authorization_runs_before_anything_is_proxied(gallery, client):
             assert r.status_code == 302 and r.headers["location"].startswith("/login")
         assert client.get(gallery.url("/apps/demo/"),
                           headers={"X-User": "ann"}).status_code == 200
-
-        async def ws() -> int:
-            try:
-                conn = await _open(gallery, kid)
-            except HTTPClientError as exc:
-                return exc.code
-            conn.close()
-            return 101
-
-        assert asyncio.run(ws()) in (302, 403)
+        assert asyncio.run(_socket_answer(gallery, kid)) in (302, 403)
         assert asyncio.run(_ws_ok(gallery, kid, {"X-User": "ann"}))
     finally:
         gallery.policy["anonymous"] = True
+
+
+async def _socket_answer(gallery, kid: str, **kw) -> int:
+    """The HTTP status a kernel WebSocket request gets (101: it opened)."""
+    try:
+        conn = await _open(gallery, kid, **kw)
+    except HTTPClientError as exc:
+        return exc.code
+    conn.close()
+    return 101
 
 
 async def _ws_ok(gallery, kid, headers) -> bool:
@@ -330,16 +331,8 @@ async def _ws_ok(gallery, kid, headers) -> bool:
 
 def test_cross_site_websocket_is_refused(gallery, client):
     kid = kernel_id_of(client.get(gallery.url("/apps/demo/")).text)
-
-    async def run() -> int:
-        try:
-            conn = await _open(gallery, kid, headers={"Origin": "http://evil.example"})
-        except HTTPClientError as exc:
-            return exc.code
-        conn.close()
-        return 101
-
-    assert asyncio.run(run()) == 403
+    assert asyncio.run(_socket_answer(
+        gallery, kid, headers={"Origin": "http://evil.example"})) == 403
 
 
 def test_a_kernel_of_a_stopped_runner_is_gone_not_a_failure(gallery, client, caplog):
@@ -351,16 +344,7 @@ def test_a_kernel_of_a_stopped_runner_is_gone_not_a_failure(gallery, client, cap
     assert gallery.supervisor.runner_for("demo", kid) is None
     caplog.clear()
     assert client.get(gallery.url(f"/apps/demo/api/kernels/{kid}")).status_code == 404
-
-    async def socket_answer() -> int:
-        try:
-            conn = await _open(gallery, kid)
-        except HTTPClientError as exc:
-            return exc.code
-        conn.close()
-        return 101
-
-    assert asyncio.run(socket_answer()) == 404
+    assert asyncio.run(_socket_answer(gallery, kid)) == 404
     errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
     assert not errors, errors
     gallery.ready("demo")
