@@ -211,7 +211,10 @@ def test_a_restart_between_two_firings_fires_once(tmp_path):
     cat = open_catalog(db_url)
     try:
         store = open_store(None, data_dir)
-        seed(cat, store, "daily", [], [{"name": "morning", "cron": "0 6 * * *"}])
+        # daily, 11-12 h from now: its next time never comes during the test, whatever the
+        # hour (a fixed 06:00 failed between 05:00 and 06:00 UTC)
+        hour = (datetime.now(timezone.utc).hour + 12) % 24
+        seed(cat, store, "daily", [], [{"name": "morning", "cron": f"0 {hour} * * *"}])
         [row] = cat.list_schedules("daily")
         # its time came while no gallery ran
         with cat._write() as s:  # noqa: SLF001 - test setup on the real table
