@@ -430,16 +430,19 @@ class Runner:
             return {}
         return data if isinstance(data, dict) else {}
 
-    def pools_ready(self, rendered: bool = False) -> bool:
+    def pools_ready(self, rendered: bool = False, *, each: int | None = None) -> bool:
         """Whether every configured pool has its kernels started (or warm: ``rendered``).
 
         Warm means the default variant's pages are fully rendered and the custom variant's
-        kernels wait for their request.
+        kernels wait for their request. ``each``: at least that many per pool is enough (a
+        runner serves once every pool has one kernel; the rest fill in while it serves).
         """
         assert self.info is not None
         want = {DEFAULT_NAME: max(self.settings.pool_size, 0)}
         if self.info.has_custom:
             want[CUSTOM_NAME] = max(self.settings.custom_pool_size, 0)
+        if each is not None:
+            want = {name: min(size, each) for name, size in want.items()}
         pools = self.read_status().get("pools", {})
         for name, size in want.items():
             have = pools.get(name, {})
@@ -464,7 +467,8 @@ class Runner:
         return resp.code == 200
 
     async def wait_ready(self, *, rendered: bool = False, timeout: float | None = None) -> None:
-        """Wait until Voilà answers and its pools are started (or rendered, for a switch)."""
+        """Wait until Voilà answers and each pool has a kernel started (or rendered, for a
+        switch): the first viewer's page waits for its own kernel, not for the whole pool."""
         limit = timeout if timeout is not None else self.settings.startup_timeout
         deadline = time.monotonic() + limit
         http_ok = False
@@ -479,7 +483,7 @@ class Runner:
                     self.http_at = time.monotonic()
                     # Voilà has read its configuration: the token no longer needs to be on disk.
                     (self.config_dir / "voila.py").unlink(missing_ok=True)
-            if http_ok and self.pools_ready(rendered=rendered):
+            if http_ok and self.pools_ready(rendered=rendered, each=1):
                 self.state = RunnerState.READY
                 self.ready_at = time.monotonic()
                 log.info("runner %s ready in %.2fs (Voilà answered after %.2fs)", self.id,

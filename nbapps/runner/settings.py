@@ -66,7 +66,8 @@ class RuntimeConfiguration(Configurable):
     max_concurrent_preheats = Integer(
         0, config=True,
         help="Pool kernels starting or pre-running at the same time per app (0: the number of "
-             "CPUs).")
+             "CPUs). The first kernel of each pool never waits, and the others wait for it: a "
+             "cold start serves its first viewer once each pool has one kernel.")
     max_concurrent_renders = Integer(
         0, config=True,
         help="Page requests a runner renders at the same time; more wait in the queue "

@@ -73,6 +73,16 @@ def _class_name(cls: Any) -> str:
     return f"{getattr(cls, '__module__', '?')}.{getattr(cls, '__qualname__', repr(cls))}"
 
 
+def _pre_running(pool_task: asyncio.Future[Any], waiting: set[str]) -> bool:
+    """Whether a (done) pool task's kernel still pre-runs its notebook (and is not the custom
+    variant's kernel waiting for its request)."""
+    if pool_task.cancelled() or pool_task.exception() is not None:
+        return False
+    content = pool_task.result()
+    render = content.get("task")
+    return render is not None and not render.done() and content.get("kernel_id") not in waiting
+
+
 class RunnerKernelManager(AsyncMappingKernelManager):
     """The mapping kernel manager of a runner: fixed kernel class and a status file."""
 
@@ -99,6 +109,9 @@ class RunnerKernelManager(AsyncMappingKernelManager):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._starting_preheats = 0
+        #: pools whose first kernel has been let through (see _wait_for_preheat_slot)
+        self._pools_started: set[str] = set()
+        self._firsts: list[asyncio.Task[Any]] = []
         self._last_status = ""
         self._status_cb: PeriodicCallback | None = None
         self._cull_cb: PeriodicCallback | None = None
@@ -178,14 +191,7 @@ class RunnerKernelManager(AsyncMappingKernelManager):
         waiting = _waiting_kernel_ids()
         busy = self._starting_preheats
         for pool in (getattr(self, "_pools", None) or {}).values():
-            for task in pool:
-                if not task.done() or task.cancelled() or task.exception() is not None:
-                    continue
-                content = task.result()
-                render = content.get("task")
-                if render is not None and not render.done() and \
-                        content.get("kernel_id") not in waiting:
-                    busy += 1
+            busy += sum(1 for task in pool if task.done() and _pre_running(task, waiting))
         return busy
 
     async def _wait_for_preheat_slot(self) -> None:
@@ -195,11 +201,37 @@ class RunnerKernelManager(AsyncMappingKernelManager):
         that many kernels importing pandas at the same time all finish late (some past
         jupyter_server's 60 s kernel_info timeout). Starting them in small waves fills the pool
         sooner and keeps CPU for the pages being served.
+
+        The very first kernel of each pool does not wait: at a cold start the viewer who
+        started the runner waits for its pool's first kernel (and the runner counts as ready
+        once every pool has one), not for the second kernel of another pool.
         """
+        if self._first_of_its_pool():
+            return
         deadline = time.monotonic() + 300
-        while (self.max_concurrent_preheats > 0 and time.monotonic() < deadline
-               and self._preheating() >= self.max_concurrent_preheats):
+        while time.monotonic() < deadline and (
+                self._firsts_preheating() or (self.max_concurrent_preheats > 0 and
+                                              self._preheating() >= self.max_concurrent_preheats)):
             await asyncio.sleep(0.05)
+
+    def _firsts_preheating(self) -> bool:
+        """Whether a pool's first kernel is still starting or pre-running its notebook."""
+        waiting = _waiting_kernel_ids()
+        return any(not task.done() or _pre_running(task, waiting) for task in self._firsts)
+
+    def _first_of_its_pool(self) -> bool:
+        """Whether the calling pool task is the first kernel its pool ever starts.
+
+        Voilà starts a pool kernel from inside that pool's task, so the current task tells
+        which pool is asking.
+        """
+        task = asyncio.current_task()
+        for name, pool in (getattr(self, "_pools", None) or {}).items():
+            if task in pool and name not in self._pools_started:
+                self._pools_started.add(name)
+                self._firsts.append(task)
+                return True
+        return False
 
     async def _yield_to_pages(self) -> None:
         """Let pages being rendered (their kernels busy) finish before a pool kernel starts.
@@ -270,6 +302,9 @@ class RunnerKernelManager(AsyncMappingKernelManager):
             await self._yield_to_pages()
             await self._wait_for_preheat_slot()
             self._starting_preheats += 1
+            pool_task = asyncio.current_task()
+            if pool_task is not None:
+                pool_task.add_done_callback(self._pool_kernel_started)
         try:
             kernel_id = await super().start_kernel(*args, **kwargs)
         finally:
@@ -277,6 +312,18 @@ class RunnerKernelManager(AsyncMappingKernelManager):
                 self._starting_preheats -= 1
         self.write_status()
         return str(kernel_id)
+
+    def _pool_kernel_started(self, pool_task: asyncio.Future[Any]) -> None:
+        """Write the status as soon as a pool kernel is started and again once it has
+        rendered (the supervisor waits on them; the periodic write lags by up to
+        ``status_interval``)."""
+        self.write_status()
+        if pool_task.cancelled() or pool_task.exception() is not None:
+            return
+        content = pool_task.result()
+        render = content.get("task") if isinstance(content, dict) else None
+        if isinstance(render, asyncio.Future):
+            render.add_done_callback(lambda _: self.write_status())
 
     async def shutdown_kernel(self, *args: Any, **kwargs: Any) -> None:  # type: ignore[override]
         await super().shutdown_kernel(*args, **kwargs)
