@@ -28,7 +28,9 @@ from nbformat.v4 import new_code_cell, new_markdown_cell
 
 from nbapps.contract import read_parameters_cell
 from nbapps.runner import AppRelease, RunnerSettings, Supervisor, SupervisorSettings
+from nbapps.server.asset_warmup import RememberedAssets
 from nbapps.server.proxy import proxy_routes
+from nbapps.server.proxy_shared import ProxyConfig
 from tests.nbfactory import make_notebook, write_notebook
 
 PNG_1PX = bytes.fromhex(
@@ -105,6 +107,7 @@ class Gallery:
         runner: RunnerSettings | None = None,
         authorize: Callable[[tornado.web.RequestHandler, str], bool] | None = None,
         extra_handlers: list[Any] | None = None,
+        remembered: RememberedAssets | None = None,
         **settings: Any,
     ) -> None:
         self.root = root
@@ -115,6 +118,9 @@ class Gallery:
         self.settings = SupervisorSettings(runtime_dir=root / "runtime", runner=runner,
                                            **settings)
         self.extra_handlers = extra_handlers or []
+        self.remembered = remembered
+        #: what the proxy handlers share (its asset memory, tickets), once started
+        self.proxy_config: ProxyConfig | None = None
         self.loop = LoopThread()
         self.supervisor: Supervisor | None = None
         self.server: tornado.httpserver.HTTPServer | None = None
@@ -132,8 +138,10 @@ class Gallery:
         await self.supervisor.start()
         handlers = proxy_routes(
             self.supervisor, lambda h, s: self.authorize(h, s),
-            observe=lambda *a: self.observed.append(a),
-        ) + self.extra_handlers
+            observe=lambda *a: self.observed.append(a), remembered=self.remembered,
+        )
+        self.proxy_config = handlers[0][2]["config"]
+        handlers += self.extra_handlers
         app = tornado.web.Application(handlers)
         sockets = tornado.netutil.bind_sockets(0, "127.0.0.1")
         self.port = sockets[0].getsockname()[1]

@@ -34,6 +34,7 @@ import functools
 import logging
 import socket
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
@@ -198,6 +199,8 @@ class Supervisor:
         self._last_health = 0.0
         self._closed = False
         self.http: AsyncHTTPClient | None = None
+        #: called with each runner as its start begins (the gallery warms its asset memory)
+        self.starting_hooks: list[Callable[[Runner], object]] = []
         self.counters: dict[str, int] = {"starts": 0, "crashes": 0, "restarts": 0,
                                          "idle_stops": 0, "switches": 0, "busy": 0,
                                          "viewer_limit": 0}
@@ -471,6 +474,11 @@ class Supervisor:
     async def _start_runner(self, slot: AppSlot, release: AppRelease, *, warm: bool) -> None:
         runner = self._new_runner(release)
         slot.pending = runner
+        for hook in self.starting_hooks:
+            try:
+                hook(runner)
+            except Exception:  # a hook's failure is never the start's
+                log.exception("runner starting hook failed")
         self.counters["starts"] += 1
         if slot.failures:
             self.counters["restarts"] += 1

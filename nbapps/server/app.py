@@ -545,6 +545,7 @@ class NbappsServer(Application):
         if ctx.runtime is not None and getattr(ctx.runtime, "handler_class", None) is None:
             # the runner's reverse proxy takes /apps/<slug>/...; it asks authorize_app first
             from .app_pages import AppPages
+            from .asset_warmup import SHARED_ASSETS_FILE, RememberedAssets
             from .previews import authorize_runtime, runtime_frame_url, runtime_observer
             from .proxy import proxy_routes
             from .usage import UsageRecorder
@@ -557,7 +558,8 @@ class NbappsServer(Application):
                                       observe=runtime_observer(self.usage, ctx),
                                       tickets=tickets, pages=AppPages(ctx.templates),
                                       frame_url=runtime_frame_url(ctx.options),
-                                      origins=origins))
+                                      origins=origins, remembered=RememberedAssets(
+                                          Path(ctx.runtime.runtime_dir) / SHARED_ASSETS_FILE)))
             routes = [r for r in routes if r.name != "app-runtime"]
         static_paths = [*self.static_paths, str(STATIC_DIR)]
         settings: dict[str, Any] = {

@@ -66,6 +66,11 @@ class AssetCache:
             self.hits += 1
             return item
 
+    def has(self, key: str) -> bool:
+        """Whether ``key`` is in memory (not counted as a hit or a miss)."""
+        with self._lock:
+            return key in self._items
+
     def put(self, key: str, headers: list[tuple[str, str]], body: bytes) -> None:
         if len(body) > self.max_item or self.max_bytes <= 0:
             return

@@ -89,6 +89,7 @@ from .app_origins import AppOrigins
 from .app_pages import AppPages
 from .app_status import AppStatus, app_status, failure_reference
 from .app_tickets import SEGMENT, STATUS_PATH, AppTickets
+from .asset_warmup import RememberedAssets, warm_soon
 from .proxy_shared import (
     KERNEL,
     AppRequestMixin,
@@ -103,7 +104,7 @@ from .proxy_shared import (
 from .proxy_websocket import AppWebSocketProxy
 from .request_id import HEADER as REQUEST_ID
 from .request_id import request_id
-from .stream_rewrite import Chain, Replacer, Scrubber
+from .stream_rewrite import SCRUBBED_TYPES, Chain, Replacer, Scrubber
 
 log = logging.getLogger("nbapps.server.proxy")
 
@@ -126,7 +127,6 @@ _RESPONSE_HEADERS = {
     "content-type", "content-length", "cache-control", "etag", "last-modified", "expires",
     "pragma", "content-disposition", "vary", "location", "retry-after",
 }
-_SCRUBBED_TYPES = ("text/html", "application/json", "text/plain")
 
 
 def proxy_routes(
@@ -141,6 +141,7 @@ def proxy_routes(
     frame_url: FrameUrl | None = None,
     start_hold: float = 20.0,
     origins: AppOrigins | None = None,
+    remembered: RememberedAssets | None = None,
 ) -> list[tuple[str, type, dict[str, Any]]]:
     """The tornado routes of the proxy, to add to the gallery's handlers.
 
@@ -148,11 +149,15 @@ def proxy_routes(
     ``pages`` renders the proxy's own pages (default: the built-in templates); ``frame_url``
     is where a browser opening ``/apps/<slug>/`` is sent (default: straight to a ticket URL);
     ``origins``: apps on hosts of their own (:mod:`.app_origins`; mount the same routes for
-    those hosts).
+    those hosts); ``remembered``: the shared assets earlier pages asked for
+    (:mod:`.asset_warmup`; default: none, kept in memory only).
     """
     config = ProxyConfig(runtime, authorize, prefix.rstrip("/"), observe, page_timeout,
                          tickets or AppTickets(), pages or AppPages(), frame_url, start_hold,
-                         origins=origins)
+                         origins=origins, remembered=remembered or RememberedAssets(None))
+    # a starting runner fills the gallery's memory of shared assets before its first page
+    runtime.starting_hooks.append(lambda runner: warm_soon(
+        runner, config.assets, config.remembered, runtime.http))
     kwargs: dict[str, Any] = {"config": config}
     base = config.prefix
     return [
@@ -458,6 +463,7 @@ class AppProxyHandler(AppRequestMixin, web.RequestHandler):
         await self._forward(runner, runner.url(rel, query), rel=rel, method=method, body=body)
         if key is not None and self._capture is not None and self.get_status() == 200:
             self.config.assets.put(key, list(self._headers.get_all()), b"".join(self._capture))
+            self.config.remembered.note(key)
 
     def _send_cached(self, rel: str, asset: CachedAsset) -> None:
         for name, value in asset.headers:
@@ -541,7 +547,7 @@ class AppProxyHandler(AppRequestMixin, web.RequestHandler):
         self.set_status(status, self._status_line.reason if self._status_line else None)
         content_type = self._resp_headers.get("Content-Type", "")
         steps: list[Replacer] = []
-        if any(t in content_type for t in _SCRUBBED_TYPES) and self._runner is not None:
+        if any(t in content_type for t in SCRUBBED_TYPES) and self._runner is not None:
             steps.append(Scrubber(self._runner.token))
         if self.ticket_token and self._rel == "" and content_type.startswith("text/html"):
             # the page's own URLs (baseUrl, scripts, styles) keep the ticket

@@ -16,6 +16,7 @@ from .app_assets import AssetCache
 from .app_origins import AppOrigins
 from .app_pages import AppPages
 from .app_tickets import SEGMENT, AppTickets, Ticket, redact
+from .asset_warmup import RememberedAssets
 
 KERNEL = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
 #: Query keys never forwarded to a runner (auth and Voilà's overrides).
@@ -46,6 +47,8 @@ class ProxyConfig:
     assets: AssetCache = field(default_factory=AssetCache)
     #: apps on origins of their own (:mod:`.app_origins`); None: the sandbox only
     origins: AppOrigins | None = None
+    #: which shared assets pages asked for, fetched from a starting runner (:mod:`.asset_warmup`)
+    remembered: RememberedAssets = field(default_factory=lambda: RememberedAssets(None))
 
 
 async def authorized(authorize: Authorize, handler: web.RequestHandler, slug: str) -> bool:

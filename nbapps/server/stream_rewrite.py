@@ -42,6 +42,10 @@ class Replacer:
         return out
 
 
+#: content types a runner's token is scrubbed from on their way to a browser
+SCRUBBED_TYPES = ("text/html", "application/json", "text/plain")
+
+
 class Scrubber(Replacer):
     """Removes a secret from a byte stream, also when the secret spans two chunks."""
 
@@ -67,4 +71,4 @@ class Chain:
         return out
 
 
-__all__ = ["Chain", "Replacer", "Scrubber"]
+__all__ = ["SCRUBBED_TYPES", "Chain", "Replacer", "Scrubber"]
