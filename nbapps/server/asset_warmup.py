@@ -19,7 +19,7 @@ import json
 import logging
 import time
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 
@@ -32,7 +32,6 @@ log = logging.getLogger("nbapps.server.apps")
 
 #: the list's file name in the runtime folder
 SHARED_ASSETS_FILE = "shared-assets.json"
-
 
 
 class WarmableRunner(Protocol):
@@ -57,8 +56,6 @@ class RememberedAssets:
         self.limit = limit
         self._keys: dict[str, None] = dict.fromkeys(self._read())
         self._save_due = False
-        #: runners already warmed from (one warm-up per runner)
-        self.warmed: set[str] = set()
 
     def _read(self) -> list[str]:
         if self.path is None:
@@ -154,10 +151,17 @@ async def warm_from(runner: WarmableRunner, cache: AssetCache, remembered: Remem
     return stored
 
 
-def warm_soon(runner: Any, cache: AssetCache, remembered: RememberedAssets,
+def warm_soon(runner: WarmableRunner, cache: AssetCache, remembered: RememberedAssets,
               http: AsyncHTTPClient | None = None) -> asyncio.Task[int] | None:
-    """Start :func:`warm_from` for a starting ``runner`` once (None: nothing to do)."""
-    if runner is None or runner.id in remembered.warmed or not missing(cache, remembered):
+    """Start :func:`warm_from` for a runner whose start begins (None: nothing is missing)."""
+    if not missing(cache, remembered):
         return None
-    remembered.warmed.add(runner.id)
-    return asyncio.ensure_future(warm_from(runner, cache, remembered, http))
+
+    async def quietly() -> int:
+        try:
+            return await warm_from(runner, cache, remembered, http)
+        except Exception:  # a cache: never a failure of the start
+            log.exception("shared app assets: warm-up from runner %s failed", runner.id)
+            return 0
+
+    return asyncio.ensure_future(quietly())
