@@ -51,6 +51,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.kernel, pytest.mark.postgres, pyt
 
 REVIEWER_ACCOUNT = "rob"
 V2_MARK = "(second edition)"
+V1_TITLE = "Loan and mortgage calculator"
 
 
 def _loan_notebook(heading_suffix: str = "") -> Any:
@@ -84,14 +85,15 @@ def _live_number(base: str, g: Gallery, slug: str) -> int | None:
         return r.json()["live_number"]
 
 
-def _serves(base: str, g: Gallery, slug: str, mark: str, timeout: float = 120) -> float:
+def _serves(base: str, g: Gallery, slug: str, mark: str, timeout: float = 120, *,
+            without: str | None = None) -> float:
     """Poll the replica's own ``/apps/<slug>/`` (the app page Voilà renders) as the viewer
-    until it shows ``mark``; the monotonic time it did."""
+    until it shows ``mark`` (and not ``without``); the monotonic time it did."""
     headers = {"Authorization": f"Bearer {g.users[VIEWER].token}"}
     deadline = time.monotonic() + timeout
     while True:
         r = httpx.get(f"{base}/apps/{slug}/", headers=headers, timeout=60)
-        if r.status_code == 200 and mark in r.text:
+        if r.status_code == 200 and mark in r.text and (without is None or without not in r.text):
             return time.monotonic()
         assert time.monotonic() < deadline, f"{base} does not serve {mark!r}: {r.status_code}"
         time.sleep(0.2)  # polling a page over HTTP (no event to wait on)
@@ -220,11 +222,20 @@ def _flow(tmp_path: Path, g: Gallery, lb: Nginx, replicas: list[Replica], chromi
         with _as(g, REVIEWER_ACCOUNT, others[1].url) as rob:
             r = rob.post(f"/api/apps/{slug}/rollback", json={"comment": "back to v1"})
             assert r.status_code == 200, r.text
+        rolled_back = time.monotonic()
         _until(lambda: all(_live_number(r.url, g, slug) == 1 for r in replicas),
                "every replica says live 1")
         took = _until(lambda: not _shows_second_edition(page, frame_url), "the page shows v1",
                       120)
         print(f"the viewer's page (reloaded in a loop) showed v1 again after {took:.1f} s")
+        # the other replicas switch back on their own (their poll, then a runner start): the
+        # kill below sends the page to one of them, which must be done switching by then
+        with ThreadPoolExecutor(len(replicas)) as pool:
+            back = list(pool.map(lambda r: _serves(r.url, g, slug, V1_TITLE, without=V2_MARK),
+                                 replicas))
+        print("each replica served v1 again by " + ", ".join(f"{at - rolled_back:.1f} s"
+                                                      for at in back)
+              + " after the rollback (asked once the viewer's page showed v1)")
         step_term_slider(page)
 
         # kill -9 the replica that serves the page: a survivor serves it, widgets work
