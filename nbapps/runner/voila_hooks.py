@@ -73,13 +73,19 @@ def _class_name(cls: Any) -> str:
     return f"{getattr(cls, '__module__', '?')}.{getattr(cls, '__qualname__', repr(cls))}"
 
 
+def _started(pool_task: asyncio.Future[Any]) -> dict[str, Any] | None:
+    """What a done pool task holds (its kernel id and render task), None if it failed."""
+    if pool_task.cancelled() or pool_task.exception() is not None:
+        return None
+    content = pool_task.result()
+    return content if isinstance(content, dict) else None
+
+
 def _pre_running(pool_task: asyncio.Future[Any], waiting: set[str]) -> bool:
     """Whether a (done) pool task's kernel still pre-runs its notebook (and is not the custom
     variant's kernel waiting for its request)."""
-    if pool_task.cancelled() or pool_task.exception() is not None:
-        return False
-    content = pool_task.result()
-    render = content.get("task")
+    content = _started(pool_task)
+    render = content.get("task") if content else None
     return render is not None and not render.done() and content.get("kernel_id") not in waiting
 
 
@@ -109,9 +115,8 @@ class RunnerKernelManager(AsyncMappingKernelManager):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._starting_preheats = 0
-        #: pools whose first kernel has been let through (see _wait_for_preheat_slot)
-        self._pools_started: set[str] = set()
-        self._firsts: list[asyncio.Task[Any]] = []
+        #: each pool's first kernel task, let through at once (see _wait_for_preheat_slot)
+        self._firsts: dict[str, asyncio.Task[Any]] = {}
         self._last_status = ""
         self._status_cb: PeriodicCallback | None = None
         self._cull_cb: PeriodicCallback | None = None
@@ -217,7 +222,8 @@ class RunnerKernelManager(AsyncMappingKernelManager):
     def _firsts_preheating(self) -> bool:
         """Whether a pool's first kernel is still starting or pre-running its notebook."""
         waiting = _waiting_kernel_ids()
-        return any(not task.done() or _pre_running(task, waiting) for task in self._firsts)
+        return any(not task.done() or _pre_running(task, waiting)
+                   for task in self._firsts.values())
 
     def _first_of_its_pool(self) -> bool:
         """Whether the calling pool task is the first kernel its pool ever starts.
@@ -227,9 +233,8 @@ class RunnerKernelManager(AsyncMappingKernelManager):
         """
         task = asyncio.current_task()
         for name, pool in (getattr(self, "_pools", None) or {}).items():
-            if task in pool and name not in self._pools_started:
-                self._pools_started.add(name)
-                self._firsts.append(task)
+            if task is not None and task in pool and name not in self._firsts:
+                self._firsts[name] = task
                 return True
         return False
 
@@ -251,9 +256,9 @@ class RunnerKernelManager(AsyncMappingKernelManager):
         for name, pool in (getattr(self, "_pools", None) or {}).items():
             started = rendered = waiting = 0
             for task in pool:
-                if not task.done() or task.cancelled() or task.exception() is not None:
+                content = _started(task) if task.done() else None
+                if content is None:
                     continue
-                content = task.result()
                 started += 1
                 pooled.add(content.get("kernel_id"))
                 render = content.get("task")
@@ -318,10 +323,8 @@ class RunnerKernelManager(AsyncMappingKernelManager):
         rendered (the supervisor waits on them; the periodic write lags by up to
         ``status_interval``)."""
         self.write_status()
-        if pool_task.cancelled() or pool_task.exception() is not None:
-            return
-        content = pool_task.result()
-        render = content.get("task") if isinstance(content, dict) else None
+        content = _started(pool_task)
+        render = content.get("task") if content else None
         if isinstance(render, asyncio.Future):
             render.add_done_callback(lambda _: self.write_status())
 

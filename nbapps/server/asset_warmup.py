@@ -26,7 +26,7 @@ from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 from ..files import atomic_write_text
 from ..runner.process import RunnerState
 from .app_assets import AssetCache
-from .stream_rewrite import SCRUBBED_TYPES, Scrubber
+from .stream_rewrite import Scrubber, scrubbed
 
 log = logging.getLogger("nbapps.server.apps")
 
@@ -138,7 +138,7 @@ async def warm_from(runner: WarmableRunner, cache: AssetCache, remembered: Remem
         if resp.code != 200 or resp.body is None:
             return
         body = resp.body
-        if any(t in resp.headers.get("Content-Type", "") for t in SCRUBBED_TYPES):
+        if scrubbed(resp.headers.get("Content-Type", "")):
             scrub = Scrubber(runner.token)
             body = scrub.feed(body) + scrub.close()
         cache.put(key, list(resp.headers.get_all()), body)

@@ -104,7 +104,7 @@ from .proxy_shared import (
 from .proxy_websocket import AppWebSocketProxy
 from .request_id import HEADER as REQUEST_ID
 from .request_id import request_id
-from .stream_rewrite import SCRUBBED_TYPES, Chain, Replacer, Scrubber
+from .stream_rewrite import Chain, Replacer, Scrubber, scrubbed
 
 log = logging.getLogger("nbapps.server.proxy")
 
@@ -547,7 +547,7 @@ class AppProxyHandler(AppRequestMixin, web.RequestHandler):
         self.set_status(status, self._status_line.reason if self._status_line else None)
         content_type = self._resp_headers.get("Content-Type", "")
         steps: list[Replacer] = []
-        if any(t in content_type for t in SCRUBBED_TYPES) and self._runner is not None:
+        if scrubbed(content_type) and self._runner is not None:
             steps.append(Scrubber(self._runner.token))
         if self.ticket_token and self._rel == "" and content_type.startswith("text/html"):
             # the page's own URLs (baseUrl, scripts, styles) keep the ticket

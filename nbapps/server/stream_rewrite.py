@@ -46,6 +46,11 @@ class Replacer:
 SCRUBBED_TYPES = ("text/html", "application/json", "text/plain")
 
 
+def scrubbed(content_type: str) -> bool:
+    """Whether a runner's answer of this type has the runner's token scrubbed from it."""
+    return any(t in content_type for t in SCRUBBED_TYPES)
+
+
 class Scrubber(Replacer):
     """Removes a secret from a byte stream, also when the secret spans two chunks."""
 
@@ -71,4 +76,4 @@ class Chain:
         return out
 
 
-__all__ = ["SCRUBBED_TYPES", "Chain", "Replacer", "Scrubber"]
+__all__ = ["SCRUBBED_TYPES", "Chain", "Replacer", "Scrubber", "scrubbed"]
