@@ -9,6 +9,7 @@ them in a refactor fails the test even on a lucky day.
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -144,3 +145,30 @@ def test_wait_for_ready_leaves_iopub_connected_and_flushed() -> None:
             await km.shutdown_kernel(now=True)
 
     asyncio.run(scenario())
+
+
+def test_a_managers_client_runs_no_heartbeat_and_still_sees_a_dead_kernel() -> None:
+    """A client made by its kernel manager starts no heartbeat thread (jupyter_client asks the
+    manager whether the kernel lives); a killed kernel is still seen as dead."""
+    from jupyter_client.channels import HBChannel
+
+    async def scenario() -> tuple[bool, bool, list[str]]:
+        km = NbappsKernelManager(kernel_name="python3")
+        await km.start_kernel()
+        kc = km.client()
+        try:
+            kc.start_channels()
+            await kc.wait_for_ready(timeout=60)
+            beats = [type(t).__name__ for t in threading.enumerate() if isinstance(t, HBChannel)]
+            alive = await kc.is_alive()
+            await km.provisioner.kill()  # as if the kernel died
+            deadline = time.monotonic() + 30
+            while await kc.is_alive() and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+            return alive, await kc.is_alive(), beats
+        finally:
+            kc.stop_channels()
+            await km.shutdown_kernel(now=True)
+
+    alive, after_kill, beats = asyncio.run(scenario())
+    assert beats == [] and alive and not after_kill

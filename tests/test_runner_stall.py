@@ -19,6 +19,7 @@ page closed with Voilà's unload beacon must end its kernel by itself, never by 
 """
 from __future__ import annotations
 
+import os
 import re
 import statistics
 import time
@@ -31,7 +32,9 @@ from tests.test_runner_fixtures import Gallery, fast_settings, write_bundle
 
 pytestmark = [pytest.mark.kernel, pytest.mark.slow]
 
-RENDERS = 60  # 44 caught the stall every time it existed; 200 took 380 s of make test
+#: 44 caught the stall every time it existed; 200 took 380 s of make test (issue 12's figure of
+#: 200 renders in a row: NBAPPS_STALL_RENDERS=200)
+RENDERS = int(os.environ.get("NBAPPS_STALL_RENDERS", "60"))
 MARK = "_T.append(__import__('time').time())\n"
 CELLS = [
     ("x = 3  # a number", ["parameters"]),

@@ -50,7 +50,8 @@ def test_async_and_sync_environments_do_not_share_code():
 
 
 def test_a_runners_generated_config_installs_the_cache(tmp_path):
-    """The runner's ``voila.py``, run as Voilà runs it, leaves nbconvert sharing the cache."""
+    """The runner's ``voila.py``, run as Voilà runs it, leaves nbconvert sharing the cache,
+    Voilà's page configuration remembered and its page writes coalesced."""
     text = voila_config(RunnerSettings(), slug="my-app", port=1234, token="TOKEN",
                         root_dir=tmp_path, connection_dir=tmp_path / "c",
                         status_path=tmp_path / "s.json", cell_timeout=30)
@@ -60,12 +61,18 @@ def test_a_runners_generated_config_installs_the_cache(tmp_path):
         "get_config = Config\n"
         f"exec(open({str(tmp_path / 'voila.py')!r}).read())\n"
         "from nbconvert.exporters.templateexporter import TemplateExporter\n"
-        "print(getattr(TemplateExporter._create_environment, 'nbapps_shared_cache', False))\n"
+        "import voila.handler\n"
+        "from voila.tornado.handler import TornadoVoilaHandler\n"
+        "print(getattr(TemplateExporter._create_environment, 'nbapps_shared_cache', False),\n"
+        "      getattr(voila.handler.get_page_config, 'nbapps_remembering', False),\n"
+        "      getattr(TornadoVoilaHandler.get, 'nbapps_coalesced', False))\n"
     )
+    elsewhere = tmp_path / "cwd"  # not beside voila.py, which would shadow the voila package
+    elsewhere.mkdir()
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
-                         timeout=120, cwd=tmp_path)
+                         timeout=120, cwd=elsewhere)
     assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == "True"
+    assert out.stdout.strip() == "True True True"
 
 
 def strip_ids(html: str) -> str:

@@ -168,6 +168,14 @@ class ForkServer:
     def child_exited(self, pid: int) -> None:
         """Child ``pid`` has been reaped (before the client is told)."""
 
+    def idle_after(self) -> float | None:
+        """Seconds without any request or event after which :meth:`on_idle` is called (None:
+        never)."""
+        return None
+
+    def on_idle(self) -> None:
+        """Nothing happened for :meth:`idle_after` seconds."""
+
     def inherited(self) -> list[int]:
         """In a forked child: the loop's descriptors, to close (the socket is detached first,
         so that its object never closes the number again)."""
@@ -210,10 +218,14 @@ class ForkServer:
     def serve(self) -> None:
         while not self.stopping and os.getppid() == self.parent:
             watched = self.watched()
+            idle = self.idle_after()
             try:
-                ready, _, _ = select.select([self.sock, self.wake_r, *watched], [], [], 1.0)
+                ready, _, _ = select.select([self.sock, self.wake_r, *watched], [], [],
+                                            1.0 if idle is None else idle)
             except InterruptedError:
                 continue
+            if not ready and idle is not None:
+                self.on_idle()
             for fd in ready:
                 if fd in watched:
                     self.on_ready(fd)

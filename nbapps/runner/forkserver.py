@@ -12,6 +12,7 @@ for kernels over it (JSON messages, one per datagram)::
     <- {"op": "bound", "pid": 4242}                 its sockets are listening (clients may connect)
     <- {"op": "exit", "pid": 4242, "status": 0}     when a kernel has exited (reaped here)
     <- {"op": "ready", "modules": [...], "fork_safe": true, ...}   once, after the imports
+    <- {"op": "warmed", "warmed": [...], "failed": [...], "fork_safe": true}   once, later
 
 **What is done ahead, and why no further.** The template imports ipykernel (and IPython, zmq,
 tornado, comm), ipywidgets, and the modules the app notebook imports *before it runs any code
@@ -26,7 +27,9 @@ itself are not imported either (that would run app code). A library that starts 
 at import makes the template refuse to fork (kernels are then spawned); one that looks for a
 running IPython at import (``get_ipython()``) would behave differently once a kernel runs, so
 the template starts again without it (ipywidgets and matplotlib_inline are known and are hooked
-up again in each kernel instead).
+up again in each kernel instead). At its first quiet moment after ``ready`` the template also
+does the one-time work of matplotlib and pandas (a figure drawn off pyplot, a table formatted:
+:mod:`.library_warmup`), which touches no state an app could see.
 
 **What every forked kernel gets, as a spawned one would**: its own session and process group;
 the connection file (ports, HMAC key) its kernel manager wrote; the environment and working
@@ -60,15 +63,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from . import library_warmup
 from .forkchannel import ForkServer, flush_std, os_threads, reset_signals, send
 
 #: ipykernel and the pieces every app kernel needs (imported first, always); the second line
-#: is what a kernel's start-up imports lazily (debugpy alone is 0.4 s)
+#: is what a kernel's start-up imports lazily (debugpy alone is 0.4 s; psutil, for the local
+#: addresses of the connection set-up, 6 ms of every kernel's 30 ms ``initialize``)
 BASE_MODULES = ("ipykernel.kernelapp", "ipykernel.ipkernel", "ipykernel.zmqshell", "comm",
                 "ipywidgets",
                 "ipykernel.debugger", "IPython.core.completerlib", "IPython.core.debugger",
                 "IPython.core.oinspect", "IPython.extensions.storemagic",
-                "IPython.utils.wildcard", "pdb", "tornado.platform.asyncio")
+                "IPython.utils.wildcard", "IPython.core.logger", "pdb",
+                "tornado.platform.asyncio", "psutil")
+#: seconds of quiet after the ``ready`` message before the libraries' one-time work is done
+WARM_UP_AFTER = 0.1
 #: what a kernel imports lazily the first time it uses a preloaded module (its first figure, its
 #: first DataFrame shown): library modules, imported after their parent when it is preloaded
 COMPANIONS = {
@@ -201,6 +209,10 @@ def warm_up(config: TemplateConfig) -> tuple[dict[str, Any], list[Any]]:
             imported.append(name)
         except Exception as exc:  # an optional piece (ipywidgets) may be missing
             failed.append(f"{name}: {exc}")
+    with contextlib.suppress(Exception):  # read once here, not in every kernel
+        from jupyter_client import localinterfaces
+
+        localinterfaces.local_ips()
     watch.active = True
     preload = list(config.preload)
     for parent, companions in COMPANIONS.items():
@@ -340,9 +352,37 @@ class Template(ForkServer):
         self.generators: list[Any] = []
         #: status pipes of kernels that have not said "bound" yet: fd -> pid
         self.binding: dict[int, int] = {}
+        #: the libraries' one-time work (:mod:`.library_warmup`) is still to do
+        self.warm_up_pending = True
 
     def handle(self, req: Any, fds: list[int]) -> dict[str, Any] | None:
         return self.fork(req) if isinstance(req, dict) and req.get("op") == "fork" else None
+
+    def idle_after(self) -> float | None:
+        return WARM_UP_AFTER if self.warm_up_pending and self.fork_safe else None
+
+    def on_idle(self) -> None:
+        """Do the libraries' one-time work at the first quiet moment after the ``ready``
+        message. Not before it: at a cold start each pool's first kernel is forked at once and
+        the viewer waits for it; the warm-up (60 ms for matplotlib) then runs while those
+        kernels run the notebook, and serves every later kernel (15 ms less each)."""
+        self.warm_up_pending = False
+        t0 = time.perf_counter()
+        warmed, failed = library_warmup.warm_libraries()
+        if threading.active_count() > 1:
+            self.fork_safe = False
+            failed.append("the warm-up started Python threads: kernels are spawned from now on")
+        self.generators += [gen for gen in _random_generators()
+                            if not any(gen is known for known in self.generators)]
+        gc.freeze()
+        with contextlib.suppress(OSError):
+            send(self.sock, {"op": "warmed", "warmed": warmed, "failed": failed,
+                             "fork_safe": self.fork_safe,
+                             "seconds": round(time.perf_counter() - t0, 3)})
+        if warmed or failed:
+            print(f"[nbapps template] warmed {', '.join(warmed) or 'nothing'} in "
+                  f"{time.perf_counter() - t0:.2f}s{'; ' if failed else ''}{'; '.join(failed)}",
+                  file=sys.stderr, flush=True)
 
     def fork(self, req: dict[str, Any]) -> dict[str, Any]:
         rid = req.get("id")

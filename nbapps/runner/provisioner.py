@@ -56,8 +56,11 @@ class TemplateClient:
         self._bound: set[int] = set()  # said "bound" before anyone waited for it
         self._live: set[int] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
+        #: the template's report of its libraries' warm-up (``op: warmed``), once it is done
+        self.warmed: dict[str, Any] | None = None
         self._handlers = {"ready": self._got_ready, "forked": self._got_forked,
-                          "bound": self._got_bound, "exit": self._got_exit}
+                          "bound": self._got_bound, "exit": self._got_exit,
+                          "warmed": self._got_warmed}
 
     def _attach(self) -> None:
         loop = asyncio.get_running_loop()
@@ -80,6 +83,12 @@ class TemplateClient:
         self.info = msg
         if self._ready is not None:
             self._ready.set()
+
+    def _got_warmed(self, msg: Message) -> None:
+        self.warmed = msg
+        if self.info is not None and not msg.get("fork_safe", True):
+            self.info = {**self.info, "fork_safe": False,
+                         "reasons": [*self.info.get("reasons", []), *msg.get("failed", [])]}
 
     def _got_forked(self, msg: Message) -> None:
         fut = self._pending.pop(int(msg.get("id", -1)), None)
