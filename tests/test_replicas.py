@@ -24,9 +24,13 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import text
 
+from nbapps.catalog import open_catalog
 from nbapps.datadir import DataDirBusy, lock_data_dir
 from nbapps.server.identity import CookieSecretError, resolve_cookie_secret
+from nbapps.server.live_notify import CHANNEL
+from nbapps.store import open_store
 from tests.server_harness import (
     ROOT,
     Gallery,
@@ -43,8 +47,9 @@ from tests.test_app_browser import _approve_api, _submit
 from tests.test_runner_fixtures import widget_app_notebook
 
 #: a replica serves a decision made on another at most this many seconds after the deciding
-#: replica itself does (issue 13.1 asks for 5 s after the decision; the switch itself, a new
-#: runner started and warmed, takes 5-7 s on the loaded 2-core test machine on both replicas)
+#: replica itself does (issue 13.1 asks for 5 s after the decision; on PostgreSQL the other
+#: replica hears of it at once, and each serves the new version 1.3-2.4 s after the decision on
+#: a quiet 2-core machine, the time to start a runner with one page per pool)
 FOLLOW_BOUND_S = 5.0
 
 
@@ -173,6 +178,73 @@ def test_replicas_share_logins_and_follow_live_versions(pg_server, tmp_path):
                     live = c.get(f"/api/apps/{slug}").json()["live"]
                     assert live["id"] == v1["id"], (g.url, live)
     finally:
+        pg_server.drop_database(name)
+
+
+def _listeners(cat: Any) -> int:
+    """Connections listening for live-version changes (one per replica)."""
+    with cat.engine.connect() as conn:
+        return int(conn.execute(text(
+            "SELECT count(*) FROM pg_stat_activity WHERE query = :q"),
+            {"q": f"LISTEN {CHANNEL}"}).scalar_one())
+
+
+def _wait_listeners(cat: Any, n: int, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while _listeners(cat) != n:
+        assert time.monotonic() < deadline, f"{_listeners(cat)} listeners, not {n}"
+        time.sleep(0.05)  # polling the server's activity view (no event to wait on)
+
+
+def _follows(g: Gallery, slug: str, version_id: int, since: float, timeout: float) -> float:
+    """Seconds after ``since`` at which ``g``'s (cached) listing shows ``version_id`` live."""
+    while _listed_live(g, slug) != version_id:
+        assert time.monotonic() - since < timeout, f"{g.url} still lists the old live version"
+        time.sleep(0.05)  # polling a page over HTTP (no event to wait on)
+    return time.monotonic() - since
+
+
+@pytest.mark.postgres
+def test_a_decision_reaches_the_other_replica_at_once_on_postgresql(pg_server, tmp_path):
+    """Both replicas poll only every 60 s and cache listings for 60 s, so only the deciding
+    replica's NOTIFY can make the other list the new live version within seconds; after their
+    listening connections are cut, both listen again and still follow each other."""
+    name, db_url = pg_server.fresh_database()
+    cat = None
+    try:
+        users = seed_users(db_url)
+        cat = open_catalog(db_url)
+        store = open_store(None, tmp_path / "seed")
+        ids = []
+        for i in range(3):
+            v = seed_version(cat, store, slug="pushed", submitter="ana", title="Pushed",
+                             salt=str(i))
+            cat.decide(v.version.id, "rita", "approve", "ok")
+            ids.append(v.version.id)
+        common = ["--NbappsServer.cache_seconds=60", "--NbappsServer.live_poll_interval=60",
+                  "--NbappsServer.check_workers=0"]
+        rollback = {"json": {"comment": "back"}, "timeout": 60,
+                    "headers": {"Authorization": f"Bearer {users['rob'].token}"}}
+        with replica(tmp_path / "a", db_url, users, common) as a, \
+                replica(tmp_path / "b", db_url, users, common) as b:
+            _wait_listeners(cat, 2)
+            assert {_listed_live(g, "pushed") for g in (a, b)} == {ids[2]}  # cached now
+            r = httpx.post(f"{a.url}/api/apps/pushed/rollback", **rollback)
+            assert r.status_code == 200, r.text
+            lag = _follows(b, "pushed", ids[1], time.monotonic(), 15)
+            print(f"\nrollback on A: B lists it after {lag:.2f} s (poll 60 s)")
+
+            with cat.engine.connect() as conn:  # cut both replicas' listening connections
+                conn.execute(text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                                  "WHERE query = :q"), {"q": f"LISTEN {CHANNEL}"})
+            _wait_listeners(cat, 2)
+            r = httpx.post(f"{b.url}/api/apps/pushed/rollback", **rollback)
+            assert r.status_code == 200, r.text
+            lag = _follows(a, "pushed", ids[0], time.monotonic(), 15)
+            print(f"after reconnecting, rollback on B: A lists it after {lag:.2f} s")
+    finally:
+        if cat is not None:
+            cat.close()
         pg_server.drop_database(name)
 
 

@@ -241,6 +241,16 @@ class CatalogBase:
         except NbappsError:
             return False
 
+    def notify(self, channel: str, payload: str) -> bool:
+        """PostgreSQL ``NOTIFY`` on ``channel`` (sent at once, in a transaction of its own);
+        False and nothing sent on SQLite, which has no such thing."""
+        if self.dialect != "postgresql":
+            return False
+        with _db_errors(), self.engine.begin() as conn:
+            conn.execute(text("SELECT pg_notify(:channel, :payload)"),
+                         {"channel": channel, "payload": payload})
+        return True
+
     def __repr__(self) -> str:
         return f"<Catalog {make_url(self.url).render_as_string(hide_password=True)}>"
 

@@ -146,6 +146,10 @@ class NbappsServer(Application):
                                help="Seconds between checks of the catalog for live versions "
                                     "changed by another replica (apps switch, listings "
                                     "refresh); 0: never (one gallery process).")
+    live_notify = Bool(True, config=True,
+                       help="On a PostgreSQL catalog, replicas tell each other of approvals "
+                            "and rollbacks at once (LISTEN/NOTIFY on one connection each); "
+                            "the poll of live_poll_interval stays as the safety net.")
 
     # -- policy ----------------------------------------------------------------------------------
     auth = Unicode("builtin", config=True,
@@ -655,7 +659,7 @@ class NbappsServer(Application):
             if ctx.scheduler is not None:
                 ctx.scheduler.start()
             # replicas: follow live versions and listings changed by other gallery processes
-            self.live_sync = LiveSync(ctx, self.live_poll_interval)
+            self.live_sync = LiveSync(ctx, self.live_poll_interval, notify=self.live_notify)
             self.live_sync.start()
             hub_watch = self._hub_watch(ctx, app.settings["nbapps_tickets"])
             hub_watch.start()

@@ -116,6 +116,9 @@ class ServerContext:
     cache: ResultCache = field(default_factory=lambda: ResultCache(2.0))
     #: switches of the runtime to a new live version still running, by slug (live_changed)
     refreshing: dict[str, asyncio.Future[Any]] = field(default_factory=dict)
+    #: tells the other replicas at once that an app's live version changed (PostgreSQL's
+    #: NOTIFY, :mod:`.live_notify`); None: they notice it at their next poll
+    announce_live: Callable[[str], None] | None = None
 
     @property
     def upload_dir(self) -> Path:
@@ -131,9 +134,13 @@ class ServerContext:
         """Call after any catalog write: drops cached listings."""
         self.cache.bump()
 
-    def live_changed(self, slug: str) -> None:
-        """Call after an approval or rollback: the runtime switches ``slug`` to its new live
-        version in the background (start new, route new requests to it, drain the old)."""
+    def live_changed(self, slug: str, *, announce: bool = True) -> None:
+        """Call after an approval or rollback (committed): the other replicas are told
+        (``announce``; not when this one only follows another's decision) and the runtime
+        switches ``slug`` to its new live version in the background (start new, route new
+        requests to it, drain the old)."""
+        if announce and self.announce_live is not None:
+            self.announce_live(slug)
         refresh = getattr(self.runtime, "refresh", None)
         if refresh is None:
             return

@@ -15,36 +15,75 @@ catalog query (``{slug: (live version id, sha256)}``, on the thread pool) is com
 
 The comparison is with state, not with events, so a missed round, a failed switch or a replica
 started mid-change catches up at the next round. Preview slots (``~v<id>``) are not live apps and
-are left alone.
+are left alone. On PostgreSQL a round also runs as soon as another replica announces a decision
+(:mod:`.live_notify`), so the poll is only the safety net there.
 """
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 
 from ..previews import is_preview_key
 from .context import ServerContext
+from .live_notify import LiveNotifier, libpq_url
 from .periodic import Periodic
 
 log = logging.getLogger("nbapps.server.live_sync")
 
 
 class LiveSync:
-    """The periodic check described in the module docstring (``interval`` <= 0: off)."""
+    """The periodic check described in the module docstring (``interval`` <= 0: off), and on
+    PostgreSQL (``notify``) the check on other replicas' announcements."""
 
-    def __init__(self, ctx: ServerContext, interval: float) -> None:
+    def __init__(self, ctx: ServerContext, interval: float, *, notify: bool = True) -> None:
         self.ctx = ctx
         self.interval = interval
         self._seen: dict[str, tuple[int, str]] | None = None
         self._rounds = Periodic(interval, self.poll, "checking live versions")
+        self._soon: asyncio.Task[None] | None = None
+        self._again = False
         #: rounds done and apps switched because of another replica (for logs and tests)
         self.rounds = 0
         self.switches = 0
+        self.notifier: LiveNotifier | None = None
+        if notify and libpq_url(ctx.catalog.url) is not None:
+            self.notifier = LiveNotifier(ctx.catalog, self.poll_soon, run=ctx.run)
 
     def start(self) -> None:
         self._rounds.start()
+        if self.notifier is not None:
+            self.notifier.start()
+            self.ctx.announce_live = self.notifier.announce
 
     async def stop(self) -> None:
+        self.ctx.announce_live = None
+        if self.notifier is not None:
+            await self.notifier.stop()
         await self._rounds.stop()
+        soon, self._soon = self._soon, None
+        if soon is not None:
+            soon.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await soon
+
+    def poll_soon(self) -> None:
+        """A round now, outside the periodic ones (one at a time: an announcement that comes
+        during a round gets one more round after it)."""
+        if self._soon is not None and not self._soon.done():
+            self._again = True
+            return
+        self._soon = asyncio.ensure_future(self._rounds_now())
+
+    async def _rounds_now(self) -> None:
+        while True:
+            self._again = False
+            try:
+                await self.poll()
+            except Exception as exc:  # noqa: BLE001 - the periodic round comes anyway
+                log.warning("checking live versions failed: %s", exc)
+            if not self._again:
+                return
 
     async def poll(self) -> list[str]:
         """One round; returns the slugs whose runners it started switching."""
@@ -69,5 +108,5 @@ class LiveSync:
                      extra={"slug": slug, "version_id": wanted[0] if wanted else None})
             self.switches += 1
             switched.append(slug)
-            self.ctx.live_changed(slug)
+            self.ctx.live_changed(slug, announce=False)
         return switched
