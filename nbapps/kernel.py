@@ -104,18 +104,6 @@ class NbappsKernelClient(AsyncKernelClient):
     #: seconds to wait for IOPub to carry our kernel_info's idle status before asking again
     iopub_check: float = 0.5
 
-    def start_channels(self, shell: bool = True, iopub: bool = True, stdin: bool = True,
-                       hb: bool = True, control: bool = True) -> None:
-        """Without the heartbeat channel when a kernel manager made this client: jupyter_client
-        then asks the manager whether the kernel process lives, never the heartbeat, whose
-        thread (started per client: per page in a runner, 4 % of Voilà's CPU in a rush of new
-        viewers) would only ping every 3 s."""
-        from jupyter_client.manager import KernelManager
-
-        if isinstance(self.parent, KernelManager):
-            hb = False
-        super().start_channels(shell=shell, iopub=iopub, stdin=stdin, hb=hb, control=control)
-
     async def wait_for_ready(self, timeout: float | None = None) -> None:  # type: ignore[override]
         """Wait until the kernel answers ``kernel_info`` and IOPub is connected and flushed.
 

@@ -71,7 +71,7 @@ class RuntimeConfiguration(Configurable):
     max_concurrent_renders = Integer(
         0, config=True,
         help="Page requests a runner renders at the same time; more wait in the queue "
-             "(0: 2 x CPUs + 2).")
+             "(0: 4 x CPUs + 2).")
     max_queued_renders = Integer(
         200, config=True,
         help="Page requests that may wait in a runner's queue before viewers get the busy page "
