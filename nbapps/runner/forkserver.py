@@ -28,8 +28,9 @@ at import makes the template refuse to fork (kernels are then spawned); one that
 running IPython at import (``get_ipython()``) would behave differently once a kernel runs, so
 the template starts again without it (ipywidgets and matplotlib_inline are known and are hooked
 up again in each kernel instead). At its first quiet moment after ``ready`` the template also
-does the one-time work of matplotlib and pandas (a figure drawn off pyplot, a table formatted:
-:mod:`.library_warmup`), which touches no state an app could see.
+does the one-time work of IPython's cell reader, matplotlib and pandas (a cell transformed, a
+figure drawn off pyplot, a table formatted: :mod:`.library_warmup`), which touches no state an
+app could see.
 
 **What every forked kernel gets, as a spawned one would**: its own session and process group;
 the connection file (ports, HMAC key) its kernel manager wrote; the environment and working

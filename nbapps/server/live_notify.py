@@ -16,13 +16,14 @@ notifications: there the poll is all there is (one machine, so replicas are unus
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import secrets
 from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy.engine import make_url
+
+from .periodic import cancel_and_wait
 
 log = logging.getLogger("nbapps.server.live_notify")
 
@@ -66,10 +67,7 @@ class LiveNotifier:
 
     async def stop(self) -> None:
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        await cancel_and_wait(task)
 
     async def _listen(self) -> None:
         import psycopg

@@ -21,13 +21,12 @@ are left alone. On PostgreSQL a round also runs as soon as another replica annou
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 
 from ..previews import is_preview_key
 from .context import ServerContext
 from .live_notify import LiveNotifier, libpq_url
-from .periodic import Periodic
+from .periodic import Periodic, cancel_and_wait
 
 log = logging.getLogger("nbapps.server.live_sync")
 
@@ -62,10 +61,7 @@ class LiveSync:
             await self.notifier.stop()
         await self._rounds.stop()
         soon, self._soon = self._soon, None
-        if soon is not None:
-            soon.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await soon
+        await cancel_and_wait(soon)
 
     def poll_soon(self) -> None:
         """A round now, outside the periodic ones (one at a time: an announcement that comes

@@ -27,10 +27,7 @@ class Periodic:
 
     async def stop(self) -> None:
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        await cancel_and_wait(task)
 
     async def _loop(self) -> None:
         while True:
@@ -41,3 +38,11 @@ class Periodic:
             except Exception as exc:  # noqa: BLE001 - logged; the next round tries again
                 log.warning("%s failed: %s", self.what, exc)
             await asyncio.sleep(self.interval)
+
+
+async def cancel_and_wait(task: asyncio.Future[object] | None) -> None:
+    """Cancel ``task`` (if any) and wait for its end, whatever it raises."""
+    if task is not None:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task
