@@ -314,3 +314,24 @@ def test_job_artifacts_page_through_every_job(cat):
     rest = cat.job_artifacts(after_id=first[-1][0], limit=2)
     assert [v for _, v, _ in rest] == [ids[2]]
     assert cat.job_artifacts(after_id=rest[-1][0]) == []
+
+
+def test_a_failing_change_report_never_ends_a_check_worker(cat, tmp_path, caplog):
+    """The server hears of a finished check through ``on_change``; when that raises (it did,
+    from the worker's thread, and the worker's later checks then waited forever) the outcome
+    stays recorded and the worker goes on."""
+    from nbapps.jobs.pool import CheckPool
+    from nbapps.jobs.worker import CheckSettings, error_outcome
+    from nbapps.store import BundleStore
+
+    def report() -> None:
+        raise RuntimeError("no running event loop")
+
+    pool = CheckPool(CheckSettings(data_dir=tmp_path, workers=0), cat,
+                     BundleStore(f"file://{tmp_path / 'bundles'}"), on_change=report)
+    v = submit_checked(cat, "sales").version
+    job = cat.claim_job(pool.name)
+    assert job is not None
+    pool._finish(job, error_outcome("the notebook could not be read"))
+    assert cat.latest_job(v.id).state == "error" and pool.finished == 1
+    assert "reporting a catalog change failed" in caplog.text

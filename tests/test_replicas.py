@@ -27,9 +27,9 @@ import pytest
 from sqlalchemy import text
 
 from nbapps.catalog import open_catalog
+from nbapps.catalog.db import CATALOG_CHANNEL, LIVE_CHANNEL
 from nbapps.datadir import DataDirBusy, lock_data_dir
 from nbapps.server.identity import CookieSecretError, resolve_cookie_secret
-from nbapps.server.live_notify import CHANNEL
 from nbapps.store import open_store
 from tests.server_harness import (
     ROOT,
@@ -61,6 +61,11 @@ def replica(folder: Path, db_url: str, users: dict[str, Any], args: list[str],
     proc, url = start_process(data_dir, db_url, args, env=env, serve_apps=serve_apps)
     try:
         yield Gallery(url=url, data_dir=data_dir, db_url=db_url, users=users, process=proc)
+    except BaseException:  # the replica's own account of a failure, in the test's output
+        lines = [x for x in getattr(proc, "log_lines", []) if " nbapps.access: " not in x]
+        print(f"--- log of replica {folder.name}, access lines left out (last 300) ---")
+        print("".join(lines[-300:]))
+        raise
     finally:
         stop_process(proc)
 
@@ -95,6 +100,13 @@ def _listed_live(g: Gallery, slug: str) -> int:
     with g.client("vic") as c:
         items = c.get("/api/apps").json()["items"]
     return int(next(i["live_version_id"] for i in items if i["slug"] == slug))
+
+
+def _listed_category(g: Gallery, slug: str) -> str | None:
+    """The gallery section of ``slug`` in ``g``'s (cached) listing."""
+    with g.client("vic") as c:
+        items = c.get("/api/apps").json()["items"]
+    return next(i["category"] for i in items if i["slug"] == slug)  # type: ignore[no-any-return]
 
 
 def _both_serving(a: Gallery, b: Gallery, slug: str, marker: str, timeout: float
@@ -181,12 +193,16 @@ def test_replicas_share_logins_and_follow_live_versions(pg_server, tmp_path):
         pg_server.drop_database(name)
 
 
+#: what pg_stat_activity shows for a replica's listening connection (its last statement)
+_LISTENING = f"LISTEN {LIVE_CHANNEL}; LISTEN {CATALOG_CHANNEL}"
+
+
 def _listeners(cat: Any) -> int:
     """Connections listening for live-version changes (one per replica)."""
     with cat.engine.connect() as conn:
         return int(conn.execute(text(
             "SELECT count(*) FROM pg_stat_activity WHERE query = :q"),
-            {"q": f"LISTEN {CHANNEL}"}).scalar_one())
+            {"q": _LISTENING}).scalar_one())
 
 
 def _wait_listeners(cat: Any, n: int, timeout: float = 30) -> None:
@@ -205,10 +221,11 @@ def _follows(g: Gallery, slug: str, version_id: int, since: float, timeout: floa
 
 
 @pytest.mark.postgres
-def test_a_decision_reaches_the_other_replica_at_once_on_postgresql(pg_server, tmp_path):
-    """Both replicas poll only every 60 s and cache listings for 60 s, so only the deciding
-    replica's NOTIFY can make the other list the new live version within seconds; after their
-    listening connections are cut, both listen again and still follow each other."""
+def test_a_change_reaches_the_other_replica_at_once_on_postgresql(pg_server, tmp_path):
+    """Both replicas poll only every 60 s and cache listings for 60 s, so only the catalog's
+    NOTIFY can make the other list the new live version within seconds; after their
+    listening connections are cut, both listen again and still follow each other. A curation
+    (no live-version change) reaches the other replica's listing the same way."""
     name, db_url = pg_server.fresh_database()
     cat = None
     try:
@@ -236,12 +253,24 @@ def test_a_decision_reaches_the_other_replica_at_once_on_postgresql(pg_server, t
 
             with cat.engine.connect() as conn:  # cut both replicas' listening connections
                 conn.execute(text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                                  "WHERE query = :q"), {"q": f"LISTEN {CHANNEL}"})
+                                  "WHERE query = :q"), {"q": _LISTENING})
             _wait_listeners(cat, 2)
             r = httpx.post(f"{b.url}/api/apps/pushed/rollback", **rollback)
             assert r.status_code == 200, r.text
             lag = _follows(a, "pushed", ids[0], time.monotonic(), 15)
             print(f"after reconnecting, rollback on B: A lists it after {lag:.2f} s")
+
+            # curation is no live-version change: A announces it, B drops its listings
+            assert _listed_category(b, "pushed") is None  # cached now
+            r = httpx.patch(f"{a.url}/api/apps/pushed", json={"category": "finance"},
+                            headers={"Authorization": f"Bearer {users['adam'].token}"},
+                            timeout=60)
+            assert r.status_code == 200, r.text
+            since = time.monotonic()
+            while _listed_category(b, "pushed") != "finance":
+                assert time.monotonic() - since < 15, "B still lists the app uncurated"
+                time.sleep(0.05)  # polling a page over HTTP (no event to wait on)
+            print(f"curation on A: B lists it after {time.monotonic() - since:.2f} s")
     finally:
         if cat is not None:
             cat.close()

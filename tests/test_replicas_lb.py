@@ -176,14 +176,17 @@ def test_app_pages_stick_to_a_replica_and_survive_a_kill(tmp_path, pg_server):
             # the gallery's pages keep working through nginx, with the dead replica in its list
             page.goto(f"{g.url}/")
             page.wait_for_selector(f'a[href="/app/{slug}"]')
+            mark = len(lb.entries())
             with httpx.Client(base_url=g.url, timeout=30, headers={
                     "Authorization": f"Bearer {g.users[VIEWER].token}"}) as c:
                 for _ in range(6):
                     assert c.get("/").status_code == 200
                     r = c.get("/api/apps")
                     assert r.status_code == 200 and slug in r.text, r.text[:300]
-            tail = lb.entries()[mark:]
-            assert all(e.upstreams[-1] == survivor.address for e in tail)
+            # (the old page's last requests may still be logged late, served by the owner)
+            gallery = [e for e in lb.entries()[mark:] if e.route in ("/", "/api/apps")]
+            assert len(gallery) >= 12 and \
+                {e.upstreams[-1] for e in gallery} == {survivor.address}, gallery
             assert not any(re.search(r"/~t/[A-Za-z0-9_-]{8,}\.", e.path) for e in lb.entries()), \
                 "the access log must not hold app tickets"
         finally:

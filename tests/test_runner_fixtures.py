@@ -186,11 +186,19 @@ class Gallery:
             time.sleep(0.1)
         raise TimeoutError(f"pools of {slug} not refilled after {timeout}s")
 
-    def deploy(self, slug: str, version: str, folder: Path) -> None:
-        assert self.supervisor is not None
+    def deploy(self, slug: str, version: str, folder: Path, *, at_once: int = 1) -> None:
+        """Deploy a new version; ``at_once``: that many times at the same moment (as when a
+        replica hears of its own decision while it already switches)."""
+        supervisor = self.supervisor
+        assert supervisor is not None
         self.apps[slug] = folder
         self.versions[slug] = version
-        self.loop.run(self.supervisor.deploy(AppRelease(slug, version, folder)), timeout=300)
+        release = AppRelease(slug, version, folder)
+
+        async def deploys() -> None:
+            await asyncio.gather(*(supervisor.deploy(release) for _ in range(at_once)))
+
+        self.loop.run(deploys(), timeout=300)
 
 
 def kill_strays(root: Path) -> None:

@@ -187,7 +187,9 @@ def test_new_version_switch_has_zero_failed_requests_and_old_runner_drains(tmp_p
         thread = threading.Thread(target=viewers, daemon=True)
         thread.start()
         time.sleep(1.0)
-        g.deploy("a", "v2", versioned_app(tmp_path / "v2", 2))
+        starts = g.supervisor.counters["starts"]
+        g.deploy("a", "v2", versioned_app(tmp_path / "v2", 2), at_once=2)
+        assert g.supervisor.counters["starts"] == starts + 1  # the second deploy joined the first
         assert wait_until(lambda: any(v == 2 for _, v in results), timeout=120)
         n = len(results)
         assert wait_until(lambda: len(results) >= n + 3, timeout=120)

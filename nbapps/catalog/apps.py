@@ -23,7 +23,7 @@ from ..accounts import Permission, Role
 from ..errors import Conflict, NotFound, PermissionDenied, UsageError
 from ..review import State, can_rollback
 from .audit import append_event
-from .db import CatalogBase
+from .db import CatalogBase, announce_live_change
 from .models import App, AppTag, Review, User, Version, utcnow
 from .schedules import sync_live_schedules
 from .values import AppDetail, AppPage, AppSummary
@@ -281,6 +281,7 @@ class AppsMixin(CatalogBase):
             app.updated_at = now
             set_app_meta(s, app, target.title, target.description, target.tags)
             sync_live_schedules(s, app, target.id, target.manifest, now)
+            announce_live_change(s, slug)
             s.add(Review(version_id=target.id, actor_id=user.id, action="rollback",
                          from_state=None, to_state=None, comment=comment or None, at=now))
             append_event(s, "app.rollback", actor=user.name, target=slug,

@@ -36,6 +36,11 @@ if TYPE_CHECKING:
 log = logging.getLogger("nbapps.catalog")
 
 SQLITE_BUSY_TIMEOUT_MS = 15_000
+#: the PostgreSQL channel on which approvals and rollbacks are announced to gallery replicas
+LIVE_CHANNEL = "nbapps_live_versions"
+#: the PostgreSQL channel on which a replica tells the others it changed what listings show
+#: (curation, submissions): they drop their cached listings
+CATALOG_CHANNEL = "nbapps_catalog_changed"
 _PG_MIGRATION_LOCK = 0x6E6261707073  # "nbapps": pg_advisory_xact_lock key for migrations
 
 
@@ -241,18 +246,30 @@ class CatalogBase:
         except NbappsError:
             return False
 
-    def notify(self, channel: str, payload: str) -> bool:
-        """PostgreSQL ``NOTIFY`` on ``channel`` (sent at once, in a transaction of its own);
-        False and nothing sent on SQLite, which has no such thing."""
+    def announce_change(self, sender: str) -> bool:
+        """``NOTIFY`` on :data:`CATALOG_CHANNEL` (payload ``sender``, in a transaction of its
+        own, after the change was committed); False and nothing sent on SQLite."""
         if self.dialect != "postgresql":
             return False
         with _db_errors(), self.engine.begin() as conn:
-            conn.execute(text("SELECT pg_notify(:channel, :payload)"),
-                         {"channel": channel, "payload": payload})
+            conn.execute(text("SELECT pg_notify(:channel, :sender)"),
+                         {"channel": CATALOG_CHANNEL, "sender": sender})
         return True
 
     def __repr__(self) -> str:
         return f"<Catalog {make_url(self.url).render_as_string(hide_password=True)}>"
+
+
+def announce_live_change(s: Session, slug: str) -> None:
+    """Queue a ``NOTIFY`` of ``slug``'s new live version in the write transaction ``s``.
+
+    PostgreSQL delivers it when the transaction commits and drops it when it rolls back, so
+    replicas hear of exactly the decisions that were recorded, even when the deciding process
+    dies right after its commit. SQLite has no notifications: its replicas poll.
+    """
+    if s.get_bind().dialect.name == "postgresql":
+        s.execute(text("SELECT pg_notify(:channel, :slug)"),
+                  {"channel": LIVE_CHANNEL, "slug": slug})
 
 
 @contextmanager

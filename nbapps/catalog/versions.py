@@ -16,7 +16,7 @@ from ..errors import Conflict, NbappsError, NotFound, PermissionDenied, UsageErr
 from ..review import Action, State
 from ..slugs import MAX_SLUG, is_slug
 from .audit import append_event
-from .db import CatalogBase
+from .db import CatalogBase, announce_live_change
 from .models import App, AppTag, Review, User, Version, utcnow
 from .users import get_user_row
 from .values import ReviewInfo, Submission, VersionInfo
@@ -343,6 +343,7 @@ class VersionsMixin(CatalogBase):
                 from .schedules import sync_live_schedules
 
                 sync_live_schedules(s, app, version_id, current.manifest, now)
+                announce_live_change(s, current.app_slug)
             append_event(s, f"version.{act.value}", actor=user.name, target=current.app_slug,
                          version_sha256=current.sha256, ip=ip,
                          details={"version_id": version_id, "from": current.state.value,

@@ -235,8 +235,7 @@ class CheckPool:
             queued = self.catalog.queue_unchecked()
             if queued:
                 log.info("queued a check for %d version(s) recorded without one", queued)
-                if self.on_change is not None:
-                    self.on_change()
+                self._changed()
 
     def _idle(self) -> None:
         """Periodic work of the first worker while the queue is empty (e.g. retention)."""
@@ -257,8 +256,17 @@ class CheckPool:
         log.info("%s %s of version %s: %s", self.label, job.id, job.version_id, outcome.state,
                  extra={"job": job.id, "version": job.version_id, "state": outcome.state,
                         "seconds": outcome.result.get("seconds")})
-        if self.on_change is not None:
+        self._changed()
+
+    def _changed(self) -> None:
+        """Tell the server the catalog changed (its cached listings); a failure there is
+        logged and never ends a worker (its next jobs would wait forever)."""
+        if self.on_change is None:
+            return
+        try:
             self.on_change()
+        except Exception:  # noqa: BLE001 - the outcome is recorded; listings expire anyway
+            log.exception("%s pool: reporting a catalog change failed", self.label)
 
     def _release(self, job: JobInfo) -> None:
         try:

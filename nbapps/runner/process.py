@@ -57,6 +57,7 @@ from ..processes import kill_processes
 from .admission import Admissions, Lease
 from .config import TEMPLATE_NAME, RunnerSettings, voila_config
 from .env import runner_environment
+from .fetch import fetch
 from .kernel_setup import KernelSetup, kernel_setup
 from .notebook_variants import CUSTOM_NAME, DEFAULT_NAME, VARIANT_NAMES, build_variants
 from .viewer_pages import ViewerPages
@@ -460,8 +461,9 @@ class Runner:
             return False
         client = AsyncHTTPClient()
         try:
-            resp = await client.fetch(HTTPRequest(self.url(HEALTH_PATH), connect_timeout=timeout,
-                                                  request_timeout=timeout), raise_error=False)
+            resp = await fetch(client, HTTPRequest(self.url(HEALTH_PATH),
+                                                   connect_timeout=timeout,
+                                                   request_timeout=timeout), raise_error=False)
         except (OSError, HTTPClientError, asyncio.TimeoutError):
             return False
         return resp.code == 200

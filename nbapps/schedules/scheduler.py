@@ -150,7 +150,10 @@ class Scheduler:
         if result.queued and self.wake_runs is not None:
             self.wake_runs()
         if (result.queued or result.settled) and self.on_change is not None:
-            self.on_change()
+            try:
+                self.on_change()
+            except Exception:  # noqa: BLE001 - never the scheduler's end; listings expire
+                log.exception("scheduler: reporting a catalog change failed")
         return result
 
     def _settle(self, result: TickResult) -> None:

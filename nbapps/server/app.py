@@ -147,9 +147,10 @@ class NbappsServer(Application):
                                     "changed by another replica (apps switch, listings "
                                     "refresh); 0: never (one gallery process).")
     live_notify = Bool(True, config=True,
-                       help="On a PostgreSQL catalog, replicas tell each other of approvals "
-                            "and rollbacks at once (LISTEN/NOTIFY on one connection each); "
-                            "the poll of live_poll_interval stays as the safety net.")
+                       help="On a PostgreSQL catalog, replicas hear of approvals, "
+                            "rollbacks and other listing changes made on another at once "
+                            "(LISTEN/NOTIFY on one connection each); the poll of "
+                            "live_poll_interval stays as the safety net.")
 
     # -- policy ----------------------------------------------------------------------------------
     auth = Unicode("builtin", config=True,

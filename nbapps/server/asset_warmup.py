@@ -24,6 +24,7 @@ from typing import Protocol
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 
 from ..files import atomic_write_text
+from ..runner.fetch import fetch
 from ..runner.process import RunnerState
 from .app_assets import AssetCache
 from .stream_rewrite import Scrubber, scrubbed
@@ -130,7 +131,7 @@ async def warm_from(runner: WarmableRunner, cache: AssetCache, remembered: Remem
             if cache.has(key):  # a page got it meanwhile
                 return
             try:
-                resp = await http.fetch(HTTPRequest(
+                resp = await fetch(http, HTTPRequest(
                     runner.url(rel, query), headers=runner.auth_headers, connect_timeout=5,
                     request_timeout=30, decompress_response=True), raise_error=False)
             except (HTTPClientError, OSError, asyncio.TimeoutError):

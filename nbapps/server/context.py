@@ -61,7 +61,8 @@ class ResultCache:
 
     Entries live ``ttl`` seconds and the whole cache is dropped by :meth:`bump` whenever this
     server changes the catalog, so a user sees their own change at once; another replica's
-    change shows within ``ttl``.
+    change shows when this one hears of it (PostgreSQL's notifications, the live-version
+    check: :mod:`.live_sync`), and within ``ttl`` at the latest.
     """
 
     def __init__(self, ttl: float, maxsize: int = 512) -> None:
@@ -114,11 +115,12 @@ class ServerContext:
     scheduler: Any = None
     metrics: Any = None
     cache: ResultCache = field(default_factory=lambda: ResultCache(2.0))
-    #: switches of the runtime to a new live version still running, by slug (live_changed)
+    #: switches of the runtime to a new live version still running, by slug (switch_live)
     refreshing: dict[str, asyncio.Future[Any]] = field(default_factory=dict)
-    #: tells the other replicas at once that an app's live version changed (PostgreSQL's
-    #: NOTIFY, :mod:`.live_notify`); None: they notice it at their next poll
-    announce_live: Callable[[str], None] | None = None
+    #: called after each live decision made here (:class:`.live_sync.LiveSync` checks at once)
+    on_live_decision: Callable[[], None] | None = None
+    #: tells the other replicas to drop their cached listings (:mod:`.live_notify`)
+    announce_change: Callable[[], None] | None = None
 
     @property
     def upload_dir(self) -> Path:
@@ -131,16 +133,24 @@ class ServerContext:
         return await loop.run_in_executor(self.executor, functools.partial(fn, *args, **kwargs))
 
     def changed(self) -> None:
-        """Call after any catalog write: drops cached listings."""
+        """Call after a catalog write made here: drops cached listings, here and (on
+        PostgreSQL) on the other replicas."""
         self.cache.bump()
+        if self.announce_change is not None:
+            self.announce_change()
 
-    def live_changed(self, slug: str, *, announce: bool = True) -> None:
-        """Call after an approval or rollback (committed): the other replicas are told
-        (``announce``; not when this one only follows another's decision) and the runtime
-        switches ``slug`` to its new live version in the background (start new, route new
-        requests to it, drain the old)."""
-        if announce and self.announce_live is not None:
-            self.announce_live(slug)
+    def live_changed(self, slug: str) -> None:
+        """Call after an approval or rollback made here (committed; the catalog told the other
+        replicas): this replica's check of live versions runs at once (what it compares
+        with then includes this decision, so the next change made elsewhere is seen as one)
+        and the runtime switches ``slug`` (:meth:`switch_live`)."""
+        if self.on_live_decision is not None:
+            self.on_live_decision()
+        self.switch_live(slug)
+
+    def switch_live(self, slug: str) -> None:
+        """Switch the runtime's ``slug`` to its live version in the background (start new,
+        route new requests to it, drain the old)."""
         refresh = getattr(self.runtime, "refresh", None)
         if refresh is None:
             return
@@ -151,7 +161,7 @@ class ServerContext:
             lambda t: self.refreshing.pop(slug) if self.refreshing.get(slug) is t else None)
 
     def refreshing_now(self, slug: str) -> bool:
-        """Whether a switch of ``slug`` started by :meth:`live_changed` is still running."""
+        """Whether a switch of ``slug`` started by :meth:`switch_live` is still running."""
         task = self.refreshing.get(slug)
         return task is not None and not task.done()
 

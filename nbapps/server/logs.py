@@ -58,8 +58,11 @@ class PeerResetFilter(logging.Filter):
 
     Tornado logs it at ERROR, with a traceback, when a peer (a browser closing a page, a runner
     that stopped) resets a connection after the code reading it had stopped waiting: nothing
-    failed, and no request is affected. Seen once in the demo's log in CI. Every other record
-    of that logger, and the same message with any other exception, passes unchanged."""
+    failed, and no request is affected. Seen once in the demo's log in CI. The one reader
+    known to do so, a runner's health check cancelled with its start while the runner was
+    stopped, now fetches through :func:`nbapps.runner.fetch.fetch` and logs nothing; this
+    filter stays for readers not found yet. Every other record of that logger, and the same
+    message with any other exception, passes unchanged."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         exc = record.exc_info[1] if record.exc_info else None
