@@ -158,9 +158,8 @@ class AppSlot:
     release: AppRelease
     live: Runner | None = None
     pending: Runner | None = None
+    #: the start of a runner of ``release`` (a running start always starts ``release``)
     starting: asyncio.Task[None] | None = None
-    #: the version ``starting`` starts
-    starting_version: str = ""
     draining: list[Runner] = field(default_factory=list)
     drain_started: dict[str, float] = field(default_factory=dict)
     failures: int = 0
@@ -466,18 +465,12 @@ class Supervisor:
         refused = self._room_for_runner(slot)
         if refused:
             return refused
-        task = self._start(slot, slot.release, warm=False)
+        slot.starting = asyncio.ensure_future(self._start_runner(slot, slot.release, warm=False))
         # a failed start is logged by _start_runner; requests may stop waiting before it ends,
         # so mark its exception retrieved (else "Task exception was never retrieved")
-        task.add_done_callback(
+        slot.starting.add_done_callback(
             lambda t: None if t.cancelled() else t.exception())
         return None
-
-    def _start(self, slot: AppSlot, release: AppRelease, *, warm: bool) -> asyncio.Task[None]:
-        """Start a runner of ``release`` in the background, as ``slot``'s one start."""
-        slot.starting = asyncio.ensure_future(self._start_runner(slot, release, warm=warm))
-        slot.starting_version = release.version
-        return slot.starting
 
     async def _start_runner(self, slot: AppSlot, release: AppRelease, *, warm: bool) -> None:
         runner = self._new_runner(release)
@@ -541,19 +534,21 @@ class Supervisor:
         if slot.live is not None and slot.live.release.version == release.version:
             slot.release = release
             return
-        slot.release = release
         if slot.starting is not None and not slot.starting.done() \
-                and slot.starting_version == release.version:
-            # already switching to it (a replica hears of its own decision too): join that
+                and slot.release.version == release.version:
+            # already starting it (a replica hears of its own decision too): join that start
+            slot.release = release
             await asyncio.shield(slot.starting)
             return
+        slot.release = release
         if slot.starting is not None and not slot.starting.done():
             slot.starting.cancel()
             await asyncio.gather(slot.starting, return_exceptions=True)
         if slot.live is None:
             return  # starts with the new release on the next request
         self.counters["switches"] += 1
-        await asyncio.shield(self._start(slot, release, warm=True))
+        slot.starting = asyncio.ensure_future(self._start_runner(slot, release, warm=True))
+        await asyncio.shield(slot.starting)
 
     async def refresh(self, slug: str) -> None:
         """Re-resolve ``slug`` and switch to its live version (or retire it if none).
