@@ -183,8 +183,13 @@ def test_app_pages_stick_to_a_replica_and_survive_a_kill(tmp_path, pg_server):
                     assert c.get("/").status_code == 200
                     r = c.get("/api/apps")
                     assert r.status_code == 200 and slug in r.text, r.text[:300]
-            # (the old page's last requests may still be logged late, served by the owner)
-            gallery = [e for e in lb.entries()[mark:] if e.route in ("/", "/api/apps")]
+            # (the old page's last requests may still be logged late, served by the owner;
+            # nginx writes a request's line after its response, so the last may come later)
+            def gallery_entries() -> list[LogEntry]:
+                return [e for e in lb.entries()[mark:] if e.route in ("/", "/api/apps")]
+
+            _wait_for(lambda: len(gallery_entries()) >= 12, "the 12 gallery requests")
+            gallery = gallery_entries()
             assert len(gallery) >= 12 and \
                 {e.upstreams[-1] for e in gallery} == {survivor.address}, gallery
             assert not any(re.search(r"/~t/[A-Za-z0-9_-]{8,}\.", e.path) for e in lb.entries()), \
