@@ -358,6 +358,10 @@ _TABLE: list[Code] = [
     Code("NBA390", E, "app_subdomain_host cannot be used as set",
          "Give a host name such as apps.example-apps.org (wildcard DNS and certificate pointing "
          "at the gallery) and set public_url to the gallery's URL, or use 'auto' or ''."),
+    # -- replicas forwarding kernel requests (nbapps.server.peers) ------------------------------
+    Code("NBA391", E, "internal_url cannot be used as set",
+         "Give where the other replicas reach this one as http://host:port (no path, no "
+         "user), e.g. http://$(POD_IP):8866 in Kubernetes, or '' for the address it listens on."),
     # -- store clean-up (nbapps.store_gc) -------------------------------------------------------
     Code("NBA398", E, "Store clean-up refused: a check or run is running",
          "Run `nbapps store gc --delete` again when no job runs (a running job may be storing "

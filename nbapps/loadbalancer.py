@@ -23,8 +23,10 @@ connection on the next replica, so a reload of such a page is served by another 
 starts the app's runner if it has none).
 One ticket covers all pages of one viewer and app for a quarter of ``app_ticket_lifetime``
 (:meth:`AppTickets.issue`), so one viewer's pages of one app share a replica; pages spread over
-replicas by viewer and app. When the dead replica comes back, its keys move back to it: pages
-opened elsewhere meanwhile lose their kernels (a reload opens them again). Each replica starts
+replicas by viewer and app. When the dead replica comes back (or replicas are added, or rolled
+over), keys move to it while their pages are open elsewhere: it forwards those pages' kernel
+requests to the replica that owns the kernel (:mod:`nbapps.server.peers`), so they keep working;
+their asset requests it serves from its own runner. Each replica starts
 its own runner for an app its viewers open there (memory per app times the replicas in use;
 idle runners stop after ``idle_timeout``). The app frame's start-up progress
 (``<base>api/apps/<slug>/status``) carries no ticket, so it goes round robin and may describe

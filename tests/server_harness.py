@@ -275,9 +275,11 @@ _URL_RE = re.compile(r"serving at (http://\S+)")
 
 def start_process(data_dir: Path, db_url: str, args: list[str] | None = None,
                   env: dict[str, str] | None = None, cwd: Path | None = None,
-                  serve_apps: bool = False) -> tuple[subprocess.Popen[bytes], str]:
-    """``python -m nbapps.server.app`` in a subprocess; returns (process, URL)."""
-    cmd = [sys.executable, "-m", "nbapps.server.app", "--port=0", f"--data-dir={data_dir}",
+                  serve_apps: bool = False, port: int = 0
+                  ) -> tuple[subprocess.Popen[bytes], str]:
+    """``python -m nbapps.server.app`` in a subprocess (``port`` 0: any free one); returns
+    (process, URL)."""
+    cmd = [sys.executable, "-m", "nbapps.server.app", f"--port={port}", f"--data-dir={data_dir}",
            f"--NbappsServer.serve_apps={serve_apps}",
            f"--db-url={db_url}", "--log-level=INFO", *(args or [])]
     proc = subprocess.Popen(cmd, cwd=cwd or ROOT, stdout=subprocess.PIPE,

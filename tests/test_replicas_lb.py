@@ -22,6 +22,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import nbformat
@@ -54,6 +55,10 @@ class Replica:
     url: str
     data_dir: Path
     process: subprocess.Popen[bytes]
+    #: how it was started (:func:`restart`)
+    db_url: str = ""
+    args: tuple[str, ...] = ()
+    env: dict[str, str] | None = None
 
     @property
     def address(self) -> str:
@@ -86,9 +91,9 @@ def replicas_behind_nginx(tmp_path: Path, pg_server: Any, count: int = 2, *,
         for i in range(count):
             data_dir = tmp_path / f"replica{i}" / "data"
             data_dir.mkdir(parents=True)
-            proc, url = start_process(data_dir, db_url, [*store_args, *REPLICA_ARGS],
-                                      env=env, serve_apps=True)
-            replicas.append(Replica(url, data_dir, proc))
+            args = (*store_args, *REPLICA_ARGS)
+            proc, url = start_process(data_dir, db_url, list(args), env=env, serve_apps=True)
+            replicas.append(Replica(url, data_dir, proc, db_url, args, env))
         with running_nginx(tmp_path / "nginx", [r.url for r in replicas]) as lb:
             yield (Gallery(url=lb.url, data_dir=tmp_path, db_url=db_url, users=users),
                    lb, replicas)
@@ -98,6 +103,14 @@ def replicas_behind_nginx(tmp_path: Path, pg_server: Any, count: int = 2, *,
                 stop_process(r.process)
             reap_orphans(r.data_dir / "runtime")  # the runners of a replica killed -9
         pg_server.drop_database(name)
+
+
+def restart(replica: Replica) -> None:
+    """Start ``replica`` again (after a kill) on its own port and data dir."""
+    port = int(replica.url.rsplit(":", 1)[1].strip("/"))
+    replica.process, url = start_process(replica.data_dir, replica.db_url, list(replica.args),
+                                         env=replica.env, serve_apps=True, port=port)
+    assert url == replica.url, (url, replica.url)
 
 
 _KERNEL = re.compile(r"/(?:api/kernels|voila/api/shutdown)/([0-9a-f-]{36})")
@@ -192,6 +205,46 @@ def test_app_pages_stick_to_a_replica_and_survive_a_kill(tmp_path, pg_server):
             gallery = gallery_entries()
             assert len(gallery) >= 12 and \
                 {e.upstreams[-1] for e in gallery} == {survivor.address}, gallery
+
+            # the killed replica comes back: nginx sends the page's ticket to it again (after
+            # fail_timeout), but the open page's kernel is the survivor's; the returned replica
+            # forwards the page's kernel requests there (nbapps.server.peers): the kernel
+            # model, and the unload beacon that ends the kernel (no kernel left to the cull)
+            page.goto(frame, wait_until="domcontentloaded")  # opened on the survivor
+            _wait_app_rendered(page)
+            app_frame = next(f for f in page.frames if "/~t/" in f.url)
+            found = re.search(r'"kernelId":\s*"([0-9a-f-]{36})"', app_frame.content())
+            assert found, app_frame.content()[:300]
+            kernel = found[1]
+            model = f"{urlsplit(app_frame.url).path}api/kernels/{kernel}"
+            assert httpx.get(f"{survivor.url}{model}", timeout=30).status_code == 200
+            restart(owner)
+
+            def returned_serves_the_model() -> bool:
+                mark = len(lb.entries())
+                r = httpx.get(f"{g.url}{model}", timeout=30)
+                def logged() -> list[LogEntry]:
+                    return [e for e in lb.entries()[mark:] if e.route.endswith(kernel)]
+
+                _wait_for(lambda: bool(logged()), "the model request's log line")
+                entry = logged()[-1]
+                if entry.upstreams[-1] != owner.address:
+                    time.sleep(0.5)  # nginx still skips the returned replica (fail_timeout)
+                    return False
+                assert r.status_code == 200 and r.json()["id"] == kernel, r.text
+                return True
+
+            _wait_for(returned_serves_the_model, "the returned replica to get the ticket", 60)
+            mark = len(lb.entries())
+            page.goto(f"{g.url}/")  # the app page unloads: its beacon ends its kernel
+            _wait_for(lambda: any(e.method == "POST" and e.route.endswith(kernel)
+                                  for e in lb.entries()[mark:]), "the unload beacon")
+            [beacon] = [e for e in lb.entries()[mark:]
+                        if e.method == "POST" and e.route.endswith(kernel)]
+            assert beacon.upstreams[-1] == owner.address and beacon.status < 300, beacon
+            _wait_for(lambda: httpx.get(f"{survivor.url}{model}", timeout=30).status_code
+                      == 404, "the survivor's kernel to end")
+
             assert not any(re.search(r"/~t/[A-Za-z0-9_-]{8,}\.", e.path) for e in lb.entries()), \
                 "the access log must not hold app tickets"
         finally:

@@ -16,6 +16,7 @@ from .apps import AppsMixin
 from .audit import AuditMixin
 from .db import CatalogBase, CatalogUnavailable, SchemaTooNew, open_catalog
 from .jobs import JobInfo, JobsMixin, QueueFull
+from .replicas import ReplicaInfo, ReplicasMixin
 from .runs import RunInfo, RunQueueFull, RunsMixin, TooManyRuns
 from .schedules import AppHealth, ScheduleInfo, SchedulesMixin
 from .usage import UsageMixin
@@ -36,13 +37,14 @@ from .versions import VersionsMixin, normalize_tags
 
 
 class Catalog(UsersMixin, VersionsMixin, JobsMixin, RunsMixin, SchedulesMixin, AppsMixin,
-              AuditMixin, UsageMixin, CatalogBase):
+              AuditMixin, UsageMixin, ReplicasMixin, CatalogBase):
     """The catalog facade; see the mixins for the methods by concern."""
 
 
 __all__ = [
     "AppDetail", "AppPage", "AppSummary", "AuditEvent", "Catalog", "CatalogUnavailable",
-    "AppHealth", "JobInfo", "QueueFull", "RunInfo", "RunQueueFull", "ScheduleInfo", "TooManyRuns",
+    "AppHealth", "JobInfo", "QueueFull", "ReplicaInfo", "RunInfo", "RunQueueFull",
+    "ScheduleInfo", "TooManyRuns",
     "ReviewInfo", "SchemaTooNew", "Submission", "TokenInfo", "UsagePoint", "UserInfo",
     "VersionInfo", "normalize_tags", "open_catalog", "slugify",
 ]

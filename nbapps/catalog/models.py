@@ -269,6 +269,20 @@ class ScheduleRow(Base):
     __table_args__ = (UniqueConstraint("app_id", "name", name="uq_schedules_app_name"),)
 
 
+class ReplicaRow(Base):
+    """A running gallery process and the address its peers reach it at (replicas forward
+    requests for app kernels they do not own to the replica that does: :mod:`nbapps.server.peers`).
+    Each replica refreshes ``heartbeat_at`` every few seconds and deletes its row when it stops;
+    rows of replicas that died are ignored once stale and deleted after an hour."""
+
+    __tablename__ = "replicas"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    url: Mapped[str] = mapped_column(String(300))
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    heartbeat_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+
+
 class Review(Base):
     """Append-only record of every decision, withdrawal and rollback."""
 

@@ -200,6 +200,25 @@ class Metrics:
             self._runtime_collector = RuntimeCollector(runtime)
             self.registry.register(self._runtime_collector)
 
+    def watch_peers(self, peers: Any) -> None:
+        """Export what this replica knows of the others (:mod:`.peers`), read at each scrape."""
+        self.registry.register(PeersCollector(peers))
+
+
+class PeersCollector(Collector):
+    """The live peers and the kernel requests forwarded to them (:class:`.peers.Peers`)."""
+
+    def __init__(self, peers: Any) -> None:
+        self.peers = peers
+
+    def collect(self) -> Iterator[Metric]:
+        yield GaugeMetricFamily("nbapps_replica_peers",
+                                "Other gallery replicas heard of at the last heartbeat",
+                                value=len(self.peers.others))
+        yield CounterMetricFamily("nbapps_forwarded_kernel_requests",
+                                  "Requests for app kernels passed on to the replica that "
+                                  "owns them", value=self.peers.forwarded)
+
 
 def time_calls(obj: Any, histogram: Histogram) -> None:
     """Wrap, on this instance, each public method of ``obj``'s class so its duration goes to

@@ -57,6 +57,7 @@ from .hub_config import HubConfiguration
 from .identity import CatalogUsers, IdentityProvider, resolve_cookie_secret
 from .live_sync import LiveSync
 from .logs import configure_logging
+from .peers import Peers, checked_url, listen_url
 from .periodic import Periodic
 from .request_id import RequestIdTransform, request_id
 from .routes import normalize_base_url, route_table, tornado_rules
@@ -146,6 +147,13 @@ class NbappsServer(Application):
                                help="Seconds between checks of the catalog for live versions "
                                     "changed by another replica (apps switch, listings "
                                     "refresh); 0: never (one gallery process).")
+    internal_url = Unicode("", config=True,
+                           help="Where the other gallery replicas reach this one, as "
+                                "http://host:port (no path), e.g. http://$(POD_IP):8866 in "
+                                "Kubernetes. A replica asked for an app kernel another one "
+                                "owns forwards the request there (the load balancer's hash "
+                                "moves when replicas come and go). Default: the address it "
+                                "listens on; with 0.0.0.0 or ::, the host name's address.")
     live_notify = Bool(True, config=True,
                        help="On a PostgreSQL catalog, replicas hear of approvals, "
                             "rollbacks and other listing changes made on another at once "
@@ -303,6 +311,8 @@ class NbappsServer(Application):
     runtime: Any = None
     #: the app proxy's usage recorder (app views batched into the catalog), when apps are served
     usage: Any = None
+    #: this replica in the registry of replicas, and the others (:mod:`.peers`)
+    peers: Peers | None = None
     #: follows live-version changes made by other replicas (:mod:`.live_sync`)
     live_sync: LiveSync | None = None
 
@@ -331,6 +341,13 @@ class NbappsServer(Application):
             return normalize_base_url(proposal["value"])
         except ValueError as exc:
             raise TraitError(f"NBA100: base_url: {exc}") from None
+
+    @validate("internal_url")
+    def _valid_internal_url(self, proposal: Any) -> str:
+        try:
+            return checked_url(proposal["value"])
+        except ValueError as exc:
+            raise TraitError(f"NBA391: internal_url: {exc}") from None
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -558,13 +575,18 @@ class NbappsServer(Application):
             if ctx.metrics is not None:
                 ctx.metrics.watch_runtime(ctx.runtime)
             self.usage = UsageRecorder(ctx)
+            runtime = ctx.runtime
+            self.peers = Peers("", ctx.catalog, ctx.run, lambda: runtime.http)
+            if ctx.metrics is not None:
+                ctx.metrics.watch_peers(self.peers)
             # apps by slug and live previews of submitted versions (nbapps.server.previews)
             rules = list(proxy_routes(ctx.runtime, authorize_runtime, prefix=f"{base}apps",
                                       observe=runtime_observer(self.usage, ctx),
                                       tickets=tickets, pages=AppPages(ctx.templates),
                                       frame_url=runtime_frame_url(ctx.options),
                                       origins=origins, remembered=RememberedAssets(
-                                          Path(ctx.runtime.runtime_dir) / SHARED_ASSETS_FILE)))
+                                          Path(ctx.runtime.runtime_dir) / SHARED_ASSETS_FILE),
+                                      peers=self.peers))
             routes = [r for r in routes if r.name != "app-runtime"]
         static_paths = [*self.static_paths, str(STATIC_DIR)]
         settings: dict[str, Any] = {
@@ -664,6 +686,12 @@ class NbappsServer(Application):
             self.live_sync.start()
             hub_watch = self._hub_watch(ctx, app.settings["nbapps_tickets"])
             hub_watch.start()
+            heartbeat = Periodic(0, asyncio.sleep, "")
+            if self.peers is not None:  # replicas find each other (app kernels: .peers)
+                self.peers.url = self.internal_url or listen_url(self.ip, self.bound_port)
+                heartbeat = Periodic(self.peers.interval, self.peers.heartbeat,
+                                     "the replica heartbeat")
+                heartbeat.start()
             host = self.ip if ":" not in self.ip else f"[{self.ip}]"
             url = f"http://{host}:{self.bound_port}{self.base_url}"
             self.url = url
@@ -699,6 +727,9 @@ class NbappsServer(Application):
             if self.live_sync is not None:
                 await self.live_sync.stop()
             await hub_watch.stop()
+            await heartbeat.stop()
+            if self.peers is not None:
+                await self.peers.leave()
             await _lifecycle(runtime, ("stop", "close"))
             ctx.executor.shutdown(wait=True, cancel_futures=True)
             ctx.catalog.close()

@@ -72,6 +72,7 @@ from ..contract import query_texts
 from ..errors import NbappsError, ParameterError
 from ..previews import KEY_PATTERN as PREVIEW_KEY
 from ..runner.admission import RunnerBusy
+from ..runner.fetch import fetch
 from ..runner.notebook_variants import QUERY_KEY, encode_values
 from ..runner.process import Runner
 from ..runner.supervisor import Route, RouteKind, Supervisor
@@ -90,6 +91,7 @@ from .app_pages import AppPages
 from .app_status import AppStatus, app_status, failure_reference
 from .app_tickets import SEGMENT, STATUS_PATH, AppTickets
 from .asset_warmup import RememberedAssets, warm_soon
+from .peers import Peers
 from .proxy_shared import (
     KERNEL,
     AppRequestMixin,
@@ -142,6 +144,7 @@ def proxy_routes(
     start_hold: float = 20.0,
     origins: AppOrigins | None = None,
     remembered: RememberedAssets | None = None,
+    peers: Peers | None = None,
 ) -> list[tuple[str, type, dict[str, Any]]]:
     """The tornado routes of the proxy, to add to the gallery's handlers.
 
@@ -150,11 +153,13 @@ def proxy_routes(
     is where a browser opening ``/apps/<slug>/`` is sent (default: straight to a ticket URL);
     ``origins``: apps on hosts of their own (:mod:`.app_origins`; mount the same routes for
     those hosts); ``remembered``: the shared assets earlier pages asked for
-    (:mod:`.asset_warmup`; default: none, kept in memory only).
+    (:mod:`.asset_warmup`; default: none, kept in memory only); ``peers``: the other gallery
+    replicas, asked for kernels this one does not own (:mod:`.peers`; default: none).
     """
     config = ProxyConfig(runtime, authorize, prefix.rstrip("/"), observe, page_timeout,
                          tickets or AppTickets(), pages or AppPages(), frame_url, start_hold,
-                         origins=origins, remembered=remembered or RememberedAssets(None))
+                         origins=origins, remembered=remembered or RememberedAssets(None),
+                         peers=peers)
     # a starting runner fills the gallery's memory of shared assets before its first page
     runtime.starting_hooks.append(lambda runner: warm_soon(
         runner, config.assets, config.remembered, runtime.http))
@@ -449,9 +454,12 @@ class AppProxyHandler(AppRequestMixin, web.RequestHandler):
                 self._send_cached(rel, cached)
                 return
         runner = self.runtime.runner_for(slug, kernel_id)
+        if runner is None and kernel_id is not None and await self._from_peer(
+                kernel_id, rel, method, body):
+            return
         if runner is None:
-            # a kernel no runner owns is gone (its runner stopped or was replaced): not a
-            # failure to report, and no other answer would bring it back
+            # a kernel no runner here or on a peer owns is gone (its runner stopped or was
+            # replaced): not a failure to report, and no other answer would bring it back
             if kernel_id is not None or not self.runtime.knows(slug):
                 self._not_found()
             else:
@@ -464,6 +472,43 @@ class AppProxyHandler(AppRequestMixin, web.RequestHandler):
         if key is not None and self._capture is not None and self.get_status() == 200:
             self.config.assets.put(key, list(self._headers.get_all()), b"".join(self._capture))
             self.config.remembered.note(key)
+
+    async def _from_peer(self, kernel_id: str, rel: str, method: str, body: bytes | None
+                         ) -> bool:
+        """Answer a request about a kernel another replica owns with that replica's answer
+        (:mod:`.peers`); False when no peer owns it."""
+        found = await self.peer_of(kernel_id)
+        if found is None or self._client_gone:
+            return False
+        peer, answer = found
+        peers = self.config.peers
+        assert peers is not None and self.runtime.http is not None
+        if answer is None or method != "GET":
+            request = HTTPRequest(peer + (self.request.uri or ""), method=method,
+                                  headers=peers.headers(self.request), body=body,
+                                  follow_redirects=False, connect_timeout=5,
+                                  request_timeout=30, allow_nonstandard_methods=True)
+            try:
+                answer = await fetch(self.runtime.http, request, raise_error=False)
+            except Exception as exc:  # noqa: BLE001 - the owner went away meanwhile
+                log.warning("forwarding a kernel request to %s: %s", peer, exc)
+                peers.gone(kernel_id)
+                return False
+        peers.forwarded += 1
+        if method == "POST" and answer.code < 400:  # the page closed: its kernel is ending
+            peers.gone(kernel_id)
+        self.set_status(answer.code, answer.reason)
+        content_type = answer.headers.get("Content-Type", "")
+        for name in ("Content-Type", "Cache-Control"):
+            if name in answer.headers:
+                self.set_header(name, answer.headers[name])
+        self.set_header("Content-Security-Policy", csp_for(rel, content_type))
+        if answer.code in (204, 304):
+            self.clear_header("Content-Type")
+            self.finish()
+        else:
+            self.finish(answer.body or b"")
+        return True
 
     def _send_cached(self, rel: str, asset: CachedAsset) -> None:
         for name, value in asset.headers:

@@ -7,6 +7,7 @@ import hashlib
 import inspect
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from tornado import httputil, web
@@ -17,6 +18,7 @@ from .app_origins import AppOrigins
 from .app_pages import AppPages
 from .app_tickets import SEGMENT, AppTickets, Ticket, redact
 from .asset_warmup import RememberedAssets
+from .peers import Peers, was_forwarded
 
 KERNEL = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
 #: Query keys never forwarded to a runner (auth and Voilà's overrides).
@@ -49,6 +51,8 @@ class ProxyConfig:
     origins: AppOrigins | None = None
     #: which shared assets pages asked for, fetched from a starting runner (:mod:`.asset_warmup`)
     remembered: RememberedAssets = field(default_factory=lambda: RememberedAssets(None))
+    #: the other gallery replicas, asked for kernels this one does not own (:mod:`.peers`)
+    peers: Peers | None = None
 
 
 async def authorized(authorize: Authorize, handler: web.RequestHandler, slug: str) -> bool:
@@ -119,6 +123,16 @@ class AppRequestMixin:
         if self.ticket_token is None:
             return None
         return hashlib.sha256(self.ticket_token.encode()).hexdigest()[:32]
+
+    async def peer_of(self, kernel_id: str) -> tuple[str, Any] | None:
+        """The other replica that owns ``kernel_id`` and, if it was just asked, its answer
+        to the kernel model (:meth:`.peers.Peers.find`); None: nobody to forward to (no
+        peers, a request forwarded already, or no live peer owns it)."""
+        peers = self.config.peers
+        if peers is None or was_forwarded(self.request):
+            return None
+        return await peers.find(kernel_id, f"{self.app_base()}api/kernels/{kernel_id}",
+                                peers.headers(self.request))
 
     def app_base(self) -> str:
         """The app's base path as this request sees it (with its ticket, if any)."""

@@ -115,30 +115,39 @@ class AppWebSocketProxy(AppRequestMixin, websocket.WebSocketHandler):
                 self.finish("forbidden")
             return
         runner = self.runtime.runner_for(slug, kernel_id)
-        if runner is None:  # no runner owns the kernel any more: it is gone
-            self.set_status(404)
-            self.finish("kernel not available")
-            return
-        query = clean_query(self.request.query)
+        if runner is not None:
+            url = runner.ws_url(f"api/kernels/{kernel_id}/channels",
+                                clean_query(self.request.query))
+            headers = {**runner.auth_headers, REQUEST_ID: request_id(self.request)}
+        else:  # another replica's kernel (:mod:`.peers`), or one that is gone
+            found = await self.peer_of(kernel_id)
+            if found is None:
+                self.set_status(404)
+                self.finish("kernel not available")
+                return
+            peers = self.config.peers
+            assert peers is not None
+            url = "ws" + found[0].removeprefix("http") + (self.request.uri or "")
+            headers = peers.headers(self.request)
+            peers.forwarded += 1
         protocols = [p.strip() for p in
                      self.request.headers.get("Sec-WebSocket-Protocol", "").split(",")
                      if p.strip()]
-        request = HTTPRequest(runner.ws_url(f"api/kernels/{kernel_id}/channels", query),
-                              headers={**runner.auth_headers,
-                                       REQUEST_ID: request_id(self.request)},
-                              connect_timeout=10,
-                              request_timeout=30)
+        request = HTTPRequest(url, headers=headers, connect_timeout=10, request_timeout=30)
         try:
             self._upstream = await websocket.websocket_connect(
                 request, subprotocols=protocols or None,
                 max_message_size=self.max_message_size)
         except (HTTPClientError, OSError, websocket.WebSocketError) as exc:
+            if runner is None and self.config.peers is not None:
+                self.config.peers.gone(kernel_id)
             code = getattr(exc, "code", 503)
             self.set_status(404 if code == 404 else 503)
             self.finish("kernel not available")
             return
-        self._runner = runner
-        self._lease = runner.hold("socket", self.viewer_key(), kernel_id)
+        if runner is not None:  # a forwarded socket: the owner counts it
+            self._runner = runner
+            self._lease = runner.hold("socket", self.viewer_key(), kernel_id)
 
     def select_subprotocol(self, subprotocols: list[str]) -> str | None:
         chosen = self._upstream.selected_subprotocol if self._upstream else None
