@@ -7,7 +7,8 @@ moved (a replica came back, a scale-up, a rolling update): the kernel model, the
 (a widget-kind message answered; an execute request still dropped) and the shutdown beacon all
 reach A's kernel through B. A request B received forwarded is never forwarded again. After
 ``kill -9`` of A, B answers a request for A's kernel with a 404 within its bounded question
-to the dead peer, and serves the app itself.
+to the dead peer, and serves the app itself. B runs the app too all along: a kernel its own
+runner does not own is still A's.
 """
 from __future__ import annotations
 
@@ -110,7 +111,9 @@ def test_kernel_requests_reach_the_owner_through_another_replica(pg_server, tmp_
             app = v1.get("app")
             slug = app if isinstance(app, str) else (app or {}).get("slug")
             _approve_api(a, v1["id"])
+            # both replicas run the app: B's own runner must not take A's kernel requests
             _wait_serving(a, slug, "FORWARD-V1", 180)
+            _wait_serving(b, slug, "FORWARD-V1", 180)
             _wait_registered(db_url, 2)
 
             base, kernel = _open_page(a.url, slug, token)

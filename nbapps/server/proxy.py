@@ -454,9 +454,9 @@ class AppProxyHandler(AppRequestMixin, web.RequestHandler):
                 self._send_cached(rel, cached)
                 return
         runner = self.runtime.runner_for(slug, kernel_id)
-        if runner is None and kernel_id is not None and await self._from_peer(
-                kernel_id, rel, method, body):
-            return
+        if kernel_id is not None and (runner is None or not runner.owns_kernel(kernel_id)) \
+                and await self._from_peer(kernel_id, rel, method, body):
+            return  # another replica's kernel (this one may run the app too)
         if runner is None:
             # a kernel no runner here or on a peer owns is gone (its runner stopped or was
             # replaced): not a failure to report, and no other answer would bring it back

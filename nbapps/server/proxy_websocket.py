@@ -115,21 +115,24 @@ class AppWebSocketProxy(AppRequestMixin, websocket.WebSocketHandler):
                 self.finish("forbidden")
             return
         runner = self.runtime.runner_for(slug, kernel_id)
+        found = None
+        if runner is None or not runner.owns_kernel(kernel_id):
+            found = await self.peer_of(kernel_id)  # another replica's kernel (:mod:`.peers`)
+            if found is not None:
+                runner = None
         if runner is not None:
             url = runner.ws_url(f"api/kernels/{kernel_id}/channels",
                                 clean_query(self.request.query))
             headers = {**runner.auth_headers, REQUEST_ID: request_id(self.request)}
-        else:  # another replica's kernel (:mod:`.peers`), or one that is gone
-            found = await self.peer_of(kernel_id)
-            if found is None:
-                self.set_status(404)
-                self.finish("kernel not available")
-                return
+        elif found is not None and self.config.peers is not None:
             peers = self.config.peers
-            assert peers is not None
             url = "ws" + found[0].removeprefix("http") + (self.request.uri or "")
             headers = peers.headers(self.request)
             peers.forwarded += 1
+        else:  # no runner owns the kernel any more: it is gone
+            self.set_status(404)
+            self.finish("kernel not available")
+            return
         protocols = [p.strip() for p in
                      self.request.headers.get("Sec-WebSocket-Protocol", "").split(",")
                      if p.strip()]
