@@ -75,10 +75,20 @@ def _base(base_url: str) -> str:
 
 def nginx_config(replicas: Sequence[str], *, listen: str = "80", base_url: str = "/",
                  server_name: str = "_", access_log: str | None = "/var/log/nginx/nbapps.log",
-                 fail_timeout: int = 10, upstream: str = "nbapps_replicas") -> str:
+                 fail_timeout: int = 10, upstream: str = "nbapps_replicas",
+                 read_timeout: int = 60) -> str:
     """The ``http {}`` context part of an nginx config balancing ``replicas`` (the galleries'
     ``host:port``) with the affinity rule of this module; ``listen`` is nginx's ``listen``
-    argument (add TLS there); ``base_url`` the galleries' ``--base-url``."""
+    argument (add TLS there); ``base_url`` the galleries' ``--base-url``.
+
+    ``read_timeout``: seconds nginx waits for a replica to send anything before it gives the
+    request to the next replica (``proxy_next_upstream timeout``). It is what takes a hung
+    replica (accepting connections, never answering) out of the way: open source nginx has no
+    active health checks. 60 s is safe for nbapps: an app page that renders sends a keep-alive
+    chunk every ``http_keep_alive_timeout`` (10 s), kernel WebSockets are pinged every 30 s, and
+    no gallery request holds its answer longer (the app frame's start hold is 20 s)."""
+    if int(read_timeout) < 1:
+        raise UsageError("the read timeout is a number of seconds (at least 1)")
     servers = [replica_address(r) for r in replicas]
     if not servers:
         raise UsageError("give at least one replica (--replica host:port)")
@@ -147,10 +157,11 @@ server {{
         proxy_set_header X-Forwarded-Proto $scheme;
         # app pages stream while their notebook runs (keep-alive chunks); kernels are WebSockets
         proxy_buffering off;
-        proxy_read_timeout 300s;
+        # a hung replica: after this long without a byte the next replica gets the request
+        proxy_read_timeout {int(read_timeout)}s;
         proxy_send_timeout 300s;
         proxy_redirect off;
-        # a replica that refuses or drops a connection: the next one serves the request
+        # a replica that refuses, drops or does not answer: the next one serves the request
         proxy_next_upstream error timeout;
         proxy_connect_timeout 5s;
     }}

@@ -102,8 +102,8 @@ def _wait_listening(port: int, proc: subprocess.Popen[bytes], error_log: Path) -
 
 
 @contextmanager
-def running_nginx(folder: Path, replicas: Sequence[str], *, base_url: str = "/"
-                  ) -> Iterator[Nginx]:
+def running_nginx(folder: Path, replicas: Sequence[str], *, base_url: str = "/",
+                  read_timeout: int = 60) -> Iterator[Nginx]:
     """nginx on a free loopback port balancing ``replicas`` (gallery URLs), stopped on exit."""
     binary = find_nginx()
     folder.mkdir(parents=True, exist_ok=True)
@@ -111,7 +111,8 @@ def running_nginx(folder: Path, replicas: Sequence[str], *, base_url: str = "/"
     access_log = folder / "access.log"
     http_part = folder / "nbapps.conf"
     http_part.write_text(nginx_config(replicas, listen=f"127.0.0.1:{port}", base_url=base_url,
-                                      server_name="localhost", access_log=str(access_log)),
+                                      server_name="localhost", access_log=str(access_log),
+                                      read_timeout=read_timeout),
                          encoding="utf-8")
     main = folder / "nginx.conf"
     main.write_text(main_config(folder, http_part), encoding="utf-8")

@@ -46,6 +46,17 @@ def test_cli_prints_the_config_for_every_replica_and_the_base_url(capsys):
     assert exit_info.value.code == 2
 
 
+def test_the_read_timeout_takes_hung_replicas_out_of_the_way(capsys):
+    assert "proxy_read_timeout 60s;" in nginx_config(["10.0.0.5:8866"])  # the default
+    assert main(["deploy", "nginx-config", "--replica", "10.0.0.5:8866",
+                 "--read-timeout", "20"]) == 0
+    out = capsys.readouterr().out
+    assert "proxy_read_timeout 20s;" in out and "proxy_next_upstream error timeout;" in out
+    assert main(["deploy", "nginx-config", "--replica", "10.0.0.5:8866",
+                 "--read-timeout", "0"]) == 2
+    assert "NBA100" in capsys.readouterr().err
+
+
 def test_cli_refuses_a_bad_replica(capsys):
     assert main(["deploy", "nginx-config", "--replica", "https://x:1"]) == 2
     assert "NBA100" in capsys.readouterr().err

@@ -68,7 +68,8 @@ class Replica:
 
 @contextmanager
 def replicas_behind_nginx(tmp_path: Path, pg_server: Any, count: int = 2, *,
-                          store_config: str = "", env: dict[str, str] | None = None
+                          store_config: str = "", env: dict[str, str] | None = None,
+                          read_timeout: int = 60
                           ) -> Iterator[tuple[Gallery, Nginx, list[Replica]]]:
     """``count`` replicas on one PostgreSQL database and one bundle store, nginx in front;
     the :class:`Gallery` is nginx's URL with the test users. Everything is stopped on exit,
@@ -94,7 +95,8 @@ def replicas_behind_nginx(tmp_path: Path, pg_server: Any, count: int = 2, *,
             args = (*store_args, *REPLICA_ARGS)
             proc, url = start_process(data_dir, db_url, list(args), env=env, serve_apps=True)
             replicas.append(Replica(url, data_dir, proc, db_url, args, env))
-        with running_nginx(tmp_path / "nginx", [r.url for r in replicas]) as lb:
+        with running_nginx(tmp_path / "nginx", [r.url for r in replicas],
+                           read_timeout=read_timeout) as lb:
             yield (Gallery(url=lb.url, data_dir=tmp_path, db_url=db_url, users=users),
                    lb, replicas)
     finally:
@@ -249,3 +251,30 @@ def test_app_pages_stick_to_a_replica_and_survive_a_kill(tmp_path, pg_server):
                 "the access log must not hold app tickets"
         finally:
             context.close()
+
+
+def test_a_hung_replica_is_skipped_after_the_read_timeout(tmp_path, pg_server):
+    """A replica that accepts connections but never answers (SIGSTOP: a stuck event loop, a
+    swapping machine) costs one request the read timeout, then nginx gives it to the other
+    replica and skips the hung one for ``fail_timeout``; nobody gets an error."""
+    with replicas_behind_nginx(tmp_path, pg_server, read_timeout=3) as (g, lb, replicas):
+        hung, other = replicas
+        hung.process.send_signal(signal.SIGSTOP)
+        try:
+            mark = len(lb.entries())
+            took = []
+            with httpx.Client(base_url=g.url, timeout=30) as c:
+                for _ in range(6):  # round robin: the hung replica's turn comes
+                    t0 = time.monotonic()
+                    assert c.get("/healthz").status_code == 200
+                    took.append(time.monotonic() - t0)
+            _wait_for(lambda: len([e for e in lb.entries()[mark:] if e.route == "/healthz"])
+                      >= 6, "the 6 requests' log lines")
+            served = [e for e in lb.entries()[mark:] if e.route == "/healthz"]
+            assert {e.upstreams[-1] for e in served} == {other.address}, served
+            failed_over = [e for e in served if e.upstreams[0] == hung.address]
+            assert len(failed_over) == 1, served  # then skipped for fail_timeout (10 s)
+            print(f"\nrequests through nginx with a hung replica: {[round(t, 2) for t in took]} s")
+            assert sorted(took)[-1] >= 3 and sorted(took)[-2] < 3, took
+        finally:
+            hung.process.send_signal(signal.SIGCONT)

@@ -32,11 +32,16 @@ def register(subparsers: Any) -> None:
                        help="nginx server_name (default _)")
     nginx.add_argument("--access-log", default="/var/log/nginx/nbapps.log", metavar="FILE",
                        help="access log with tickets redacted ('off': none)")
+    nginx.add_argument("--read-timeout", default=60, type=int, metavar="SECONDS",
+                       help="seconds without an answer before nginx gives a request to the "
+                            "next replica: a hung replica's way out (default 60; app pages "
+                            "and kernel sockets send something every 10 to 30 s)")
     nginx.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
     log = None if args.access_log == "off" else args.access_log
     print(nginx_config(args.replica, listen=args.listen, base_url=args.base_url,
-                       server_name=args.server_name, access_log=log), end="")
+                       server_name=args.server_name, access_log=log,
+                       read_timeout=args.read_timeout), end="")
     return 0
