@@ -1,4 +1,5 @@
-"""App first render with the local runner backend vs runners as JupyterHub named servers.
+"""App first render with the local runner backend vs runners as JupyterHub named servers
+(seeing the gallery's folder, or fetching it over HTTP as on Kubernetes).
 
     .venv/bin/python benchmarks/hub_runner.py [--cold 3] [--warm 5]
 
@@ -14,9 +15,9 @@ tests/test_hub_runner.py), Debian's Chromium through Playwright:
 
 Times are read in the page (:mod:`tests.page_timing`), from navigation start to the output.
 
-Both galleries run at once and their opens alternate, so both see the same machine load.
+The galleries run at once and their opens alternate, so all see the same machine load.
 
-The ratio Hub / local of the medians is the Hub backend's cost.
+The ratio Hub / local of the medians is each Hub backend's cost.
 """
 from __future__ import annotations
 
@@ -50,8 +51,10 @@ def load() -> str:
 
 
 @contextmanager
-def gallery(base: Path, hub: bool) -> Iterator[tuple[Any, str, Any]]:
-    """(Gallery, slug, supervisor) with the loan calculator live, on the chosen backend."""
+def gallery(base: Path, backend: str) -> Iterator[tuple[Any, str, Any]]:
+    """(Gallery, slug, supervisor) with the loan calculator live, on the chosen backend:
+    local, jupyterhub (the server sees the gallery's folder) or jupyterhub-fetch (it fetches
+    its folder and reports over HTTP, in a mount namespace that hides the gallery's)."""
     import nbformat
 
     from tests.server_harness import Gallery, ThreadServer, build_archive, new_data_dir
@@ -59,10 +62,13 @@ def gallery(base: Path, hub: bool) -> Iterator[tuple[Any, str, Any]]:
 
     with ExitStack() as stack:
         args: list[str] = []
-        if hub:
+        port = free_port()
+        runtime = base / "data" / "runtime"
+        if backend != "local":
             token = secrets.token_hex(32)
             h = stack.enter_context(running_hub(
-                base / "hub", free_port(), hub_config(base / "data" / "runtime"),
+                base / "hub", free_port(),
+                hub_config(runtime, runtime, f"http://127.0.0.1:{port}"),
                 services=[{"name": SERVICE, "api_token": token}],
                 roles=[{"name": "runners", "services": [SERVICE],
                         "scopes": [f"servers!user={ACCOUNT}"]}],
@@ -72,8 +78,11 @@ def gallery(base: Path, hub: bool) -> Iterator[tuple[Any, str, Any]]:
                     f"--RuntimeConfiguration.hub_api_url={h.api}",
                     f"--RuntimeConfiguration.hub_api_token={token}",
                     f"--RuntimeConfiguration.hub_account={ACCOUNT}"]
+            if backend == "jupyterhub-fetch":
+                args.append("--RuntimeConfiguration.hub_runner_files=fetch")
         data_dir, db_url, users = new_data_dir(base)
         server = ThreadServer(data_dir, db_url, args)
+        server.server.port = port  # the Hub hook's gallery_url
         server.server.serve_apps = True
         server.server.app_pool_size = 1
         server.server.app_custom_pool_size = 1
@@ -112,22 +121,22 @@ def main() -> int:
     from playwright.sync_api import sync_playwright
 
     print(f"load average at start: {load()}", flush=True)
-    backends = ("local", "jupyterhub")
+    backends = ("local", "jupyterhub", "jupyterhub-fetch")
     results: dict[str, dict[str, list[float]]] = {b: {"cold": [], "warm": []} for b in backends}
     with sync_playwright() as pw, ExitStack() as stack:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         stack.callback(browser.close)
         served = {}
-        for backend in backends:  # both at once: the opens alternate, under the same load
+        for backend in backends:  # all at once: the opens alternate, under the same load
             tmp = stack.enter_context(
                 tempfile.TemporaryDirectory(prefix=f"nbapps-bench-{backend}-"))
-            g, slug, sup = stack.enter_context(gallery(Path(tmp), backend == "jupyterhub"))
+            g, slug, sup = stack.enter_context(gallery(Path(tmp), backend))
             context = browser.new_context(viewport={"width": 1280, "height": 800})
             mark_first(context, OUTPUT)
             page = context.new_page()
             _login(page, g, "vic")
             served[backend] = (g, slug, sup, page)
-        print(f"load average with both galleries up: {load()}", flush=True)
+        print(f"load average with the galleries up: {load()}", flush=True)
         for kind, n in (("cold", args.cold), ("warm", args.warm)):
             for _ in range(n):
                 for backend in backends:
@@ -139,10 +148,11 @@ def main() -> int:
             print(f"{backend:10s} {kind}: median {statistics.median(values) * 1000:.0f} ms, "
                   f"min {min(values) * 1000:.0f}, max {max(values) * 1000:.0f} "
                   f"({len(values)} opens)")
-    for kind in ("cold", "warm"):
-        ratio = (statistics.median(results["jupyterhub"][kind])
-                 / statistics.median(results["local"][kind]))
-        print(f"hub / local, {kind}: {ratio:.2f}x")
+    for hub in backends[1:]:
+        for kind in ("cold", "warm"):
+            ratio = (statistics.median(results[hub][kind])
+                     / statistics.median(results["local"][kind]))
+            print(f"{hub} / local, {kind}: {ratio:.2f}x")
     print(f"load average at end: {load()}")
     return 0
 

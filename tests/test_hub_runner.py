@@ -11,6 +11,7 @@ named server while the app runs and none after the gallery has stopped.
 """
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import secrets
@@ -20,6 +21,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+import httpx
 import nbformat
 import psutil
 import pytest
@@ -39,14 +41,19 @@ from tests.test_app_browser import (
     step_term_slider,
 )
 from tests.test_hub_auth import HUB_PASSWORD, _hub_login
+from tests.test_replicas_forwarding import _open_page, _socket_round
 
 HUB_USER = "vera"
 ACCOUNT = "nbapps-apps"
 SERVICE = "nbapps-runners"
 
 
-def hub_config(runtime_root: Path) -> str:
-    """Named servers of ``ACCOUNT``, each running the runner folder its ``user_options`` name."""
+def hub_config(runtime_root: Path, fetch_root: Path, fetch_gallery: str) -> str:
+    """Named servers of ``ACCOUNT``, each running the runner folder its ``user_options`` name;
+    those that carry a launch secret (a gallery with ``hub_runner_files = "fetch"`` at
+    ``fetch_gallery``) fetch it instead, in a mount namespace where that gallery's runtime
+    folder ``fetch_root`` is an empty tmpfs: like a pod that sees nothing of the gallery's
+    disk, on this machine."""
     return f"""
         from nbapps.runner.hub_launch import pre_spawn_hook
         c.JupyterHub.authenticator_class = "dummy"
@@ -55,7 +62,18 @@ def hub_config(runtime_root: Path) -> str:
         c.JupyterHub.allow_named_servers = True
         c.JupyterHub.spawner_class = "simple"
         c.SimpleLocalProcessSpawner.home_dir_template = {str(runtime_root.parent / "hub-home")!r}
-        c.Spawner.pre_spawn_hook = pre_spawn_hook({str(runtime_root)!r}, {ACCOUNT!r})
+        shared = pre_spawn_hook({str(runtime_root)!r}, {ACCOUNT!r})
+        fetching = pre_spawn_hook({str(fetch_root)!r}, {ACCOUNT!r},
+                                  gallery_url={fetch_gallery!r})
+
+        def hook(spawner):
+            if "launch_secret" not in (spawner.user_options or {{}}):
+                return shared(spawner)
+            fetching(spawner)
+            hide = 'mount -t tmpfs tmpfs {fetch_root} && exec "$@"'
+            spawner.cmd = ["unshare", "--mount", "--", "sh", "-c", hide, "sh", *spawner.cmd]
+
+        c.Spawner.pre_spawn_hook = hook
         c.Spawner.http_timeout = 180
         c.Spawner.start_timeout = 180
     """
@@ -84,13 +102,17 @@ def hub_and_folder(tmp_path_factory) -> Iterator[tuple[Hub, Path]]:
               "scopes": [f"servers!user={ACCOUNT}", "read:users"]},
              {"name": "user", "scopes": ["self", f"access:services!service={SERVICE}"]}]
     data_dir = base / "data"
-    with running_hub(base / "hub", free_port(), hub_config(data_dir / "runtime"),
+    fetch_gallery = f"http://127.0.0.1:{free_port()}"
+    with running_hub(base / "hub", free_port(),
+                     hub_config(data_dir / "runtime", base / "fetch" / "data" / "runtime",
+                                fetch_gallery),
                      services=services, roles=roles,
                      tester_scopes=[*TESTER_SCOPES, "admin:servers"]) as hub:
         r = hub.call("POST", f"users/{ACCOUNT}")
         assert r.status_code == 201, r.text
         hub.service_token = token  # type: ignore[attr-defined]
         hub.gallery_url = gallery_url  # type: ignore[attr-defined]
+        hub.fetch_gallery_url = fetch_gallery  # type: ignore[attr-defined]
         yield hub, base
 
 
@@ -175,6 +197,62 @@ def test_app_runs_as_a_hub_named_server_and_stops_with_the_gallery(hub_and_folde
             hub.call("DELETE", f"users/{ACCOUNT}/servers/{name}", json={"remove": True})
 
 
+@pytest.mark.kernel
+@pytest.mark.slow
+def test_a_runner_the_hub_runs_elsewhere_fetches_its_folder_and_reports_over_http(
+        hub_and_folder):
+    """``hub_runner_files = "fetch"``: the spawned server cannot see the gallery's runtime
+    folder (an empty tmpfs over it, in its own mount namespace), so everything goes over HTTP:
+    its folder (one-time secret), its address, its status; the page and the kernel socket
+    through the gallery's proxy reach it at the address it reported."""
+    hub, base = hub_and_folder
+    data_dir, db_url, users = new_data_dir(base / "fetch")
+    gallery_url: str = hub.fetch_gallery_url  # type: ignore[attr-defined]
+    server = ThreadServer(data_dir, db_url, [
+        "--RuntimeConfiguration.backend=jupyterhub",
+        f"--RuntimeConfiguration.hub_api_url={hub.api}",
+        f"--RuntimeConfiguration.hub_api_token={hub.service_token}",  # type: ignore[attr-defined]
+        f"--RuntimeConfiguration.hub_account={ACCOUNT}",
+        "--RuntimeConfiguration.hub_runner_files=fetch",
+        "--RuntimeConfiguration.pool_size=1", "--RuntimeConfiguration.custom_pool_size=1"])
+    server.server.port = int(gallery_url.rsplit(":", 1)[1])  # the Hub hook's gallery_url
+    server.server.serve_apps = True
+    try:
+        server.start()
+        g = Gallery(url=gallery_url, data_dir=data_dir, db_url=db_url, users=users,
+                    server=server)
+        loan = _submit(g, build_archive(base / "fetch-loan", nbformat.read(LOAN, as_version=4)))
+        slug = loan["slug"]
+        _approve_api(g, loan["id"])
+        t0 = time.monotonic()
+        page_base, kernel = _open_page(g.url, slug, users["vic"].token)
+        print(f"\nfirst page through a fetching Hub runner: {time.monotonic() - t0:.2f} s")
+        ws_url = "ws" + g.url.removeprefix("http") + f"{page_base}api/kernels/{kernel}/channels"
+        reply, seen = asyncio.run(_socket_round(ws_url))
+        assert reply == "kernel_info_reply" and "execute_reply" not in seen, seen
+
+        [(name, model)] = [(n, m) for n, m in hub_servers(hub).items()
+                           if m["user_options"].get("nbapps", {}).get("slug") == slug]
+        options = model["user_options"]
+        folder = data_dir / "runtime" / "runners" / options["runner"]
+        # the server ran in its own view of the disk: what it wrote there is not here
+        assert folder.is_dir() and not (folder / "hub-launch.pid").exists()
+        assert not (folder / "status.json").exists()  # its status came over HTTP
+        launch = f"{g.url}/api/runtime/runners/{options['runner']}"
+        again = httpx.post(f"{launch}/launch", json={"host": "127.0.0.1"}, timeout=30,
+                           headers={"Authorization": f"token {options['launch_secret']}"})
+        assert again.status_code == 404  # the launch secret was good once
+        forged = httpx.post(f"{launch}/status", json={"pools": {}}, timeout=30,
+                            headers={"Authorization": "token guessed"})
+        assert forged.status_code == 404
+        server.stop()
+        assert name not in hub_servers(hub, stopped=True)  # stopped and removed
+    finally:
+        server.stop()
+        for name in set(hub_servers(hub, stopped=True)) - {""}:  # what the test left
+            hub.call("DELETE", f"users/{ACCOUNT}/servers/{name}", json={"remove": True})
+
+
 def _pid_alive(pid: int) -> bool:
     try:
         with open(f"/proc/{pid}/stat", encoding="ascii") as fh:
@@ -216,6 +294,33 @@ def test_the_hub_hook_refuses_folders_outside_the_runtime(tmp_path):
                                user_options={"runner_dir": str(runners / "r1"), "port": 0})
     with pytest.raises(ValueError):
         hook(bad_port)
+
+
+def test_the_fetching_hub_hook_names_only_the_gallery_and_hides_the_secret():
+    """With ``gallery_url`` the hook never reads a folder: the server fetches runner
+    ``user_options.runner`` from that gallery only, with the secret in its environment."""
+    hook = pre_spawn_hook("/nowhere", ACCOUNT, python="/py",
+                          gallery_url="http://nbapps.ns.svc:80/")
+    secret = "s" * 43
+
+    def spawner(**options: Any) -> SimpleNamespace:
+        return SimpleNamespace(user=SimpleNamespace(name=ACCOUNT), cmd=[], args=["--x"],
+                               port=0, environment={"KEEP": "1"}, user_options=options)
+
+    ours = spawner(runner="loan-99e27a3cc117-1796410118-29104-1", port=4321,
+                   launch_secret=secret, runner_dir="/elsewhere/not/checked")
+    hook(ours)
+    assert ours.cmd == ["/py", "-m", "nbapps.runner.hub_launch", "--fetch",
+                        "http://nbapps.ns.svc:80/api/runtime/runners/"
+                        "loan-99e27a3cc117-1796410118-29104-1/launch"]
+    assert secret not in " ".join(ours.cmd) and ours.args == [] and ours.port == 4321
+    assert ours.environment == {"KEEP": "1", "NBAPPS_LAUNCH_SECRET": secret}
+    for bad in ({"runner": "../../x", "port": 1, "launch_secret": secret},
+                {"runner": "http://evil/", "port": 1, "launch_secret": secret},
+                {"runner": "r1", "port": 1},
+                {"runner": "r1", "port": 0, "launch_secret": secret}):
+        with pytest.raises(ValueError):
+            hook(spawner(**bad))
 
 
 def test_hub_backend_needs_its_settings():

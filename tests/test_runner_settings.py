@@ -32,13 +32,16 @@ def test_every_trait_reaches_the_runtime_and_defaults_agree(tmp_path):
     for name in (*SUPERVISOR_FIELDS, "restart_backoff"):
         assert getattr(sup, name) == getattr(default_sup, name), name
     # the jupyterhub backend's traits reach the supervisor together, as its ``hub`` settings
-    hub_traits = {"backend", "hub_api_url", "hub_api_token", "hub_account", "hub_spawn_timeout"}
+    hub_traits = {"backend", "hub_api_url", "hub_api_token", "hub_account", "hub_spawn_timeout",
+                  "hub_runner_files"}
     assert sup.hub is None  # local runners by default
     hub = RuntimeConfiguration(backend="jupyterhub", hub_api_url="http://hub:8081/hub/api",
                                hub_api_token="t0k3n", hub_account="apps",
-                               hub_spawn_timeout=30.0).supervisor_settings(tmp_path).hub
-    assert hub is not None and (hub.api_url, hub.api_token, hub.account, hub.spawn_timeout) == (
-        "http://hub:8081/hub/api", "t0k3n", "apps", 30.0)
+                               hub_spawn_timeout=30.0,
+                               hub_runner_files="fetch").supervisor_settings(tmp_path).hub
+    assert hub is not None and (hub.api_url, hub.api_token, hub.account, hub.spawn_timeout,
+                                hub.files) == ("http://hub:8081/hub/api", "t0k3n", "apps", 30.0,
+                                               "fetch")
     used = set(RUNNER_FIELDS) | set(SUPERVISOR_FIELDS) | hub_traits | {
         "restart_backoff", "extra_env", "extra_env_names"}
     assert set(trait_names()) == used, set(trait_names()) ^ used

@@ -19,11 +19,10 @@ and limits) whose process the Hub starts instead of the gallery:
 6. ``stop`` is ``DELETE`` of the named server (``remove``: the Hub forgets it), then whatever of
    the runner is still alive is killed as for a local runner.
 
-So this backend needs the spawned server on the gallery's machine, sharing its runtime folder
-(``LocalProcessSpawner`` / ``SimpleLocalProcessSpawner``, or ``SystemdSpawner``). A spawner that
-runs servers elsewhere (KubeSpawner, DockerSpawner, BatchSpawner) needs what docs/deploy.md
-("Runners on the Hub") lists: the bundle fetched by sha from the store, status over HTTP, and
-a routable address.
+So this (default, ``files = "shared"``) way needs the spawned server on the gallery's machine,
+sharing its runtime folder (``LocalProcessSpawner`` / ``SimpleLocalProcessSpawner``, or
+``SystemdSpawner``). For spawners that run servers elsewhere (KubeSpawner, DockerSpawner),
+:mod:`.hub_remote` fetches the folder and reports over HTTP (``files = "fetch"``).
 """
 from __future__ import annotations
 
@@ -63,6 +62,10 @@ class HubRunnerSettings:
     spawn_timeout: float = 120.0
     #: seconds one REST call may take
     request_timeout: float = 30.0
+    #: how the spawned server gets its runner folder: "shared" (it sees the gallery's runtime
+    #: folder: one machine or a shared volume) or "fetch" (it fetches the folder from the
+    #: gallery and reports its status over HTTP: KubeSpawner, DockerSpawner; :mod:`.hub_remote`)
+    files: str = "shared"
 
     def check(self) -> None:
         missing = [name for name, value in (("hub_api_url", self.api_url),
@@ -250,14 +253,19 @@ class HubRunner(Runner):
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             json.dump(spec, fh)
 
+    def user_options(self) -> dict[str, Any]:
+        """What the Hub-side hook reads (:func:`.hub_launch.pre_spawn_hook`); ``runner_dir``
+        also tells whose server it is when a gallery restarts (:func:`reap_hub_servers`)."""
+        return {"runner_dir": str(self.dir), "port": self.port,
+                "nbapps": {"slug": self.slug, "version": self.release.version}}
+
     async def start(self, *, rendered: bool = False) -> None:
         """Prepare, ask the Hub for the server, wait for it and for the pools."""
         loop = asyncio.get_running_loop()
         try:
             await loop.run_in_executor(None, self.prepare)
             self._write_spec()
-            options = {"runner_dir": str(self.dir), "port": self.port,
-                       "nbapps": {"slug": self.slug, "version": self.release.version}}
+            options = self.user_options()
             self.started_at = time.monotonic()
             self._requested = True
             await self.hub.start(self.server_name, options, self.display_name)

@@ -360,13 +360,17 @@ class Runner:
             self.settings, slug=self.slug, port=self.port, token=self.token,
             root_dir=self.app_dir, connection_dir=self.conn_dir, status_path=self.status_path,
             cell_timeout=self.info.cell_timeout, has_custom=self.info.has_custom,
-            fontawesome=self.fontawesome, extra=setup.voila,
+            fontawesome=self.fontawesome, extra=[*setup.voila, *self.voila_extra()],
         )
         path = self.config_dir / "voila.py"
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(text)
         return path
+
+    def voila_extra(self) -> list[tuple[str, Any]]:
+        """More settings for the runner's Voilà configuration (a subclass's; none here)."""
+        return []
 
     # -- starting / stopping -----------------------------------------------------------------
     def spawn(self) -> None:

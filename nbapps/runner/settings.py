@@ -206,7 +206,7 @@ class RuntimeConfiguration(Configurable):
         ["local", "jupyterhub"], "local", config=True,
         help="local: runners are child processes of the gallery. jupyterhub: each runner is a "
              "named server of hub_account, started and stopped through the Hub's REST API "
-             "(the Hub's spawner must run it on this machine; see docs/deploy.md).")
+             "(see hub_runner_files and docs/deploy.md).")
     hub_api_url = Unicode(
         config=True, help="The Hub's REST API for the jupyterhub backend (default: "
                           "HubConfiguration.api_url when set, else $JUPYTERHUB_API_URL).")
@@ -218,6 +218,14 @@ class RuntimeConfiguration(Configurable):
         "", config=True, help="The Hub user whose named servers the runners are.")
     hub_spawn_timeout = Float(
         120.0, config=True, help="Seconds the Hub may take to report a runner server ready.")
+    hub_runner_files = CaselessStrEnum(
+        ["shared", "fetch"], "shared", config=True,
+        help="How a runner the Hub starts gets its folder. shared: the spawned server sees the "
+             "gallery's runtime folder (LocalProcessSpawner, SystemdSpawner: one machine). "
+             "fetch: it runs elsewhere (KubeSpawner, DockerSpawner) from the gallery's image, "
+             "fetches its folder from the gallery with a one-time secret, reports its status "
+             "over HTTP and is reached at the address it reports (the Hub hook needs "
+             "gallery_url; docs/deploy.md).")
 
     @default("hub_api_url")
     def _hub_api_url(self) -> str:
@@ -238,7 +246,8 @@ class RuntimeConfiguration(Configurable):
         if self.backend != "jupyterhub":
             return None
         return HubRunnerSettings(api_url=self.hub_api_url, api_token=self.hub_api_token,
-                                 account=self.hub_account, spawn_timeout=self.hub_spawn_timeout)
+                                 account=self.hub_account, spawn_timeout=self.hub_spawn_timeout,
+                                 files=self.hub_runner_files)
 
     def runner_settings(self, **fixed: Any) -> RunnerSettings:
         """The runners' internal settings; ``fixed``: what the gallery decides (url_prefix...)."""

@@ -46,6 +46,7 @@ from tornado.httpclient import AsyncHTTPClient
 
 from .. import limits
 from .config import RunnerSettings, prepare_share
+from .hub_remote import RemoteHubRunner
 from .hub_runner import HubRunner, HubRunnerSettings, reap_hub_servers
 from .orphans import clear_state, owner_alive, reap_orphans, write_state
 from .process import AppRelease, Runner, RunnerError, RunnerState
@@ -336,6 +337,14 @@ class Supervisor:
         the gallery compares with the catalog to follow changes made by other replicas."""
         return {slug: slot.release.version for slug, slot in self._slots.items()}
 
+    def runner_by_id(self, runner_id: str) -> Runner | None:
+        """The runner ``runner_id`` while it is this gallery's (starting, serving, draining)."""
+        for slot in self._slots.values():
+            for runner in slot.runners():
+                if runner.id == runner_id:
+                    return runner
+        return None
+
     def knows(self, slug: str) -> bool:
         """Whether ``slug`` has been resolved to an app (it may not be running)."""
         return slug in self._slots
@@ -428,9 +437,10 @@ class Supervisor:
             "fontawesome": self._fontawesome, "cgroups": self.cgroups,
             "memory_budget": self.settings.budget(),
             "kernel_cap": self.settings.max_kernels_per_app}
-        if self.settings.hub is not None:
-            return HubRunner(release, settings, self.runtime_dir, self._share,
-                             hub=self.settings.hub, **kwargs)
+        hub = self.settings.hub
+        if hub is not None:
+            kind = RemoteHubRunner if hub.files == "fetch" else HubRunner
+            return kind(release, settings, self.runtime_dir, self._share, hub=hub, **kwargs)
         return Runner(release, settings, self.runtime_dir, self._share, **kwargs)
 
     def _room_for_runner(self, slot: AppSlot) -> str | None:

@@ -17,6 +17,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -29,7 +30,9 @@ from jupyter_server.services.kernels.kernelmanager import AsyncMappingKernelMana
 from tornado.ioloop import PeriodicCallback
 from traitlets import Float, Integer, Unicode, default
 
+from .hub_launch import FORGET_CONFIG_ENV
 from .notebook_variants import is_wait_cell
+from .status_report import URL_ENV, StatusReporter
 
 FIX_MANAGER = "nbapps.kernel.NbappsServerKernelManager"
 
@@ -93,6 +96,10 @@ class RunnerKernelManager(AsyncMappingKernelManager):
     """The mapping kernel manager of a runner: fixed kernel class and a status file."""
 
     status_path = Unicode("", config=True, help="Where to write the runner's status JSON.")
+    status_token = Unicode(
+        "", config=True,
+        help="With $NBAPPS_STATUS_URL (set by the Hub launcher of a remote runner): the "
+             "credential its status reports to the gallery carry (:mod:`.status_report`).")
     status_interval = Float(0.5, config=True, help="Seconds between status checks.")
     refill_yield = Float(
         3.0, config=True,
@@ -123,9 +130,17 @@ class RunnerKernelManager(AsyncMappingKernelManager):
         self._connected: set[str] = set()
         self._unpooled_since: dict[str, float] = {}
         self.unconnected_culled = 0
+        url = os.environ.pop(URL_ENV, "")
+        self._reporter = StatusReporter(url, self.status_token) if url else None
+        # a remote runner's configuration (its token and this one) is read: app code in this
+        # runner's folder must not find it (a local runner's is removed by the gallery)
+        forget = os.environ.pop(FORGET_CONFIG_ENV, "")
+        if forget:
+            with contextlib.suppress(OSError):
+                os.unlink(forget)
 
     def _ensure_status_loop(self) -> None:
-        if self._status_cb is None and self.status_path:
+        if self._status_cb is None and (self.status_path or self._reporter is not None):
             self._status_cb = PeriodicCallback(self.write_status, self.status_interval * 1000)
             self._status_cb.start()
         if self._cull_cb is None and self.unconnected_cull_timeout > 0:
@@ -287,13 +302,14 @@ class RunnerKernelManager(AsyncMappingKernelManager):
         }
 
     def write_status(self) -> None:
-        if not self.status_path:
-            return
         data = self.status()
         text = json.dumps(data, sort_keys=True)
-        if text == self._last_status:
-            return
+        changed = text != self._last_status
         self._last_status = text
+        if self._reporter is not None:
+            self._reporter.report(data, sorted(self._kernels), changed)
+        if not changed or not self.status_path:
+            return
         data["time"] = time.time()
         tmp = f"{self.status_path}.tmp"
         with open(tmp, "w", encoding="utf-8") as fh:

@@ -570,6 +570,7 @@ class NbappsServer(Application):
             from .asset_warmup import SHARED_ASSETS_FILE, RememberedAssets
             from .previews import authorize_runtime, runtime_frame_url, runtime_observer
             from .proxy import proxy_routes
+            from .runner_remote import runner_remote_routes
             from .usage import UsageRecorder
 
             if ctx.metrics is not None:
@@ -587,6 +588,7 @@ class NbappsServer(Application):
                                       origins=origins, remembered=RememberedAssets(
                                           Path(ctx.runtime.runtime_dir) / SHARED_ASSETS_FILE),
                                       peers=self.peers))
+            rules += runner_remote_routes(ctx.runtime, base)  # runners the Hub ran elsewhere
             routes = [r for r in routes if r.name != "app-runtime"]
         static_paths = [*self.static_paths, str(STATIC_DIR)]
         settings: dict[str, Any] = {
