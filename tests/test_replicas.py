@@ -79,6 +79,16 @@ def _app_notebook(marker: str) -> Any:
     return nb
 
 
+def publish(g: Gallery, folder: Path, marker: str) -> tuple[dict[str, Any], str]:
+    """Submit the replica app showing ``marker`` to ``g`` and approve it there: (the
+    submission, the app's slug)."""
+    sub = _submit(g, build_archive(folder, _app_notebook(marker)))
+    app = sub.get("app")
+    slug = app if isinstance(app, str) else (app or {}).get("slug")
+    _approve_api(g, sub["id"])
+    return sub, str(slug)
+
+
 def _wait_serving(g: Gallery, slug: str, marker: str, timeout: float) -> float:
     """Poll ``/apps/<slug>/`` as a viewer until the page shows ``marker``; returns the
     monotonic time it did (fails after ``timeout``)."""
@@ -153,10 +163,7 @@ def test_replicas_share_logins_and_follow_live_versions(pg_server, tmp_path):
                 assert on_b.get("/api/me").status_code == 401
 
             # v1 approved on A: both replicas serve it
-            v1 = _submit(a, build_archive(tmp_path / "v1", _app_notebook("REPLICA-V1")))
-            app = v1.get("app")
-            slug = app if isinstance(app, str) else (app or {}).get("slug")
-            _approve_api(a, v1["id"])
+            v1, slug = publish(a, tmp_path / "v1", "REPLICA-V1")
             _wait_serving(a, slug, "REPLICA-V1", 180)
             _wait_serving(b, slug, "REPLICA-V1", 180)
 

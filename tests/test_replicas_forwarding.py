@@ -27,9 +27,8 @@ from tornado.websocket import websocket_connect
 
 from nbapps.catalog import open_catalog
 from nbapps.server.peers import FORWARDED, Peers
-from tests.server_harness import build_archive, seed_users
-from tests.test_app_browser import _approve_api, _submit
-from tests.test_replicas import _app_notebook, _wait_serving, replica
+from tests.server_harness import seed_users
+from tests.test_replicas import _wait_serving, publish, replica
 
 pytestmark = [pytest.mark.postgres, pytest.mark.kernel]
 
@@ -107,10 +106,7 @@ def test_kernel_requests_reach_the_owner_through_another_replica(pg_server, tmp_
                      serve_apps=True, env=env) as a, \
                 replica(tmp_path / "b", db_url, users, [*common, "--NbappsServer.check_workers=0"],
                         serve_apps=True, env=env) as b:
-            v1 = _submit(a, build_archive(tmp_path / "v1", _app_notebook("FORWARD-V1")))
-            app = v1.get("app")
-            slug = app if isinstance(app, str) else (app or {}).get("slug")
-            _approve_api(a, v1["id"])
+            _, slug = publish(a, tmp_path / "v1", "FORWARD-V1")
             # both replicas run the app: B's own runner must not take A's kernel requests
             _wait_serving(a, slug, "FORWARD-V1", 180)
             _wait_serving(b, slug, "FORWARD-V1", 180)

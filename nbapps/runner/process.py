@@ -60,6 +60,7 @@ from .env import runner_environment
 from .fetch import fetch
 from .kernel_setup import KernelSetup, kernel_setup
 from .notebook_variants import CUSTOM_NAME, DEFAULT_NAME, VARIANT_NAMES, build_variants
+from .status_report import tree_memory
 from .viewer_pages import ViewerPages
 
 log = logging.getLogger("nbapps.runner")
@@ -135,10 +136,6 @@ class RunnerStats:
     client_classes: list[str] = field(default_factory=list)
     #: when the runner wrote the status this sample read (wall clock)
     time: float = 0.0
-
-
-#: /proc/<pid>/smaps_rollup (Linux 4.14+) makes PSS cheap to read
-_HAS_PSS = os.path.exists(f"/proc/{os.getpid()}/smaps_rollup")
 
 
 def free_port() -> int:
@@ -558,27 +555,10 @@ class Runner:
     # -- sampling ----------------------------------------------------------------------------
     def sample(self) -> RunnerStats:
         """Memory and kernels of this runner (blocking, a few ms: run in a thread)."""
-        rss = 0
-        memory = 0
-        procs = 0
-        kernels = 0
+        rss = memory = procs = kernels = 0
         if self.alive() and self.pid:
-            try:
-                root = psutil.Process(self.pid)
-                tree = [root, *root.children(recursive=True)]
-            except psutil.Error:
-                tree = []
-            for p in tree:
-                try:
-                    info = p.memory_full_info() if _HAS_PSS else p.memory_info()
-                except psutil.Error:
-                    try:
-                        info = p.memory_info()
-                    except psutil.Error:
-                        continue
-                rss += info.rss
-                memory += getattr(info, "pss", info.rss)
-                procs += 1
+            tree = tree_memory(self.pid)
+            rss, memory, procs = tree["rss"], tree["pss"], tree["processes"]
             kernels = max(procs - 1, 0)
         status = self.read_status()
         self.stats = RunnerStats(
