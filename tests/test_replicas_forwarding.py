@@ -26,6 +26,7 @@ from tornado.httpclient import HTTPRequest
 from tornado.websocket import websocket_connect
 
 from nbapps.catalog import open_catalog
+from nbapps.runner.orphans import reap_orphans
 from nbapps.server.peers import FORWARDED, Peers
 from tests.server_harness import seed_users
 from tests.test_replicas import _wait_serving, publish, replica
@@ -171,4 +172,5 @@ def test_kernel_requests_reach_the_owner_through_another_replica(pg_server, tmp_
             print(f"a request for the dead replica's kernel: 404 after {waited:.2f} s")
             _wait_serving(b, slug, "FORWARD-V1", 180)
     finally:
+        reap_orphans(tmp_path / "a" / "data" / "runtime")  # the runners of the killed replica
         pg_server.drop_database(name)
