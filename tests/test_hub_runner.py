@@ -12,6 +12,8 @@ named server while the app runs and none after the gallery has stopped.
 from __future__ import annotations
 
 import asyncio
+import logging
+import logging.handlers
 import os
 import re
 import secrets
@@ -217,6 +219,12 @@ def test_a_runner_the_hub_runs_elsewhere_fetches_its_folder_and_reports_over_htt
         "--RuntimeConfiguration.pool_size=1", "--RuntimeConfiguration.custom_pool_size=1"])
     server.server.port = int(gallery_url.rsplit(":", 1)[1])  # the Hub hook's gallery_url
     server.server.serve_apps = True
+    access = logging.handlers.BufferingHandler(100_000)  # on the logger: the gallery's own
+    access.setLevel(logging.DEBUG)                        # logging set-up may not propagate
+    access_logger = logging.getLogger("nbapps.access")
+    access_logger.addHandler(access)
+    level = access_logger.level
+    access_logger.setLevel(logging.DEBUG)
     try:
         server.start()
         g = Gallery(url=gallery_url, data_dir=data_dir, db_url=db_url, users=users,
@@ -245,9 +253,18 @@ def test_a_runner_the_hub_runs_elsewhere_fetches_its_folder_and_reports_over_htt
         forged = httpx.post(f"{launch}/status", json={"pools": {}}, timeout=30,
                             headers={"Authorization": "token guessed"})
         assert forged.status_code == 404
+        # the runner's reports (every 2 s) stay out of the gallery's INFO access log
+        info = [r.getMessage() for r in access.buffer if r.levelno >= logging.INFO]
+        debug = [r.getMessage() for r in access.buffer if r.levelno < logging.INFO]
+        assert any("/api/submissions" in line for line in info), info[-5:]  # it logs
+        assert not any(line.endswith(("/status 204", "/launch 200")) or "/status 204 " in line
+                       for line in info), info[-5:]
+        assert any("/status 204 " in line for line in debug), debug[-5:]
         server.stop()
         assert name not in hub_servers(hub, stopped=True)  # stopped and removed
     finally:
+        access_logger.removeHandler(access)
+        access_logger.setLevel(level)
         server.stop()
         for name in set(hub_servers(hub, stopped=True)) - {""}:  # what the test left
             hub.call("DELETE", f"users/{ACCOUNT}/servers/{name}", json={"remove": True})

@@ -101,6 +101,7 @@ class RunnerStatusHandler(_RunnerCall):
             self.finish()
             return
         runner.take_status(self.json_body())
+        self.access_log_level = logging.DEBUG  # every 2 s per runner: like a probe
         self.set_status(204)
         self.finish()
 
