@@ -36,7 +36,7 @@ from typing import Any
 
 from .hub_launch import RUNNER_ID
 from .hub_runner import HubRunner
-from .process import RunnerState, RunnerStats
+from .process import RunnerState
 
 #: a runner whose last status is older than this (seconds) counts as gone
 STATUS_STALE = 15.0
@@ -121,15 +121,12 @@ class RemoteHubRunner(HubRunner):
     def processes(self) -> list[Any]:
         return []
 
-    def sample(self) -> RunnerStats:
-        status = self.read_status()
-        self.stats = RunnerStats(
-            rss=int(status.get("rss", 0)), memory=int(status.get("pss", status.get("rss", 0))),
-            processes=int(status.get("processes", 0)), kernels=int(status.get("kernels", 0)),
-            in_use=int(status.get("in_use", 0)), pools=dict(status.get("pools", {})),
-            client_classes=list(status.get("client_classes", [])),
-            time=float(status.get("time", 0.0)))
-        return self.stats
+    def memory(self) -> dict[str, int]:
+        """As its last status says (the runner measures its own process tree)."""
+        status = self._status
+        rss = int(status.get("rss", 0))
+        return {"rss": rss, "pss": int(status.get("pss", rss)),
+                "processes": int(status.get("processes", 0))}
 
 
 __all__ = ["RUNNER_ID", "STATUS_STALE", "RemoteHubRunner"]

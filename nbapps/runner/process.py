@@ -553,13 +553,17 @@ class Runner:
         log.info("runner %s stopped", self.id)
 
     # -- sampling ----------------------------------------------------------------------------
+    def memory(self) -> dict[str, int]:
+        """RSS, PSS and process count of the runner's process tree (blocking)."""
+        if self.alive() and self.pid:
+            return tree_memory(self.pid)
+        return {"rss": 0, "pss": 0, "processes": 0}
+
     def sample(self) -> RunnerStats:
         """Memory and kernels of this runner (blocking, a few ms: run in a thread)."""
-        rss = memory = procs = kernels = 0
-        if self.alive() and self.pid:
-            tree = tree_memory(self.pid)
-            rss, memory, procs = tree["rss"], tree["pss"], tree["processes"]
-            kernels = max(procs - 1, 0)
+        tree = self.memory()
+        rss, memory, procs = tree["rss"], tree["pss"], tree["processes"]
+        kernels = max(procs - 1, 0)
         status = self.read_status()
         self.stats = RunnerStats(
             rss=rss, memory=memory, processes=procs, kernels=int(status.get("kernels", kernels)),

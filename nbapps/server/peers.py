@@ -84,8 +84,9 @@ def was_forwarded(request: httputil.HTTPServerRequest) -> bool:
 class Peers:
     """This replica's entry in the registry, its view of the others, and where kernels are.
 
-    ``heartbeat``/``list_live``/``forget`` are the catalog's calls, run off the event loop by
-    ``run`` (the server's executor); the owner and absence memories live in this process.
+    The registry calls (``replica_heartbeat``, ``live_replicas``, ``forget_replica`` of the
+    catalog) run off the event loop by ``run`` (the server's executor); the owner and absence
+    memories live in this process.
     """
 
     #: seconds between two heartbeats

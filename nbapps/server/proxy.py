@@ -454,8 +454,8 @@ class AppProxyHandler(AppRequestMixin, web.RequestHandler):
                 self._send_cached(rel, cached)
                 return
         runner = self.runtime.runner_for(slug, kernel_id)
-        if kernel_id is not None and (runner is None or not runner.owns_kernel(kernel_id)) \
-                and await self._from_peer(kernel_id, rel, method, body):
+        if kernel_id is not None and await self._from_peer(runner, kernel_id, rel, method,
+                                                           body):
             return  # another replica's kernel (this one may run the app too)
         if runner is None:
             # a kernel no runner here or on a peer owns is gone (its runner stopped or was
@@ -473,11 +473,11 @@ class AppProxyHandler(AppRequestMixin, web.RequestHandler):
             self.config.assets.put(key, list(self._headers.get_all()), b"".join(self._capture))
             self.config.remembered.note(key)
 
-    async def _from_peer(self, kernel_id: str, rel: str, method: str, body: bytes | None
-                         ) -> bool:
+    async def _from_peer(self, runner: Runner | None, kernel_id: str, rel: str, method: str,
+                         body: bytes | None) -> bool:
         """Answer a request about a kernel another replica owns with that replica's answer
-        (:mod:`.peers`); False when no peer owns it."""
-        found = await self.peer_of(kernel_id)
+        (:mod:`.peers`); False when ``runner`` owns it or no peer does."""
+        found = await self.peer_of(kernel_id, runner)
         if found is None or self._client_gone:
             return False
         peer, answer = found

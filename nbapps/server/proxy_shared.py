@@ -12,6 +12,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from tornado import httputil, web
 
+from ..runner.process import Runner
 from ..runner.supervisor import Supervisor
 from .app_assets import AssetCache
 from .app_origins import AppOrigins
@@ -124,12 +125,17 @@ class AppRequestMixin:
             return None
         return hashlib.sha256(self.ticket_token.encode()).hexdigest()[:32]
 
-    async def peer_of(self, kernel_id: str) -> tuple[str, Any] | None:
+    async def peer_of(self, kernel_id: str, runner: Runner | None
+                      ) -> tuple[str, Any] | None:
         """The other replica that owns ``kernel_id`` and, if it was just asked, its answer
-        to the kernel model (:meth:`.peers.Peers.find`); None: nobody to forward to (no
-        peers, a request forwarded already, or no live peer owns it)."""
+        to the kernel model (:meth:`.peers.Peers.find`); None: nobody to forward to (``runner``,
+        this replica's runner for the request, owns it; no peers; a request forwarded already;
+        or no live peer owns it). ``runner`` may be the app's live runner that does not own
+        the kernel (``Supervisor.runner_for`` falls back to it)."""
         peers = self.config.peers
-        if peers is None or was_forwarded(self.request):
+        if peers is None or not peers.others or was_forwarded(self.request):
+            return None
+        if runner is not None and runner.owns_kernel(kernel_id):
             return None
         return await peers.find(kernel_id, f"{self.app_base()}api/kernels/{kernel_id}",
                                 peers.headers(self.request))

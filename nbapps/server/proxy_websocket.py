@@ -115,11 +115,9 @@ class AppWebSocketProxy(AppRequestMixin, websocket.WebSocketHandler):
                 self.finish("forbidden")
             return
         runner = self.runtime.runner_for(slug, kernel_id)
-        found = None
-        if runner is None or not runner.owns_kernel(kernel_id):
-            found = await self.peer_of(kernel_id)  # another replica's kernel (:mod:`.peers`)
-            if found is not None:
-                runner = None
+        found = await self.peer_of(kernel_id, runner)  # another replica's kernel (.peers)
+        if found is not None:
+            runner = None
         if runner is not None:
             url = runner.ws_url(f"api/kernels/{kernel_id}/channels",
                                 clean_query(self.request.query))
